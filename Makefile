@@ -1,0 +1,118 @@
+# miffy — shadow testing inside HAProxy.
+#   make            build build/miffy and its helper programs
+#   make test       install missing deps, build with ASan+UBSan, run unit and integration tests
+#   make demo       run the local demo (see README)
+#   make deps       install the Debian packages (no-op when present)
+#   make fuzz       run each libFuzzer target for FUZZ_SECONDS
+#   make install    PREFIX=/usr/local DESTDIR=
+
+CC       ?= gcc
+BUILD    ?= build
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+SANITIZE ?=
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+
+PKGS     := libcurl rdkafka libcjson libconfuse libmicrohttpd zlib
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef \
+            -Wvla -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -D_GNU_SOURCE -DMIFFY_VERSION='"$(VERSION)"'
+ifneq ($(CI),)
+CFLAGS   += -Werror
+endif
+ifneq ($(SANITIZE),)
+CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS  += -fsanitize=$(SANITIZE)
+endif
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
+
+SRCS      := $(wildcard spoa/*.c)
+LIB_SRCS  := $(filter-out spoa/main.c,$(SRCS))
+LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+MAIN_OBJ  := $(BUILD)/obj/spoa/main.o
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+DEMO_SRCS := $(wildcard demo/*.c)
+TOOL_SRCS := $(wildcard tools/*.c)
+TOOL_BINS := $(patsubst tools/%.c,$(BUILD)/miffy-%,$(TOOL_SRCS))
+BENCH_SRCS := $(wildcard bench/*.c)
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRCS))
+PROGS     := $(BUILD)/miffy $(if $(DEMO_SRCS),$(BUILD)/miffy-demo) $(TOOL_BINS)
+
+PYTHON    ?= /usr/bin/python3
+PYTEST_ARGS ?=
+
+.PHONY: all deps test unit integration demo install fuzz fuzz-smoke bench clean FORCE
+
+all: $(PROGS)
+
+# Objects depend on the flags they were built with, so switching between a
+# sanitizer build (make test) and a plain one rebuilds everything.
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ispoa -MMD -MP -c $< -o $@
+
+$(BUILD)/libmiffy.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/miffy: $(MAIN_OBJ) $(BUILD)/libmiffy.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/miffy-demo: $(patsubst %.c,$(BUILD)/obj/%.o,$(DEMO_SRCS)) $(BUILD)/libmiffy.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/miffy-%: $(BUILD)/obj/tools/%.o $(BUILD)/libmiffy.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(BUILD)/libmiffy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libmiffy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+deps:
+	@sh tools/deps.sh
+
+# The README's test command.
+test: deps
+	$(MAKE) SANITIZE=address,undefined all unit-bins
+	$(MAKE) SANITIZE=address,undefined unit integration
+
+unit-bins: $(UNIT_BINS)
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: all
+	MIFFY_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+
+bench-bins: $(BENCH_BINS)
+
+demo: deps all
+	@bash demo/run
+
+fuzz fuzz-smoke:
+	@$(MAKE) -f fuzz/Makefile $@
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/miffy $(DESTDIR)$(PREFIX)/share/miffy/haproxy
+	install -m 0755 $(BUILD)/miffy $(DESTDIR)$(PREFIX)/bin/miffy
+	install -m 0644 conf/miffy.conf $(DESTDIR)$(PREFIX)/etc/miffy/miffy.conf
+	install -m 0644 haproxy/miffy-spoe.conf haproxy/haproxy.cfg $(DESTDIR)$(PREFIX)/share/miffy/haproxy/
+	if [ -f packaging/miffy.service ]; then install -d $(DESTDIR)$(PREFIX)/lib/systemd/system && \
+	  sed 's|@PREFIX@|$(PREFIX)|g' packaging/miffy.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/miffy.service; fi
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

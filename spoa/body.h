@@ -1,0 +1,39 @@
+/* Body decoding shared by compare and publish: content-encoding (gzip,
+ * deflate) and type detection (JSON, text, binary). */
+#ifndef MIFFY_BODY_H
+#define MIFFY_BODY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "http.h"
+
+enum body_type { BODY_EMPTY = 0, BODY_JSON, BODY_TEXT, BODY_BINARY, BODY_TYPE_COUNT };
+
+struct body {
+	enum body_type type;
+	const uint8_t *data;   /* decoded bytes: points into the response or into owned */
+	size_t len;
+	uint8_t *owned;        /* decompressed copy, or NULL */
+	cJSON *json;           /* parsed when type == BODY_JSON, else NULL */
+	bool claims_json;      /* the content type says JSON (json may still be NULL) */
+	bool decode_failed;    /* content-encoding could not be decoded */
+	bool depth_exceeded;   /* JSON deeper than max_depth: not parsed */
+	bool size_exceeded;    /* decompressed size above max_decompressed: cut */
+};
+
+/* Decodes resp's body per its headers. Never fails hard: on a problem it
+ * falls back to the raw bytes and sets the flags. body_clear() frees. */
+void body_decode(const struct http_response *resp, size_t max_decompressed,
+		 unsigned max_depth, struct body *out);
+
+void body_clear(struct body *b);
+
+/* True when content_type names JSON (application/json, application/x+json,
+ * any/any+json), ignoring parameters and case. NULL is false. */
+bool body_content_type_is_json(const char *content_type);
+
+#endif

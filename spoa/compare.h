@@ -1,0 +1,52 @@
+/* Comparison of two HTTP responses: status, headers, body (JSON structural,
+ * text, binary), with ignore rules from config. Pure: no I/O. */
+#ifndef MIFFY_COMPARE_H
+#define MIFFY_COMPARE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <cjson/cJSON.h>
+
+#include "http.h"
+
+struct config;
+struct compare;
+
+enum diff_where { DIFF_STATUS = 0, DIFF_HEADER, DIFF_BODY, DIFF_WHERE_COUNT };
+enum diff_kind { DIFF_VALUE = 0, DIFF_TYPE, DIFF_MISSING, DIFF_EXTRA, DIFF_ORDER, DIFF_KIND_COUNT };
+
+struct difference {
+	enum diff_where where;
+	char *path;          /* JSON Pointer, lower-case header name, or "" */
+	enum diff_kind kind;
+	cJSON *reference;    /* owned; NULL when absent (extra) */
+	cJSON *candidate;    /* owned; NULL when absent (missing) */
+	bool noise;
+};
+
+struct diff_list {
+	struct difference *items;
+	size_t count;
+	size_t cap;
+	bool reference_truncated;  /* compared on the reference's prefix */
+	bool candidate_truncated;
+	bool depth_exceeded;       /* a body nested deeper than max_depth */
+};
+
+/* Compiles the rules of cfg (ignore lists, tolerances, caps). Returns NULL
+ * with a message in err on a bad rule. */
+struct compare *compare_new(const struct config *cfg, char *err, size_t errlen);
+void compare_free(struct compare *c);
+
+/* Appends the differences between ref and cand to *out (initialised to zero
+ * by the caller). Returns 0, or -1 on allocation failure. */
+int compare_responses(const struct compare *c, const struct http_response *ref,
+		      const struct http_response *cand, struct diff_list *out);
+
+void diff_list_clear(struct diff_list *list);
+
+const char *diff_where_name(enum diff_where w);
+const char *diff_kind_name(enum diff_kind k);
+
+#endif

@@ -1,0 +1,53 @@
+/* Plain HTTP data shared by the replay, compare and publish modules. */
+#ifndef MIFFY_HTTP_H
+#define MIFFY_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct header {
+	char *name;   /* lower-case, NUL-terminated */
+	char *value;  /* NUL-terminated */
+};
+
+struct header_list {
+	struct header *items;
+	size_t count;
+};
+
+/* A response of the reference (from HAProxy), the candidate or the secondary
+ * (from libcurl). All pointers are owned by the struct; http_response_clear()
+ * frees them. */
+struct http_response {
+	int status;                 /* 0 when there is none (error) */
+	struct header_list headers;
+	uint8_t *body;
+	size_t body_len;
+	bool truncated;             /* body cut by HAProxy or by max_body */
+	double latency_ms;
+	char error[32];             /* "" on success, else "timeout", "connect", ... */
+	char error_detail[256];     /* human text for the log and the message */
+};
+
+/* Decodes HAProxy's req.hdrs_bin / res.hdrs_bin encoding (varint name
+ * length, name, varint value length, value; ends with two zero lengths) into
+ * *out, lower-casing names. Returns 0, or -1 when the input is malformed (out
+ * is then left empty). The caller frees with http_headers_clear(). */
+int http_headers_decode(const uint8_t *buf, size_t len, struct header_list *out);
+
+/* Appends a copy of name (lower-cased) and value. Returns 0 or -1 (ENOMEM). */
+int http_headers_add(struct header_list *list, const char *name, size_t name_len,
+		     const char *value, size_t value_len);
+
+/* Returns the value of the first header named lname (lower-case) or NULL. */
+const char *http_headers_get(const struct header_list *list, const char *lname);
+
+void http_headers_clear(struct header_list *list);
+void http_response_clear(struct http_response *resp);
+
+/* True for hop-by-hop headers that a proxy must not forward (RFC 9110 7.6.1)
+ * plus those listed in a Connection header of the list. */
+bool http_header_is_hop_by_hop(const struct header_list *list, const char *lname);
+
+#endif

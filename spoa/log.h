@@ -1,0 +1,27 @@
+/* Logging: levels, optional JSON lines, rate limiting under floods. */
+#ifndef MIFFY_LOG_H
+#define MIFFY_LOG_H
+
+#include "config.h"
+
+/* Sets the threshold, format and destination (NULL: stderr). Returns 0 or
+ * -1 when the file cannot be opened (errno set). */
+int log_setup(enum log_level level, bool json, const char *path);
+
+/* Reopens the log file (SIGHUP). No-op on stderr. */
+void log_reopen(void);
+
+bool log_enabled(enum log_level level);
+
+/* Writes one line. id is the HAProxy unique-id the line is about, or NULL.
+ * Warn and error lines are rate limited; suppressed lines are counted and
+ * reported once the flood ends. */
+void log_msg(enum log_level level, const char *id, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#define log_error(...) log_msg(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LEVEL_WARN, NULL, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LEVEL_INFO, NULL, __VA_ARGS__)
+#define log_debug(...) do { if (log_enabled(LOG_LEVEL_DEBUG)) log_msg(LOG_LEVEL_DEBUG, NULL, __VA_ARGS__); } while (0)
+
+#endif

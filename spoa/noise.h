@@ -1,0 +1,30 @@
+/* Noise detection with a secondary reference: per request, differences the
+ * reference and the secondary also disagree on; per endpoint and field,
+ * Diffy's raw-vs-noise rule. */
+#ifndef MIFFY_NOISE_H
+#define MIFFY_NOISE_H
+
+#include <stdbool.h>
+
+#include <cjson/cJSON.h>
+
+#include "compare.h"
+
+struct config;
+struct noise;
+
+struct noise *noise_new(const struct config *cfg);
+void noise_free(struct noise *n);
+
+/* Records one exchange of endpoint: raw = reference vs candidate, sec =
+ * reference vs secondary. Sets raw->items[i].noise for each difference that
+ * is noise (per request, or per field by the thresholds). Returns true when
+ * raw holds at least one difference and all of them are noise. */
+bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
+		const struct diff_list *sec);
+
+/* Per endpoint and field raw/noise counts as a JSON object for /stats, or
+ * NULL on allocation failure. The caller frees. */
+cJSON *noise_stats_json(const struct noise *n, const char *endpoint);
+
+#endif

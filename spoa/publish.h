@@ -1,0 +1,29 @@
+/* Publishing of exchanges: the Kafka message of DESIGN.md to Kafka
+ * (librdkafka), a JSON lines file or stdout. Never blocks the loop. */
+#ifndef MIFFY_PUBLISH_H
+#define MIFFY_PUBLISH_H
+
+#include <ev.h>
+
+#include "compare.h"
+#include "exchange.h"
+
+struct config;
+struct publish;
+
+/* Opens the sink named by cfg->sink. Returns NULL with a message in err. */
+struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Builds and sends the message for x if the policy selects outcome o.
+ * Counts published / dropped; never blocks. */
+void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
+		      const struct diff_list *diffs);
+
+/* Reopens a file sink (SIGHUP). */
+void publish_reopen(struct publish *p);
+
+/* Waits up to timeout seconds for queued messages to be delivered, then
+ * frees everything. Counts what could not be delivered as failed. */
+void publish_free(struct publish *p, double timeout);
+
+#endif

@@ -1,0 +1,41 @@
+/* Replays requests to the candidate and the secondary: libcurl multi driven
+ * by the agent's libev loop. */
+#ifndef MIFFY_REPLAY_H
+#define MIFFY_REPLAY_H
+
+#include <ev.h>
+
+#include "exchange.h"
+#include "http.h"
+
+struct config;
+struct replay;
+struct replay_xfer;
+
+/* Called once per started replay unless cancelled. *resp holds the response
+ * or resp->error set; the callee takes ownership of its contents (it may
+ * move them out and must eventually call http_response_clear()). */
+typedef void (*replay_done_fn)(void *arg, enum replay_role role, struct http_response *resp);
+
+/* Creates the replayer for cfg->candidate and cfg->secondary. Returns NULL
+ * with a message in err on a bad URL or a libcurl failure. */
+struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Cancels all transfers (no callbacks) and frees everything. */
+void replay_free(struct replay *r);
+
+/* Starts replaying x's request to role's target. The request data is copied;
+ * x may go away after replay_cancel(). Returns 0 and sets *xfer, -1 when the
+ * concurrency cap is reached (caller counts overload), -2 on another error. */
+int replay_start(struct replay *r, enum replay_role role, const struct exchange *x,
+		 replay_done_fn done, void *arg, struct replay_xfer **xfer);
+
+/* Stops a transfer; its callback will not be called. */
+void replay_cancel(struct replay *r, struct replay_xfer *xfer);
+
+/* Transfers in flight. */
+unsigned replay_inflight(const struct replay *r);
+
+bool replay_has_secondary(const struct replay *r);
+
+#endif
