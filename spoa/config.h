@@ -21,7 +21,7 @@ struct config {
 	char *listen;                /* "127.0.0.1:12345" */
 	unsigned max_frame_size;     /* upper bound offered to HAProxy, default 16380 */
 	unsigned max_connections;    /* accepted HAProxy connections, default 1024 */
-	double idle_timeout;         /* seconds without a frame before closing, 30 */
+	double idle_timeout;         /* seconds without a frame before closing, 60 */
 	double drain_timeout;        /* seconds to finish in-flight work on SIGTERM, 5 */
 
 	/* exchange table */
@@ -51,7 +51,7 @@ struct config {
 	double rel_tolerance;             /* ... or <= rel * max(|a|,|b|) */
 	unsigned max_depth;               /* JSON nesting, 128 */
 	size_t max_decompressed;          /* bytes after gzip/deflate, 8 MiB */
-	struct str_list endpoints;        /* "GET /api/:id", "/users/*" */
+	struct str_list endpoints;        /* "GET /api/:id", "/users/ *" style patterns */
 
 	/* noise */
 	double noise_relative;       /* 0.20 */

@@ -79,6 +79,7 @@ struct exchange {
 	ev_tstamp deadline;          /* TTL expiry */
 
 	/* table links (private to exchange.c) */
+	struct exchange_table *table;
 	struct exchange *hnext;
 	struct exchange *older, *newer;
 };

@@ -6,7 +6,8 @@
 
 struct route;
 
-/* Compiles patterns like "GET /api/:id" or "/users/*". Returns NULL with a
+/* Compiles patterns like "GET /api/:id" or "/users/<star>" (* matches one
+ * segment, like :name). Returns NULL with a
  * message in err on a bad pattern. */
 struct route *route_new(char *const *patterns, size_t count, char *err, size_t errlen);
 void route_free(struct route *r);

@@ -66,6 +66,11 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 /* Records a failed replay by reason ("timeout", "connect", ...). */
 void stats_candidate_error(enum replay_role role, const char *reason);
 
+/* The /stats document (counters, per-endpoint view). The caller frees it
+ * with cJSON_Delete(); NULL on allocation failure. */
+struct cJSON;
+struct cJSON *stats_json(void);
+
 /* Releases per-endpoint tables. */
 void stats_free(void);
 

@@ -1,0 +1,19 @@
+/* Admin HTTP server: /health, /metrics, /stats. */
+#ifndef MIFFY_ADMIN_H
+#define MIFFY_ADMIN_H
+
+#include <stddef.h>
+
+#include <ev.h>
+
+struct config;
+struct admin;
+
+/* Starts serving cfg->admin ("ADDR:PORT"). Returns NULL with a message in
+ * err when it cannot listen. Never stalls the loop that serves HAProxy. */
+struct admin *admin_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Stops serving and frees a (NULL is fine). */
+void admin_free(struct admin *a);
+
+#endif

@@ -1,0 +1,606 @@
+#include "agent.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "exchange.h"
+#include "log.h"
+#include "spop.h"
+#include "stats.h"
+
+/* Messages per NOTIFY we look at: HAProxy sends one per group here. */
+#define MAX_MESSAGES 16
+#define MAX_ARGS 32
+/* A peer that stops reading may hold this much of our output, then goes. */
+#define WRITE_BUF_MAX (1u << 20)
+/* Time a closing peer gets to read our DISCONNECT before we hang up. */
+#define LINGER_SECONDS 1.0
+#define ACK_VAR "ack"
+
+struct conn {
+	ev_io rio;
+	ev_io wio;
+	ev_timer timer;              /* idle timeout, then linger when closing */
+	int fd;
+	struct agent *agent;
+	struct conn *prev, *next;
+	uint8_t *rbuf;
+	size_t rlen;
+	size_t rcap;
+	uint8_t *wbuf;
+	size_t wlen;
+	size_t woff;
+	size_t wcap;
+	uint32_t frame_size;         /* negotiated; the configured max before HELLO */
+	bool hello_done;
+	bool closing;                /* no more reads; close once output is out */
+	char peer[64];
+};
+
+struct agent {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	struct exchange_table *table;
+	ev_io accept_io;
+	int listen_fd;
+	struct conn *conns;
+	size_t nconns;
+};
+
+static void conn_close(struct conn *c)
+{
+	struct agent *a = c->agent;
+
+	ev_io_stop(a->loop, &c->rio);
+	ev_io_stop(a->loop, &c->wio);
+	ev_timer_stop(a->loop, &c->timer);
+	if (close(c->fd) == -1)
+		log_debug("close(%s): %s", c->peer, strerror(errno));
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		a->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	a->nconns--;
+	stats.conn_active = a->nconns;
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c);
+}
+
+/* Writes what is buffered. Returns false when c was closed. */
+static bool conn_flush(struct conn *c)
+{
+	struct agent *a = c->agent;
+
+	while (c->woff < c->wlen) {
+		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+
+		if (n > 0) {
+			c->woff += (size_t)n;
+			continue;
+		}
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			ev_io_start(a->loop, &c->wio);
+			return true;
+		}
+		if (n == -1 && errno == EINTR)
+			continue;
+		log_debug("send to %s: %s", c->peer, strerror(errno));
+		conn_close(c);
+		return false;
+	}
+	c->wlen = c->woff = 0;
+	ev_io_stop(a->loop, &c->wio);
+	if (c->closing) {
+		conn_close(c);
+		return false;
+	}
+	return true;
+}
+
+/* Reserves room for len more output bytes. NULL when the peer is too far
+ * behind (the caller closes). */
+static uint8_t *conn_reserve(struct conn *c, size_t len)
+{
+	if (c->woff && c->woff == c->wlen)
+		c->wlen = c->woff = 0;
+	if (c->wlen + len > c->wcap) {
+		size_t cap = c->wcap ? c->wcap : 4096;
+		uint8_t *b;
+
+		if (c->woff) {
+			memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+			c->wlen -= c->woff;
+			c->woff = 0;
+		}
+		while (cap < c->wlen + len)
+			cap *= 2;
+		if (cap > WRITE_BUF_MAX)
+			return NULL;
+		if (cap > c->wcap) {
+			b = realloc(c->wbuf, cap);
+			if (!b)
+				return NULL;
+			c->wbuf = b;
+			c->wcap = cap;
+		}
+	}
+	return c->wbuf + c->wlen;
+}
+
+static void on_linger(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_close(w->data);
+}
+
+/* Queues AGENT-DISCONNECT and closes once it is written (or after a linger). */
+static void conn_disconnect(struct conn *c, enum spop_status status, const char *why)
+{
+	struct agent *a = c->agent;
+	uint8_t frame[512];
+	int n;
+
+	stats.disconnect_sent[stats_disconnect_slot(status)]++;
+	if (status != SPOP_ERR_NONE)
+		log_warn("disconnecting HAProxy peer %s: status %d (%s): %s", c->peer, status,
+			 spop_status_text(status), why);
+	else
+		log_debug("disconnecting %s: %s", c->peer, why);
+	c->closing = true;
+	ev_io_stop(a->loop, &c->rio);
+	ev_timer_stop(a->loop, &c->timer);
+	ev_timer_init(&c->timer, on_linger, LINGER_SECONDS, 0.);
+	c->timer.data = c;
+	ev_timer_start(a->loop, &c->timer);
+	n = spop_build_disconnect(frame, sizeof(frame), status, why);
+	uint8_t *out = n > 0 ? conn_reserve(c, (size_t)n) : NULL;
+	if (!out) {
+		conn_close(c);
+		return;
+	}
+	memcpy(out, frame, (size_t)n);
+	c->wlen += (size_t)n;
+	stats.frames_out++;
+	conn_flush(c);
+}
+
+static bool version_supported(const char *list, size_t len)
+{
+	size_t i = 0;
+
+	/* supported-versions is a comma-separated list such as "2.0". */
+	while (i < len) {
+		size_t start, end;
+
+		while (i < len && (list[i] == ' ' || list[i] == ','))
+			i++;
+		start = i;
+		while (i < len && list[i] != ',' && list[i] != ' ')
+			i++;
+		end = i;
+		if (end - start == 3 && memcmp(list + start, "2.0", 3) == 0)
+			return true;
+	}
+	return false;
+}
+
+static bool has_token(const char *list, size_t len, const char *tok)
+{
+	size_t tl = strlen(tok), i = 0;
+
+	while (i < len) {
+		size_t start;
+
+		while (i < len && (list[i] == ' ' || list[i] == ','))
+			i++;
+		start = i;
+		while (i < len && list[i] != ',' && list[i] != ' ')
+			i++;
+		if (i - start == tl && memcmp(list + start, tok, tl) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Returns false when c was closed. */
+static bool handle_hello(struct conn *c, const struct spop_frame *f)
+{
+	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
+	const struct spop_value *versions = NULL, *size = NULL, *caps = NULL;
+	struct spop_arg kv[16];
+	size_t nkv = 0;
+	bool healthcheck = false;
+	int64_t hsize;
+	uint8_t frame[256];
+	int n;
+
+	if (c->hello_done) {
+		conn_disconnect(c, SPOP_ERR_INVALID, "a second HAPROXY-HELLO");
+		return false;
+	}
+	while (p < end) {
+		struct spop_arg a;
+
+		if (spop_kv_decode(&p, end, &a) < 0) {
+			conn_disconnect(c, SPOP_ERR_INVALID, "malformed HAPROXY-HELLO");
+			return false;
+		}
+		if (nkv < sizeof(kv) / sizeof(kv[0]))
+			kv[nkv++] = a;
+	}
+	for (size_t i = 0; i < nkv; i++) {
+		if (spop_arg_is(&kv[i], "supported-versions") && kv[i].value.type == SPOP_T_STRING)
+			versions = &kv[i].value;
+		else if (spop_arg_is(&kv[i], "max-frame-size"))
+			size = &kv[i].value;
+		else if (spop_arg_is(&kv[i], "capabilities") && kv[i].value.type == SPOP_T_STRING)
+			caps = &kv[i].value;
+		else if (spop_arg_is(&kv[i], "healthcheck") && kv[i].value.type == SPOP_T_BOOL)
+			healthcheck = kv[i].value.v.b;
+	}
+	if (!versions) {
+		conn_disconnect(c, SPOP_ERR_NO_VSN, "HAPROXY-HELLO without supported-versions");
+		return false;
+	}
+	if (!version_supported(versions->v.str.ptr, versions->v.str.len)) {
+		conn_disconnect(c, SPOP_ERR_BAD_VSN, "no supported version (miffy speaks SPOP 2.0)");
+		return false;
+	}
+	if (!size || !spop_value_int(size, &hsize)) {
+		conn_disconnect(c, SPOP_ERR_NO_FRAME_SIZE, "HAPROXY-HELLO without max-frame-size");
+		return false;
+	}
+	if (hsize < SPOP_MIN_FRAME_SIZE) {
+		conn_disconnect(c, SPOP_ERR_BAD_FRAME_SIZE, "max-frame-size below 256");
+		return false;
+	}
+	if (!caps) {
+		conn_disconnect(c, SPOP_ERR_NO_CAP, "HAPROXY-HELLO without capabilities");
+		return false;
+	}
+	if ((uint64_t)hsize < c->frame_size)
+		c->frame_size = (uint32_t)hsize;
+	n = spop_build_hello(frame, sizeof(frame), c->frame_size,
+			     has_token(caps->v.str.ptr, caps->v.str.len, "pipelining") ? "pipelining" : "");
+	uint8_t *out = n > 0 ? conn_reserve(c, (size_t)n) : NULL;
+	if (!out) {
+		conn_close(c);
+		return false;
+	}
+	memcpy(out, frame, (size_t)n);
+	c->wlen += (size_t)n;
+	stats.frames_out++;
+	c->hello_done = true;
+	if (healthcheck) {
+		stats.conn_healthchecks++;
+		c->closing = true;
+		ev_io_stop(c->agent->loop, &c->rio);
+	}
+	return conn_flush(c);
+}
+
+/* Returns false when c was closed. */
+static bool handle_notify(struct conn *c, const struct spop_frame *f)
+{
+	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
+	struct spop_message msgs[MAX_MESSAGES];
+	size_t nmsgs = 0;
+	uint8_t *out;
+	int n;
+
+	if (!c->hello_done) {
+		conn_disconnect(c, SPOP_ERR_INVALID, "NOTIFY before HELLO");
+		return false;
+	}
+	if (!(f->flags & SPOP_FLAG_FIN)) {
+		conn_disconnect(c, SPOP_ERR_FRAG_NOT_SUPPORTED,
+				"fragmented NOTIFY (set 'no option send-frag-payload')");
+		return false;
+	}
+	if (f->flags & SPOP_FLAG_ABORT)
+		return true;
+	while (p < end) {
+		struct spop_message m;
+
+		if (spop_message_decode(&p, end, &m) < 0) {
+			conn_disconnect(c, SPOP_ERR_INVALID, "malformed NOTIFY message");
+			return false;
+		}
+		if (nmsgs < MAX_MESSAGES)
+			msgs[nmsgs++] = m;
+	}
+	/* The ACK goes out before any other work: HAProxy waits for it. */
+	out = conn_reserve(c, 64);
+	if (!out) {
+		log_warn("HAProxy peer %s does not read its ACKs: closing", c->peer);
+		conn_close(c);
+		return false;
+	}
+	n = spop_build_ack(out, 64, f->stream_id, f->frame_id, ACK_VAR);
+	if (n < 0) {
+		conn_disconnect(c, SPOP_ERR_INVALID, "stream or frame id too large");
+		return false;
+	}
+	c->wlen += (size_t)n;
+	stats.notify_frames++;
+	stats.ack_frames++;
+	stats.frames_out++;
+	if (!conn_flush(c))
+		return false;
+	for (size_t i = 0; i < nmsgs; i++) {
+		struct spop_arg args[MAX_ARGS];
+		int nargs = spop_message_args(&msgs[i], args, MAX_ARGS);
+
+		stats.messages++;
+		if (nargs >= 0)
+			exchange_on_message(c->agent->table, msgs[i].name, msgs[i].name_len, args, (size_t)nargs);
+	}
+	return true;
+}
+
+/* Returns false when c was closed. */
+static bool handle_frame(struct conn *c, const struct spop_frame *f)
+{
+	stats.frames_in++;
+	switch (f->type) {
+	case SPOP_FRAME_HAPROXY_HELLO:
+		return handle_hello(c, f);
+	case SPOP_FRAME_NOTIFY:
+		return handle_notify(c, f);
+	case SPOP_FRAME_HAPROXY_DISCONNECT:
+		stats.disconnect_received++;
+		conn_disconnect(c, SPOP_ERR_NONE, "HAProxy disconnected");
+		return false;
+	case SPOP_FRAME_UNSET:
+		conn_disconnect(c, SPOP_ERR_FRAG_NOT_SUPPORTED, "fragment continuation frame");
+		return false;
+	default: {
+		char why[64];
+
+		snprintf(why, sizeof(why), "unexpected frame type %u", f->type);
+		conn_disconnect(c, SPOP_ERR_INVALID, why);
+		return false;
+	}
+	}
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct conn *c = w->data;
+	const uint8_t *p, *end;
+	ssize_t n;
+
+	(void)revents;
+	n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+	if (n == 0) {
+		log_debug("HAProxy peer %s closed the connection", c->peer);
+		conn_close(c);
+		return;
+	}
+	if (n == -1) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		log_debug("recv from %s: %s", c->peer, strerror(errno));
+		conn_close(c);
+		return;
+	}
+	c->rlen += (size_t)n;
+	ev_timer_again(loop, &c->timer);
+	p = c->rbuf;
+	end = c->rbuf + c->rlen;
+	for (;;) {
+		struct spop_frame f;
+		bool too_big;
+		int r = spop_frame_decode(&p, end, c->frame_size, &f, &too_big);
+
+		if (r == SPOP_INCOMPLETE)
+			break;
+		if (r < 0) {
+			if (too_big) {
+				char why[96];
+
+				snprintf(why, sizeof(why), "frame longer than max-frame-size %u", c->frame_size);
+				conn_disconnect(c, SPOP_ERR_TOO_BIG, why);
+			} else {
+				conn_disconnect(c, SPOP_ERR_INVALID, "malformed frame header");
+			}
+			return;
+		}
+		if (!handle_frame(c, &f) || c->closing)
+			return;
+	}
+	c->rlen = (size_t)(end - p);
+	if (c->rlen && p != c->rbuf)
+		memmove(c->rbuf, p, c->rlen);
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	conn_flush(w->data);
+}
+
+static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct conn *c = w->data;
+
+	(void)loop;
+	(void)revents;
+	stats.idle_timeouts++;
+	conn_disconnect(c, SPOP_ERR_TOUT, "idle timeout");
+}
+
+static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN + 1] = "?", port[8] = "?";
+
+	getnameinfo((const struct sockaddr *)ss, sizeof(*ss), host, sizeof(host), port, sizeof(port),
+		    NI_NUMERICHOST | NI_NUMERICSERV);
+	snprintf(buf, len, "%s:%s", host, port);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct agent *a = w->data;
+
+	(void)revents;
+	/* Bounded batch: one wake-up must not starve the established peers. */
+	for (int i = 0; i < 64; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct conn *c;
+		int one = 1;
+		int fd = accept4(a->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+				log_warn("accept: %s", strerror(errno));
+			return;
+		}
+		if (a->nconns >= a->cfg->max_connections) {
+			stats.conn_refused++;
+			log_warn("connection limit reached (max_connections=%u): refusing a new HAProxy connection",
+				 a->cfg->max_connections);
+			close(fd);
+			continue;
+		}
+		c = calloc(1, sizeof(*c));
+		if (c) {
+			c->rcap = a->cfg->max_frame_size + SPOP_FRAME_HDR_LEN;
+			c->rbuf = malloc(c->rcap);
+		}
+		if (!c || !c->rbuf) {
+			log_error("out of memory accepting a connection");
+			if (c)
+				free(c);
+			close(fd);
+			continue;
+		}
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		c->fd = fd;
+		c->agent = a;
+		c->frame_size = a->cfg->max_frame_size;
+		peer_name(&ss, c->peer, sizeof(c->peer));
+		ev_io_init(&c->rio, on_read, fd, EV_READ);
+		ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+		ev_init(&c->timer, on_idle);
+		c->timer.repeat = a->cfg->idle_timeout;
+		c->rio.data = c->wio.data = c->timer.data = c;
+		ev_io_start(loop, &c->rio);
+		ev_timer_again(loop, &c->timer);
+		c->next = a->conns;
+		if (a->conns)
+			a->conns->prev = c;
+		a->conns = c;
+		a->nconns++;
+		stats.conn_accepted++;
+		stats.conn_active = a->nconns;
+		log_debug("HAProxy peer %s connected", c->peer);
+	}
+}
+
+struct agent *agent_new(struct ev_loop *loop, const struct config *cfg,
+			struct exchange_table *table, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res = NULL;
+	char host[256], port[16];
+	struct agent *a;
+	int one = 1, rc;
+
+	if (config_split_addr(cfg->listen, host, sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(err, errlen, "listen address '%s' is not ADDR:PORT", cfg->listen);
+		return NULL;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->loop = loop;
+	a->cfg = cfg;
+	a->table = table;
+	a->listen_fd = -1;
+	rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "cannot resolve listen address %s: %s", cfg->listen, gai_strerror(rc));
+		goto fail;
+	}
+	a->listen_fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (a->listen_fd == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	setsockopt(a->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(a->listen_fd, res->ai_addr, res->ai_addrlen) == -1) {
+		snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen, strerror(errno));
+		goto fail;
+	}
+	if (listen(a->listen_fd, 1024) == -1) {
+		snprintf(err, errlen, "listen on %s: %s", cfg->listen, strerror(errno));
+		goto fail;
+	}
+	freeaddrinfo(res);
+	ev_io_init(&a->accept_io, on_accept, a->listen_fd, EV_READ);
+	a->accept_io.data = a;
+	ev_io_start(loop, &a->accept_io);
+	return a;
+fail:
+	if (res)
+		freeaddrinfo(res);
+	if (a->listen_fd != -1)
+		close(a->listen_fd);
+	free(a);
+	return NULL;
+}
+
+void agent_stop_accepting(struct agent *a)
+{
+	if (a->listen_fd == -1)
+		return;
+	ev_io_stop(a->loop, &a->accept_io);
+	close(a->listen_fd);
+	a->listen_fd = -1;
+}
+
+void agent_close_all(struct agent *a)
+{
+	struct conn *c = a->conns;
+
+	while (c) {
+		struct conn *next = c->next;
+
+		if (!c->closing)
+			conn_disconnect(c, SPOP_ERR_NONE, "agent shutting down");
+		c = next;
+	}
+}
+
+size_t agent_connection_count(const struct agent *a)
+{
+	return a->nconns;
+}
+
+void agent_free(struct agent *a)
+{
+	if (!a)
+		return;
+	agent_stop_accepting(a);
+	while (a->conns)
+		conn_close(a->conns);
+	free(a);
+}

@@ -1,0 +1,631 @@
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <ctype.h>
+#include <stdint.h>
+
+#include <confuse.h>
+
+#ifndef MIFFY_VERSION
+#define MIFFY_VERSION "0.0.0"
+#endif
+
+static const char usage[] =
+"usage: miffy [-f FILE] [options]\n"
+"\n"
+"miffy is the shadow-testing agent for HAProxy: HAProxy sends it each selected\n"
+"request and the reference's response over SPOE; miffy replays the request to\n"
+"the candidate (and the secondary), compares the responses and publishes the\n"
+"differences to Kafka, a JSON lines file or stdout.\n"
+"\n"
+"options (each overrides the file):\n"
+"  -f, --config FILE        libconfuse configuration (see conf/miffy.conf)\n"
+"      --listen ADDR:PORT   SPOP listen address (default 127.0.0.1:12345)\n"
+"      --candidate URL      candidate base URL, http or https (required)\n"
+"      --secondary URL      second reference instance, for noise detection\n"
+"      --kafka BROKERS      bootstrap servers, host:port[,host:port]\n"
+"      --topic NAME         Kafka topic (default miffy)\n"
+"      --sink SINK          kafka | stdout | file:PATH (default kafka)\n"
+"      --admin ADDR:PORT    admin HTTP server, or off (default 127.0.0.1:9000)\n"
+"  -o, --set KEY=VALUE      set any configuration key, in the file's syntax,\n"
+"                           e.g. -o 'methods={GET,POST}' -o timeout=2.5\n"
+"      --log-level LEVEL    error | warn | info | debug (default info)\n"
+"      --log-json           log JSON lines\n"
+"      --check              validate the configuration and exit\n"
+"      --version            print the version and exit\n"
+"  -h, --help               this text\n"
+"\n"
+"configuration keys (file or --set; defaults in brackets):\n"
+"  agent:    listen [127.0.0.1:12345], max_frame_size [16380],\n"
+"            max_connections [1024], idle_timeout [60], drain_timeout [5]\n"
+"  exchange: exchange_ttl [30], max_exchanges [100000]\n"
+"  replay:   candidate, secondary, preserve_host [false],\n"
+"            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
+"            connect_timeout [1], timeout [5], max_concurrent [1000],\n"
+"            max_body [1048576], max_host_connections [64], ca_file, insecure [false]\n"
+"  compare:  ignore_headers [date server age content-length transfer-encoding\n"
+"            connection keep-alive via etag last-modified expires set-cookie\n"
+"            x-request-id], ignore_paths [{}], unordered_paths [{}],\n"
+"            ignore_order [false], abs_tolerance [0], rel_tolerance [0],\n"
+"            max_depth [128], max_decompressed [8388608], endpoints [{}]\n"
+"  noise:    noise_relative [0.2], noise_absolute [0.0003]\n"
+"  publish:  sink [kafka], kafka_brokers [127.0.0.1:9092], topic [miffy],\n"
+"            kafka_properties [{}] (\"key=value\" librdkafka properties),\n"
+"            publish [differences] (differences | noise | all), sample_rate [1],\n"
+"            max_message [1048576], redact_headers [authorization cookie\n"
+"            set-cookie proxy-authorization], flush_timeout [5]\n"
+"  admin:    admin [127.0.0.1:9000] or off\n"
+"  logging:  log_level [info], log_json [false], log_file [stderr]\n"
+"\n"
+"signals: SIGTERM/SIGINT stop accepting, drain in-flight work (drain_timeout),\n"
+"flush the sink (flush_timeout) and exit 0; SIGHUP reopens the log and sink\n"
+"files; SIGUSR2 writes the /stats JSON to the log.\n"
+"\n"
+"admin endpoints: /health, /metrics (Prometheus), /stats (JSON).\n"
+"exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.\n";
+
+/* libconfuse wants writable defaults for lists. */
+static char default_methods[] = "{GET,HEAD,OPTIONS}";
+static char default_ignore_headers[] = "{date,server,age,content-length,transfer-encoding,"
+	"connection,keep-alive,via,etag,last-modified,expires,set-cookie,x-request-id}";
+static char default_redact[] = "{authorization,cookie,set-cookie,proxy-authorization}";
+static char empty_list[] = "{}";
+
+static int validate_positive(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (opt->type == CFGT_INT && cfg_opt_getnint(opt, 0) <= 0) {
+		cfg_error(cfg, "%s must be a positive integer", opt->name);
+		return -1;
+	}
+	if (opt->type == CFGT_FLOAT && !(cfg_opt_getnfloat(opt, 0) > 0)) {
+		cfg_error(cfg, "%s must be a positive number", opt->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_non_negative(cfg_t *cfg, cfg_opt_t *opt)
+{
+	double v = opt->type == CFGT_INT ? (double)cfg_opt_getnint(opt, 0) : cfg_opt_getnfloat(opt, 0);
+
+	if (!(v >= 0) || isinf(v)) {
+		cfg_error(cfg, "%s must be zero or positive", opt->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_fraction(cfg_t *cfg, cfg_opt_t *opt)
+{
+	double v = cfg_opt_getnfloat(opt, 0);
+
+	if (!(v >= 0 && v <= 1)) {
+		cfg_error(cfg, "%s must be between 0 and 1", opt->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_frame_size(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, 0);
+
+	if (v < 256 || v > 16 * 1024 * 1024) {
+		cfg_error(cfg, "max_frame_size must be between 256 and 16777216");
+		return -1;
+	}
+	return 0;
+}
+
+static int parse_level(const char *s)
+{
+	static const char *const names[LOG_LEVEL_COUNT] = { "error", "warn", "info", "debug" };
+
+	for (int i = 0; i < LOG_LEVEL_COUNT; i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int parse_policy(const char *s)
+{
+	static const char *const names[PUBLISH_POLICY_COUNT] = { "differences", "noise", "all" };
+
+	for (int i = 0; i < PUBLISH_POLICY_COUNT; i++)
+		if (strcasecmp(s, names[i]) == 0)
+			return i;
+	return -1;
+}
+
+static int validate_level(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (parse_level(cfg_opt_getnstr(opt, 0)) < 0) {
+		cfg_error(cfg, "log_level must be error, warn, info or debug");
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_policy(cfg_t *cfg, cfg_opt_t *opt)
+{
+	if (parse_policy(cfg_opt_getnstr(opt, 0)) < 0) {
+		cfg_error(cfg, "publish must be differences, noise or all");
+		return -1;
+	}
+	return 0;
+}
+
+static int check_sink(const char *s, char *err, size_t errlen)
+{
+	if (strcmp(s, "kafka") == 0 || strcmp(s, "stdout") == 0)
+		return 0;
+	if (strncmp(s, "file:", 5) == 0 && s[5])
+		return 0;
+	snprintf(err, errlen, "sink must be kafka, stdout or file:PATH, not '%s'", s);
+	return -1;
+}
+
+static int check_addr(const char *what, const char *s, char *err, size_t errlen)
+{
+	char host[256], port[16];
+
+	if (config_split_addr(s, host, sizeof(host), port, sizeof(port)) == 0)
+		return 0;
+	snprintf(err, errlen, "%s must be ADDR:PORT, not '%s'", what, s);
+	return -1;
+}
+
+static int validate_sink(cfg_t *cfg, cfg_opt_t *opt)
+{
+	char err[256];
+
+	if (check_sink(cfg_opt_getnstr(opt, 0), err, sizeof(err)) < 0) {
+		cfg_error(cfg, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_addr(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+	char err[300];
+
+	if (strcmp(opt->name, "admin") == 0 && strcmp(s, "off") == 0)
+		return 0;
+	if (check_addr(opt->name, s, err, sizeof(err)) < 0) {
+		cfg_error(cfg, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int validate_kv_list(cfg_t *cfg, cfg_opt_t *opt)
+{
+	for (unsigned i = 0; i < cfg_opt_size(opt); i++) {
+		const char *s = cfg_opt_getnstr(opt, i);
+		const char *eq = strchr(s, '=');
+
+		if (!eq || eq == s) {
+			cfg_error(cfg, "%s entries must be \"key=value\", not '%s'", opt->name, s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void report_error(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	fprintf(stderr, "miffy: ");
+	if (cfg && cfg->filename && cfg->line)
+		fprintf(stderr, "%s:%d: ", cfg->filename, cfg->line);
+	else if (cfg && cfg->filename)
+		fprintf(stderr, "%s: ", cfg->filename);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+static cfg_opt_t options[] = {
+	CFG_STR("listen", "127.0.0.1:12345", CFGF_NONE),
+	CFG_INT("max_frame_size", 16380, CFGF_NONE),
+	CFG_INT("max_connections", 1024, CFGF_NONE),
+	CFG_FLOAT("idle_timeout", 60, CFGF_NONE),
+	CFG_FLOAT("drain_timeout", 5, CFGF_NONE),
+	CFG_FLOAT("exchange_ttl", 30, CFGF_NONE),
+	CFG_INT("max_exchanges", 100000, CFGF_NONE),
+	CFG_STR("candidate", NULL, CFGF_NONE),
+	CFG_STR("secondary", NULL, CFGF_NONE),
+	CFG_BOOL("preserve_host", cfg_false, CFGF_NONE),
+	CFG_STR("marker_header", "X-Miffy-Role", CFGF_NONE),
+	CFG_STR_LIST("methods", default_methods, CFGF_NONE),
+	CFG_FLOAT("connect_timeout", 1, CFGF_NONE),
+	CFG_FLOAT("timeout", 5, CFGF_NONE),
+	CFG_INT("max_concurrent", 1000, CFGF_NONE),
+	CFG_INT("max_body", 1048576, CFGF_NONE),
+	CFG_STR("ca_file", NULL, CFGF_NONE),
+	CFG_BOOL("insecure", cfg_false, CFGF_NONE),
+	CFG_INT("max_host_connections", 64, CFGF_NONE),
+	CFG_STR_LIST("ignore_headers", default_ignore_headers, CFGF_NONE),
+	CFG_STR_LIST("ignore_paths", empty_list, CFGF_NONE),
+	CFG_STR_LIST("unordered_paths", empty_list, CFGF_NONE),
+	CFG_BOOL("ignore_order", cfg_false, CFGF_NONE),
+	CFG_FLOAT("abs_tolerance", 0, CFGF_NONE),
+	CFG_FLOAT("rel_tolerance", 0, CFGF_NONE),
+	CFG_INT("max_depth", 128, CFGF_NONE),
+	CFG_INT("max_decompressed", 8388608, CFGF_NONE),
+	CFG_STR_LIST("endpoints", empty_list, CFGF_NONE),
+	CFG_FLOAT("noise_relative", 0.2, CFGF_NONE),
+	CFG_FLOAT("noise_absolute", 0.0003, CFGF_NONE),
+	CFG_STR("sink", "kafka", CFGF_NONE),
+	CFG_STR("kafka_brokers", "127.0.0.1:9092", CFGF_NONE),
+	CFG_STR("topic", "miffy", CFGF_NONE),
+	CFG_STR_LIST("kafka_properties", empty_list, CFGF_NONE),
+	CFG_STR("publish", "differences", CFGF_NONE),
+	CFG_FLOAT("sample_rate", 1, CFGF_NONE),
+	CFG_INT("max_message", 1048576, CFGF_NONE),
+	CFG_STR_LIST("redact_headers", default_redact, CFGF_NONE),
+	CFG_FLOAT("flush_timeout", 5, CFGF_NONE),
+	CFG_STR("admin", "127.0.0.1:9000", CFGF_NONE),
+	CFG_STR("log_level", "info", CFGF_NONE),
+	CFG_BOOL("log_json", cfg_false, CFGF_NONE),
+	CFG_STR("log_file", NULL, CFGF_NONE),
+	CFG_END()
+};
+
+static void set_validators(cfg_t *c)
+{
+	static const char *const positive[] = {
+		"max_connections", "idle_timeout", "exchange_ttl", "max_exchanges",
+		"connect_timeout", "timeout", "max_concurrent", "max_body", "max_host_connections",
+		"max_depth", "max_decompressed", "max_message",
+	};
+	static const char *const non_negative[] = {
+		"drain_timeout", "abs_tolerance", "rel_tolerance", "flush_timeout",
+	};
+	static const char *const fraction[] = { "noise_relative", "noise_absolute", "sample_rate" };
+	static const char *const kv[] = { "kafka_properties" };
+
+	for (size_t i = 0; i < sizeof(positive) / sizeof(*positive); i++)
+		cfg_set_validate_func(c, positive[i], validate_positive);
+	for (size_t i = 0; i < sizeof(non_negative) / sizeof(*non_negative); i++)
+		cfg_set_validate_func(c, non_negative[i], validate_non_negative);
+	for (size_t i = 0; i < sizeof(fraction) / sizeof(*fraction); i++)
+		cfg_set_validate_func(c, fraction[i], validate_fraction);
+	for (size_t i = 0; i < sizeof(kv) / sizeof(*kv); i++)
+		cfg_set_validate_func(c, kv[i], validate_kv_list);
+	cfg_set_validate_func(c, "max_frame_size", validate_frame_size);
+	cfg_set_validate_func(c, "log_level", validate_level);
+	cfg_set_validate_func(c, "publish", validate_policy);
+	cfg_set_validate_func(c, "sink", validate_sink);
+	cfg_set_validate_func(c, "listen", validate_addr);
+	cfg_set_validate_func(c, "admin", validate_addr);
+}
+
+static char *dup_opt(cfg_t *c, const char *name)
+{
+	const char *s = cfg_getstr(c, name);
+
+	return s ? strdup(s) : NULL;
+}
+
+static int copy_list(cfg_t *c, const char *name, struct str_list *out)
+{
+	unsigned n = cfg_size(c, name);
+
+	out->items = calloc(n ? n : 1, sizeof(char *));
+	if (!out->items)
+		return -1;
+	for (unsigned i = 0; i < n; i++) {
+		out->items[i] = strdup(cfg_getnstr(c, name, i));
+		if (!out->items[i])
+			return -1;
+		out->count++;
+	}
+	return 0;
+}
+
+static void free_list(struct str_list *l)
+{
+	for (size_t i = 0; i < l->count; i++)
+		free(l->items[i]);
+	free(l->items);
+	l->items = NULL;
+	l->count = 0;
+}
+
+static int check_url(const char *what, const char *url)
+{
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
+		fprintf(stderr, "miffy: %s must be an http:// or https:// URL, not '%s'\n", what, url);
+		return -1;
+	}
+	if (url[strcspn(url, ":") + 3] == '\0' || url[strcspn(url, ":") + 3] == '/') {
+		fprintf(stderr, "miffy: %s has no host: '%s'\n", what, url);
+		return -1;
+	}
+	return 0;
+}
+
+static int copy_config(cfg_t *c, struct config *cfg)
+{
+	cfg->listen = dup_opt(c, "listen");
+	cfg->max_frame_size = (unsigned)cfg_getint(c, "max_frame_size");
+	cfg->max_connections = (unsigned)cfg_getint(c, "max_connections");
+	cfg->idle_timeout = cfg_getfloat(c, "idle_timeout");
+	cfg->drain_timeout = cfg_getfloat(c, "drain_timeout");
+	cfg->exchange_ttl = cfg_getfloat(c, "exchange_ttl");
+	cfg->max_exchanges = (unsigned)cfg_getint(c, "max_exchanges");
+	cfg->candidate = dup_opt(c, "candidate");
+	cfg->secondary = dup_opt(c, "secondary");
+	cfg->preserve_host = cfg_getbool(c, "preserve_host");
+	cfg->marker_header = dup_opt(c, "marker_header");
+	cfg->connect_timeout = cfg_getfloat(c, "connect_timeout");
+	cfg->timeout = cfg_getfloat(c, "timeout");
+	cfg->max_concurrent = (unsigned)cfg_getint(c, "max_concurrent");
+	cfg->max_body = (size_t)cfg_getint(c, "max_body");
+	cfg->ca_file = dup_opt(c, "ca_file");
+	cfg->insecure = cfg_getbool(c, "insecure");
+	cfg->max_host_connections = (unsigned)cfg_getint(c, "max_host_connections");
+	cfg->ignore_order = cfg_getbool(c, "ignore_order");
+	cfg->abs_tolerance = cfg_getfloat(c, "abs_tolerance");
+	cfg->rel_tolerance = cfg_getfloat(c, "rel_tolerance");
+	cfg->max_depth = (unsigned)cfg_getint(c, "max_depth");
+	cfg->max_decompressed = (size_t)cfg_getint(c, "max_decompressed");
+	cfg->noise_relative = cfg_getfloat(c, "noise_relative");
+	cfg->noise_absolute = cfg_getfloat(c, "noise_absolute");
+	cfg->sink = dup_opt(c, "sink");
+	cfg->kafka_brokers = dup_opt(c, "kafka_brokers");
+	cfg->topic = dup_opt(c, "topic");
+	cfg->publish = (enum publish_policy)parse_policy(cfg_getstr(c, "publish"));
+	cfg->sample_rate = cfg_getfloat(c, "sample_rate");
+	cfg->max_message = (size_t)cfg_getint(c, "max_message");
+	cfg->flush_timeout = cfg_getfloat(c, "flush_timeout");
+	cfg->admin = dup_opt(c, "admin");
+	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
+	cfg->log_json = cfg_getbool(c, "log_json");
+	cfg->log_file = dup_opt(c, "log_file");
+	if (copy_list(c, "methods", &cfg->methods) < 0 ||
+	    copy_list(c, "ignore_headers", &cfg->ignore_headers) < 0 ||
+	    copy_list(c, "ignore_paths", &cfg->ignore_paths) < 0 ||
+	    copy_list(c, "unordered_paths", &cfg->unordered_paths) < 0 ||
+	    copy_list(c, "endpoints", &cfg->endpoints) < 0 ||
+	    copy_list(c, "kafka_properties", &cfg->kafka_properties) < 0 ||
+	    copy_list(c, "redact_headers", &cfg->redact_headers) < 0) {
+		fprintf(stderr, "miffy: out of memory reading the configuration\n");
+		return -1;
+	}
+	for (size_t i = 0; i < cfg->methods.count; i++)
+		for (char *m = cfg->methods.items[i]; *m; m++)
+			*m = (char)toupper((unsigned char)*m);
+	for (size_t i = 0; i < cfg->ignore_headers.count; i++)
+		for (char *h = cfg->ignore_headers.items[i]; *h; h++)
+			*h = (char)tolower((unsigned char)*h);
+	for (size_t i = 0; i < cfg->redact_headers.count; i++)
+		for (char *h = cfg->redact_headers.items[i]; *h; h++)
+			*h = (char)tolower((unsigned char)*h);
+	if (!cfg->candidate) {
+		fprintf(stderr, "miffy: no candidate: give --candidate URL or 'candidate' in the config file\n");
+		return -1;
+	}
+	if (check_url("candidate", cfg->candidate) < 0 ||
+	    (cfg->secondary && check_url("secondary", cfg->secondary) < 0))
+		return -1;
+	return 0;
+}
+
+/* Applies one flag value with the same validation as the file. */
+static int set_flag(cfg_t *c, const char *name, const char *value)
+{
+	cfg_opt_t *opt = cfg_getopt(c, name);
+
+	/* Errors about flags must not name the file. */
+	free(c->filename);
+	c->filename = NULL;
+	c->line = 0;
+	if (cfg_setstr(c, name, value) != 0)
+		return -1;
+	if (opt->validcb && opt->validcb(c, opt) != 0)
+		return -1;
+	return 0;
+}
+
+int config_load(struct config *cfg, int argc, char **argv)
+{
+	enum {
+		OPT_LISTEN = 256, OPT_CANDIDATE, OPT_SECONDARY, OPT_KAFKA, OPT_TOPIC, OPT_SINK,
+		OPT_ADMIN, OPT_LOG_LEVEL, OPT_LOG_JSON, OPT_CHECK, OPT_VERSION,
+	};
+	static const struct option longopts[] = {
+		{ "config", required_argument, NULL, 'f' },
+		{ "set", required_argument, NULL, 'o' },
+		{ "listen", required_argument, NULL, OPT_LISTEN },
+		{ "candidate", required_argument, NULL, OPT_CANDIDATE },
+		{ "secondary", required_argument, NULL, OPT_SECONDARY },
+		{ "kafka", required_argument, NULL, OPT_KAFKA },
+		{ "topic", required_argument, NULL, OPT_TOPIC },
+		{ "sink", required_argument, NULL, OPT_SINK },
+		{ "admin", required_argument, NULL, OPT_ADMIN },
+		{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+		{ "log-json", no_argument, NULL, OPT_LOG_JSON },
+		{ "check", no_argument, NULL, OPT_CHECK },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct { const char *key; const char *value; } flags[32];
+	size_t nflags = 0, setlen = 0;
+	char *sets = NULL, *file = NULL;
+	bool check = false;
+	cfg_t *c = NULL;
+	int opt, rc = 2;
+
+	memset(cfg, 0, sizeof(*cfg));
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":f:o:h", longopts, NULL)) != -1) {
+		const char *key = NULL;
+
+		switch (opt) {
+		case 'f':
+			file = optarg;
+			break;
+		case 'o': {
+			size_t n = strlen(optarg);
+			char *s = realloc(sets, setlen + n + 2);
+
+			if (!s)
+				goto out;
+			sets = s;
+			memcpy(sets + setlen, optarg, n);
+			setlen += n;
+			sets[setlen++] = '\n';
+			sets[setlen] = '\0';
+			break;
+		}
+		case OPT_LISTEN: key = "listen"; break;
+		case OPT_CANDIDATE: key = "candidate"; break;
+		case OPT_SECONDARY: key = "secondary"; break;
+		case OPT_KAFKA: key = "kafka_brokers"; break;
+		case OPT_TOPIC: key = "topic"; break;
+		case OPT_SINK: key = "sink"; break;
+		case OPT_ADMIN: key = "admin"; break;
+		case OPT_LOG_LEVEL: key = "log_level"; break;
+		case OPT_LOG_JSON:
+			key = "log_json";
+			break;
+		case OPT_CHECK:
+			check = true;
+			break;
+		case OPT_VERSION:
+			printf("miffy %s\n", MIFFY_VERSION);
+			rc = 1;
+			goto out;
+		case 'h':
+			fputs(usage, stdout);
+			rc = 1;
+			goto out;
+		case ':':
+			fprintf(stderr, "miffy: option %s needs a value (see --help)\n", argv[optind - 1]);
+			goto out;
+		default:
+			fprintf(stderr, "miffy: unknown option %s (see --help)\n", argv[optind - 1]);
+			goto out;
+		}
+		if (key) {
+			if (nflags == sizeof(flags) / sizeof(flags[0])) {
+				fprintf(stderr, "miffy: too many options\n");
+				goto out;
+			}
+			flags[nflags].key = key;
+			flags[nflags].value = optarg;
+			nflags++;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "miffy: unexpected argument '%s' (see --help)\n", argv[optind]);
+		goto out;
+	}
+
+	c = cfg_init(options, CFGF_NONE);
+	if (!c) {
+		fprintf(stderr, "miffy: out of memory\n");
+		goto out;
+	}
+	cfg_set_error_function(c, report_error);
+	set_validators(c);
+	if (file) {
+		int r = cfg_parse(c, file);
+
+		if (r == CFG_FILE_ERROR) {
+			fprintf(stderr, "miffy: cannot read %s: %s\n", file, strerror(errno));
+			goto out;
+		}
+		if (r != CFG_SUCCESS)
+			goto out;
+		cfg->file = strdup(file);
+	}
+	if (sets) {
+		free(c->filename);
+		c->filename = strdup("--set");
+		if (cfg_parse_buf(c, sets) != CFG_SUCCESS)
+			goto out;
+	}
+	for (size_t i = 0; i < nflags; i++) {
+		if (strcmp(flags[i].key, "log_json") == 0) {
+			cfg_setbool(c, "log_json", cfg_true);
+			continue;
+		}
+		if (set_flag(c, flags[i].key, flags[i].value) < 0)
+			goto out;
+	}
+	if (copy_config(c, cfg) < 0)
+		goto out;
+	if (check) {
+		printf("miffy: configuration ok\n");
+		rc = 1;
+		goto out;
+	}
+	rc = 0;
+out:
+	if (c)
+		cfg_free(c);
+	free(sets);
+	return rc;
+}
+
+void config_free(struct config *cfg)
+{
+	free(cfg->file);
+	free(cfg->listen);
+	free(cfg->candidate);
+	free(cfg->secondary);
+	free(cfg->marker_header);
+	free(cfg->ca_file);
+	free(cfg->sink);
+	free(cfg->kafka_brokers);
+	free(cfg->topic);
+	free(cfg->admin);
+	free(cfg->log_file);
+	free_list(&cfg->methods);
+	free_list(&cfg->ignore_headers);
+	free_list(&cfg->ignore_paths);
+	free_list(&cfg->unordered_paths);
+	free_list(&cfg->endpoints);
+	free_list(&cfg->kafka_properties);
+	free_list(&cfg->redact_headers);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+int config_split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen)
+{
+	const char *colon = strrchr(addr, ':');
+	const char *h = addr;
+	size_t hl;
+	char *end;
+	long p;
+
+	if (!colon)
+		return -1;
+	hl = (size_t)(colon - addr);
+	if (hl >= 2 && addr[0] == '[' && addr[hl - 1] == ']') {
+		h = addr + 1;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= hostlen)
+		return -1;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || *end || end == colon + 1 || p < 0 || p > 65535 || strlen(colon + 1) >= portlen)
+		return -1;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	strcpy(port, colon + 1);
+	return 0;
+}

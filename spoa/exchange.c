@@ -1,0 +1,526 @@
+#include "exchange.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compare.h"
+#include "config.h"
+#include "log.h"
+#include "noise.h"
+#include "publish.h"
+#include "replay.h"
+#include "route.h"
+#include "spop.h"
+#include "stats.h"
+
+struct exchange_table {
+	struct exchange_deps deps;
+	struct exchange **buckets;
+	size_t nbuckets;             /* power of two */
+	size_t count;
+	struct exchange *oldest, *newest;  /* TTL order: deadlines grow with creation */
+	ev_timer ttl_timer;
+};
+
+/* The arguments of miffy-req and miffy-res, matched by name. */
+struct message_args {
+	const struct spop_value *id, *method, *path, *query, *ver, *headers, *body;
+	const struct spop_value *status, *body_len, *body_size;
+};
+
+static const char *const outcome_names[OUTCOME_COUNT] = {
+	"equal", "different", "noise", "candidate_error", "skipped", "expired", "dropped",
+};
+static const char *const skip_names[SKIP_REASON_COUNT] = {
+	"none", "method", "request_truncated", "overload", "shutdown",
+};
+static const char *const anomaly_names[ANOMALY_COUNT] = {
+	"missing_id", "duplicate_id", "orphan_response", "bad_args", "unknown_message",
+};
+static const char *const role_names[ROLE_COUNT] = { "candidate", "secondary" };
+
+const char *outcome_name(enum outcome o) { return outcome_names[o]; }
+const char *skip_reason_name(enum skip_reason r) { return skip_names[r]; }
+const char *anomaly_name(enum anomaly a) { return anomaly_names[a]; }
+const char *role_name(enum replay_role r) { return role_names[r]; }
+
+static uint64_t hash_id(const char *s, size_t len)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (uint8_t)s[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static struct exchange **bucket_of(struct exchange_table *t, const char *id, size_t len)
+{
+	return &t->buckets[hash_id(id, len) & (t->nbuckets - 1)];
+}
+
+static struct exchange *table_find(struct exchange_table *t, const char *id, size_t len)
+{
+	for (struct exchange *x = *bucket_of(t, id, len); x; x = x->hnext)
+		if (strlen(x->id) == len && memcmp(x->id, id, len) == 0)
+			return x;
+	return NULL;
+}
+
+static void ttl_arm(struct exchange_table *t)
+{
+	ev_timer_stop(t->deps.loop, &t->ttl_timer);
+	if (!t->oldest)
+		return;
+	ev_tstamp delay = t->oldest->deadline - ev_now(t->deps.loop);
+	ev_timer_set(&t->ttl_timer, delay > 0.001 ? delay : 0.001, 0.);
+	ev_timer_start(t->deps.loop, &t->ttl_timer);
+}
+
+static void table_insert(struct exchange_table *t, struct exchange *x)
+{
+	struct exchange **b = bucket_of(t, x->id, strlen(x->id));
+
+	x->hnext = *b;
+	*b = x;
+	x->older = t->newest;
+	x->newer = NULL;
+	if (t->newest)
+		t->newest->newer = x;
+	else
+		t->oldest = x;
+	t->newest = x;
+	t->count++;
+	stats.exchanges_inflight = t->count;
+	if (t->oldest == x)
+		ttl_arm(t);
+}
+
+static void table_remove(struct exchange_table *t, struct exchange *x)
+{
+	struct exchange **b = bucket_of(t, x->id, strlen(x->id));
+	bool was_oldest = t->oldest == x;
+
+	while (*b != x)
+		b = &(*b)->hnext;
+	*b = x->hnext;
+	if (x->older)
+		x->older->newer = x->newer;
+	else
+		t->oldest = x->newer;
+	if (x->newer)
+		x->newer->older = x->older;
+	else
+		t->newest = x->older;
+	t->count--;
+	stats.exchanges_inflight = t->count;
+	if (was_oldest)
+		ttl_arm(t);
+}
+
+static void exchange_free(struct exchange *x)
+{
+	free(x->id);
+	free(x->endpoint);
+	free(x->method);
+	free(x->path);
+	free(x->query);
+	free(x->version);
+	http_headers_clear(&x->req_headers);
+	free(x->req_body);
+	http_response_clear(&x->reference);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		http_response_clear(&x->replies[r]);
+	free(x);
+}
+
+static void cancel_replays(struct exchange_table *t, struct exchange *x)
+{
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		if (x->xfer[r]) {
+			replay_cancel(t->deps.replay, x->xfer[r]);
+			x->xfer[r] = NULL;
+		}
+	}
+}
+
+/* Ends x with outcome o: stats, publishing, removal. */
+static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
+		     const struct diff_list *diffs)
+{
+	stats_exchange_done(x, o, diffs);
+	if (t->deps.publish && o != OUTCOME_SKIPPED && o != OUTCOME_EXPIRED && o != OUTCOME_DROPPED)
+		publish_exchange(t->deps.publish, x, o, diffs);
+	if (log_enabled(LOG_LEVEL_DEBUG))
+		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s %s: %s%s%s (%zu differences)",
+			x->method ? x->method : "-", x->endpoint ? x->endpoint : "-", outcome_name(o),
+			o == OUTCOME_SKIPPED ? "/" : "", o == OUTCOME_SKIPPED ? skip_reason_name(x->skip) : "",
+			diffs ? diffs->count : 0);
+	cancel_replays(t, x);
+	table_remove(t, x);
+	exchange_free(x);
+}
+
+static void finish(struct exchange_table *t, struct exchange *x)
+{
+	struct diff_list diffs = { 0 }, sec = { 0 };
+	enum outcome o;
+
+	if (x->skip != SKIP_NONE) {
+		conclude(t, x, OUTCOME_SKIPPED, NULL);
+		return;
+	}
+	if (x->replies[ROLE_CANDIDATE].error[0]) {
+		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL);
+		return;
+	}
+	if (!t->deps.compare || compare_responses(t->deps.compare, &x->reference,
+						  &x->replies[ROLE_CANDIDATE], &diffs) < 0) {
+		log_msg(LOG_LEVEL_ERROR, x->id, "comparison failed: out of memory");
+		diff_list_clear(&diffs);
+		conclude(t, x, OUTCOME_DROPPED, NULL);
+		return;
+	}
+	o = diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
+	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
+	if (x->want[ROLE_SECONDARY] && !x->replies[ROLE_SECONDARY].error[0] && t->deps.noise &&
+	    compare_responses(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &sec) == 0) {
+		if (noise_mark(t->deps.noise, x->endpoint, &diffs, &sec))
+			o = OUTCOME_NOISE;
+	}
+	conclude(t, x, o, &diffs);
+	diff_list_clear(&diffs);
+	diff_list_clear(&sec);
+}
+
+static void maybe_finish(struct exchange_table *t, struct exchange *x)
+{
+	if (!x->have_reference)
+		return;
+	for (int r = 0; r < ROLE_COUNT; r++)
+		if (x->want[r] && !x->have[r])
+			return;
+	finish(t, x);
+}
+
+static void on_replay_done(void *arg, enum replay_role role, struct http_response *resp)
+{
+	struct exchange *x = arg;
+
+	http_response_clear(&x->replies[role]);
+	x->replies[role] = *resp;
+	memset(resp, 0, sizeof(*resp));
+	x->have[role] = true;
+	x->xfer[role] = NULL;
+	if (x->replies[role].error[0])
+		log_msg(LOG_LEVEL_DEBUG, x->id, "%s error: %s (%s)", role_name(role),
+			x->replies[role].error, x->replies[role].error_detail);
+	maybe_finish(x->table, x);
+}
+
+static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct exchange_table *t = w->data;
+	ev_tstamp now = ev_now(loop);
+
+	(void)revents;
+	while (t->oldest && t->oldest->deadline <= now) {
+		struct exchange *x = t->oldest;
+
+		if (x->skip == SKIP_NONE)
+			log_msg(LOG_LEVEL_DEBUG, x->id, "exchange expired: %s",
+				x->have_reference ? "replay never ended" : "no reference response");
+		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED, NULL);
+	}
+	ttl_arm(t);
+}
+
+struct exchange_table *exchange_table_new(const struct exchange_deps *deps)
+{
+	struct exchange_table *t = calloc(1, sizeof(*t));
+	size_t n = 1024;
+
+	if (!t)
+		return NULL;
+	t->deps = *deps;
+	/* About one entry per bucket at the cap, within reason. */
+	while (n < deps->cfg->max_exchanges && n < ((size_t)1 << 20))
+		n <<= 1;
+	t->nbuckets = n;
+	t->buckets = calloc(n, sizeof(*t->buckets));
+	if (!t->buckets) {
+		free(t);
+		return NULL;
+	}
+	ev_init(&t->ttl_timer, on_ttl);
+	t->ttl_timer.data = t;
+	return t;
+}
+
+void exchange_table_free(struct exchange_table *t)
+{
+	if (!t)
+		return;
+	while (t->oldest) {
+		struct exchange *x = t->oldest;
+
+		if (x->skip == SKIP_NONE)
+			x->skip = SKIP_SHUTDOWN;
+		conclude(t, x, OUTCOME_SKIPPED, NULL);
+	}
+	ev_timer_stop(t->deps.loop, &t->ttl_timer);
+	free(t->buckets);
+	free(t);
+}
+
+size_t exchange_table_count(const struct exchange_table *t)
+{
+	return t->count;
+}
+
+static void collect_args(const struct spop_arg *args, size_t nargs, struct message_args *m)
+{
+	static const struct { const char *name; size_t off; } names[] = {
+		{ "id", offsetof(struct message_args, id) },
+		{ "method", offsetof(struct message_args, method) },
+		{ "path", offsetof(struct message_args, path) },
+		{ "query", offsetof(struct message_args, query) },
+		{ "ver", offsetof(struct message_args, ver) },
+		{ "headers", offsetof(struct message_args, headers) },
+		{ "body", offsetof(struct message_args, body) },
+		{ "status", offsetof(struct message_args, status) },
+		{ "body_len", offsetof(struct message_args, body_len) },
+		{ "body_size", offsetof(struct message_args, body_size) },
+	};
+
+	memset(m, 0, sizeof(*m));
+	for (size_t i = 0; i < nargs; i++) {
+		if (args[i].value.type == SPOP_T_NULL)
+			continue;
+		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+			if (spop_arg_is(&args[i], names[k].name)) {
+				*(const struct spop_value **)((char *)m + names[k].off) = &args[i].value;
+				break;
+			}
+		}
+	}
+}
+
+static bool is_text(const struct spop_value *v)
+{
+	return v && (v->type == SPOP_T_STRING || v->type == SPOP_T_BINARY);
+}
+
+/* A copy of a string argument, or NULL when absent. *failed on ENOMEM. */
+static char *dup_arg(const struct spop_value *v, bool *failed)
+{
+	char *s;
+
+	if (!is_text(v))
+		return NULL;
+	s = strndup(v->v.str.ptr, v->v.str.len);
+	if (!s)
+		*failed = true;
+	return s;
+}
+
+static bool body_cut(const struct message_args *m)
+{
+	int64_t len, size;
+
+	if (!m->body_len || !m->body_size || !spop_value_int(m->body_len, &len) ||
+	    !spop_value_int(m->body_size, &size))
+		return false;
+	return len < size;
+}
+
+static bool copy_body(const struct spop_value *v, uint8_t **body, size_t *len)
+{
+	*body = NULL;
+	*len = 0;
+	if (!is_text(v) || v->v.str.len == 0)
+		return true;
+	*body = malloc(v->v.str.len);
+	if (!*body)
+		return false;
+	memcpy(*body, v->v.str.ptr, v->v.str.len);
+	*len = v->v.str.len;
+	return true;
+}
+
+static bool method_allowed(const struct config *cfg, const char *method)
+{
+	for (size_t i = 0; i < cfg->methods.count; i++)
+		if (strcmp(cfg->methods.items[i], method) == 0)
+			return true;
+	return false;
+}
+
+static void anomaly(enum anomaly a, const char *id, const char *what)
+{
+	stats.anomalies[a]++;
+	log_msg(LOG_LEVEL_WARN, id, "%s: %s", anomaly_name(a), what);
+}
+
+static void start_replays(struct exchange_table *t, struct exchange *x)
+{
+	const struct config *cfg = t->deps.cfg;
+
+	if (!method_allowed(cfg, x->method)) {
+		x->skip = SKIP_METHOD;
+		return;
+	}
+	if (x->req_truncated) {
+		x->skip = SKIP_REQUEST_TRUNCATED;
+		return;
+	}
+	if (!t->deps.replay)
+		return;
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		int rc;
+
+		if (r == ROLE_SECONDARY && !replay_has_secondary(t->deps.replay))
+			continue;
+		rc = replay_start(t->deps.replay, (enum replay_role)r, x, on_replay_done, x, &x->xfer[r]);
+		if (rc < 0) {
+			/* One role without the other cannot be judged: shed both. */
+			cancel_replays(t, x);
+			for (int k = 0; k < ROLE_COUNT; k++)
+				x->want[k] = false;
+			x->skip = SKIP_OVERLOAD;
+			if (rc != -1)
+				log_msg(LOG_LEVEL_WARN, x->id, "cannot start the %s replay", role_name((enum replay_role)r));
+			return;
+		}
+		x->want[r] = true;
+	}
+}
+
+static void on_request(struct exchange_table *t, const struct message_args *m)
+{
+	struct exchange *x;
+	bool failed = false;
+	char *id;
+
+	if (!is_text(m->method) || !is_text(m->path)) {
+		id = dup_arg(m->id, &failed);
+		anomaly(ANOMALY_BAD_ARGS, id, "miffy-req without method or path");
+		free(id);
+		return;
+	}
+	if (table_find(t, m->id->v.str.ptr, m->id->v.str.len)) {
+		id = dup_arg(m->id, &failed);
+		anomaly(ANOMALY_DUPLICATE_ID, id, "a second miffy-req with this id (is unique-id-format unique?)");
+		free(id);
+		return;
+	}
+	if (t->count >= t->deps.cfg->max_exchanges) {
+		stats.outcomes[OUTCOME_DROPPED]++;
+		log_msg(LOG_LEVEL_WARN, NULL, "exchange table full (max_exchanges=%u): request dropped",
+			t->deps.cfg->max_exchanges);
+		return;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x)
+		goto oom;
+	x->table = t;
+	x->id = dup_arg(m->id, &failed);
+	x->method = dup_arg(m->method, &failed);
+	x->path = dup_arg(m->path, &failed);
+	x->query = dup_arg(m->query, &failed);
+	x->version = dup_arg(m->ver, &failed);
+	if (failed || !copy_body(m->body, &x->req_body, &x->req_body_len))
+		goto oom;
+	if (is_text(m->headers) &&
+	    http_headers_decode((const uint8_t *)m->headers->v.str.ptr, m->headers->v.str.len,
+				&x->req_headers) < 0) {
+		anomaly(ANOMALY_BAD_ARGS, x->id, "miffy-req headers are not in req.hdrs_bin format");
+		exchange_free(x);
+		return;
+	}
+	x->req_truncated = body_cut(m);
+	x->endpoint = t->deps.route ? route_name(t->deps.route, x->method, x->path) : NULL;
+	if (!x->endpoint && asprintf(&x->endpoint, "%s %s", x->method, x->path) < 0) {
+		x->endpoint = NULL;
+		goto oom;
+	}
+	x->t_request = ev_time();
+	x->deadline = ev_now(t->deps.loop) + t->deps.cfg->exchange_ttl;
+	stats.exchanges_started++;
+	table_insert(t, x);
+	start_replays(t, x);
+	return;
+oom:
+	stats.outcomes[OUTCOME_DROPPED]++;
+	log_msg(LOG_LEVEL_ERROR, NULL, "out of memory: request dropped");
+	if (x)
+		exchange_free(x);
+}
+
+static void on_response(struct exchange_table *t, const struct message_args *m)
+{
+	struct exchange *x = table_find(t, m->id->v.str.ptr, m->id->v.str.len);
+	bool failed = false;
+	int64_t status;
+
+	if (!x) {
+		char *id = dup_arg(m->id, &failed);
+
+		anomaly(ANOMALY_ORPHAN_RESPONSE, id, "miffy-res without a pending miffy-req");
+		free(id);
+		return;
+	}
+	if (x->have_reference) {
+		anomaly(ANOMALY_DUPLICATE_ID, x->id, "a second miffy-res with this id");
+		return;
+	}
+	if (!m->status || !spop_value_int(m->status, &status) || status < 100 || status > 999) {
+		anomaly(ANOMALY_BAD_ARGS, x->id, "miffy-res without a valid status");
+		return;
+	}
+	x->t_response = ev_time();
+	x->reference.status = (int)status;
+	x->reference.latency_ms = (x->t_response - x->t_request) * 1000.0;
+	x->reference.truncated = body_cut(m);
+	if (is_text(m->headers) &&
+	    http_headers_decode((const uint8_t *)m->headers->v.str.ptr, m->headers->v.str.len,
+				&x->reference.headers) < 0) {
+		anomaly(ANOMALY_BAD_ARGS, x->id, "miffy-res headers are not in res.hdrs_bin format");
+		return;
+	}
+	if (!copy_body(m->body, &x->reference.body, &x->reference.body_len)) {
+		http_headers_clear(&x->reference.headers);
+		log_msg(LOG_LEVEL_ERROR, x->id, "out of memory copying the reference body");
+		return;
+	}
+	x->have_reference = true;
+	maybe_finish(t, x);
+}
+
+void exchange_on_message(struct exchange_table *t, const char *name, size_t name_len,
+			 const struct spop_arg *args, size_t nargs)
+{
+	struct message_args m;
+	bool req = name_len == 9 && memcmp(name, "miffy-req", 9) == 0;
+	bool res = name_len == 9 && memcmp(name, "miffy-res", 9) == 0;
+
+	if (!req && !res) {
+		stats.anomalies[ANOMALY_UNKNOWN_MESSAGE]++;
+		log_msg(LOG_LEVEL_WARN, NULL, "unknown SPOE message '%.*s' ignored (expected miffy-req or miffy-res)",
+			(int)(name_len > 64 ? 64 : name_len), name);
+		return;
+	}
+	collect_args(args, nargs, &m);
+	if (!is_text(m.id) || m.id->v.str.len == 0) {
+		anomaly(ANOMALY_MISSING_ID, NULL, req ? "miffy-req without id (set unique-id-format)"
+						      : "miffy-res without id (set unique-id-format)");
+		return;
+	}
+	if (req)
+		on_request(t, &m);
+	else
+		on_response(t, &m);
+}

@@ -1,0 +1,229 @@
+/* miffy: wiring, signals, graceful shutdown. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <ev.h>
+#include <cjson/cJSON.h>
+
+#include "admin.h"
+#include "agent.h"
+#include "compare.h"
+#include "config.h"
+#include "exchange.h"
+#include "log.h"
+#include "noise.h"
+#include "publish.h"
+#include "replay.h"
+#include "route.h"
+#include "stats.h"
+
+/* How often a draining agent looks whether in-flight work is done. */
+#define DRAIN_POLL_SECONDS 0.05
+
+struct app {
+	struct ev_loop *loop;
+	struct config cfg;
+	struct agent *agent;
+	struct exchange_table *table;
+	struct replay *replay;
+	struct compare *compare;
+	struct noise *noise;
+	struct route *route;
+	struct publish *publish;
+	struct admin *admin;
+	ev_signal sigterm, sigint, sighup, sigusr2;
+	ev_timer drain;
+	ev_tstamp drain_deadline;
+	bool draining;
+};
+
+static void log_stats(void)
+{
+	cJSON *doc = stats_json();
+	char *s = doc ? cJSON_PrintUnformatted(doc) : NULL;
+
+	log_info("stats %s", s ? s : "{}");
+	free(s);
+	cJSON_Delete(doc);
+}
+
+static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct app *app = w->data;
+	size_t left = exchange_table_count(app->table);
+
+	(void)revents;
+	if (left && ev_now(loop) < app->drain_deadline)
+		return;
+	if (left)
+		log_warn("drain timeout (%.1fs): %zu exchanges still in flight, counted as skipped/shutdown",
+			 app->cfg.drain_timeout, left);
+	ev_timer_stop(loop, w);
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct app *app = w->data;
+
+	(void)revents;
+	if (app->draining) {
+		log_info("second signal: stopping now");
+		ev_break(loop, EVBREAK_ALL);
+		return;
+	}
+	app->draining = true;
+	log_info("signal %d: no new HAProxy connections; draining %zu in-flight exchanges (up to %.1fs)",
+		 w->signum, exchange_table_count(app->table), app->cfg.drain_timeout);
+	agent_stop_accepting(app->agent);
+	app->drain_deadline = ev_now(loop) + app->cfg.drain_timeout;
+	ev_timer_init(&app->drain, on_drain, 0., DRAIN_POLL_SECONDS);
+	app->drain.data = app;
+	ev_timer_start(loop, &app->drain);
+}
+
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	struct app *app = w->data;
+
+	(void)loop;
+	(void)revents;
+	log_reopen();
+	if (app->publish)
+		publish_reopen(app->publish);
+	log_info("SIGHUP: log and sink files reopened");
+}
+
+static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	log_stats();
+}
+
+static void watch_signal(struct app *app, ev_signal *w, void (*cb)(struct ev_loop *, ev_signal *, int), int sig)
+{
+	ev_signal_init(w, cb, sig);
+	w->data = app;
+	ev_signal_start(app->loop, w);
+}
+
+static int app_start(struct app *app)
+{
+	struct exchange_deps deps;
+	char err[512] = "";
+
+	app->route = route_new(app->cfg.endpoints.items, app->cfg.endpoints.count, err, sizeof(err));
+	if (!app->route) {
+		fprintf(stderr, "miffy: endpoints: %s\n", err);
+		return 2;
+	}
+	app->compare = compare_new(&app->cfg, err, sizeof(err));
+	if (!app->compare) {
+		fprintf(stderr, "miffy: %s\n", err);
+		return 2;
+	}
+	app->noise = noise_new(&app->cfg);
+	app->replay = replay_new(app->loop, &app->cfg, err, sizeof(err));
+	if (!app->noise || !app->replay) {
+		fprintf(stderr, "miffy: %s\n", err[0] ? err : "out of memory");
+		return 2;
+	}
+	app->publish = publish_new(app->loop, &app->cfg, err, sizeof(err));
+	if (!app->publish) {
+		fprintf(stderr, "miffy: sink %s: %s\n", app->cfg.sink, err);
+		return 2;
+	}
+	deps = (struct exchange_deps){
+		.loop = app->loop, .cfg = &app->cfg, .replay = app->replay, .compare = app->compare,
+		.noise = app->noise, .route = app->route, .publish = app->publish,
+	};
+	app->table = exchange_table_new(&deps);
+	if (!app->table) {
+		fprintf(stderr, "miffy: out of memory\n");
+		return 1;
+	}
+	app->agent = agent_new(app->loop, &app->cfg, app->table, err, sizeof(err));
+	if (!app->agent) {
+		fprintf(stderr, "miffy: %s\n", err);
+		return 1;
+	}
+	if (strcmp(app->cfg.admin, "off") != 0) {
+		app->admin = admin_new(app->loop, &app->cfg, err, sizeof(err));
+		if (!app->admin) {
+			fprintf(stderr, "miffy: admin: %s\n", err);
+			return 1;
+		}
+	}
+	return 0;
+}
+
+static void app_stop(struct app *app)
+{
+	admin_free(app->admin);
+	app->admin = NULL;
+	if (app->agent) {
+		agent_close_all(app->agent);
+		/* Let the DISCONNECT frames go out. */
+		ev_run(app->loop, EVRUN_NOWAIT);
+	}
+	if (app->table)
+		exchange_table_free(app->table);
+	if (app->publish)
+		publish_free(app->publish, app->cfg.flush_timeout);
+	agent_free(app->agent);
+	replay_free(app->replay);
+	noise_free(app->noise);
+	compare_free(app->compare);
+	route_free(app->route);
+}
+
+int main(int argc, char **argv)
+{
+	struct app app;
+	int rc;
+
+	memset(&app, 0, sizeof(app));
+	rc = config_load(&app.cfg, argc, argv);
+	if (rc != 0) {
+		config_free(&app.cfg);
+		return rc == 1 ? 0 : 2;
+	}
+	if (log_setup(app.cfg.log_level, app.cfg.log_json, app.cfg.log_file) < 0) {
+		fprintf(stderr, "miffy: cannot open log file %s: %s\n", app.cfg.log_file, strerror(errno));
+		config_free(&app.cfg);
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "miffy: curl_global_init failed\n");
+		config_free(&app.cfg);
+		return 1;
+	}
+	stats.started = ev_time();
+	app.loop = ev_default_loop(EVFLAG_AUTO);
+	rc = app_start(&app);
+	if (rc == 0) {
+		watch_signal(&app, &app.sigterm, on_stop, SIGTERM);
+		watch_signal(&app, &app.sigint, on_stop, SIGINT);
+		watch_signal(&app, &app.sighup, on_hup, SIGHUP);
+		watch_signal(&app, &app.sigusr2, on_usr2, SIGUSR2);
+		log_info("miffy %s listening on %s, candidate %s%s%s, sink %s, admin %s", MIFFY_VERSION,
+			 app.cfg.listen, app.cfg.candidate, app.cfg.secondary ? ", secondary " : "",
+			 app.cfg.secondary ? app.cfg.secondary : "", app.cfg.sink, app.cfg.admin);
+		ev_run(app.loop, 0);
+		log_stats();
+		log_info("stopped");
+	}
+	app_stop(&app);
+	stats_free();
+	ev_loop_destroy(app.loop);
+	curl_global_cleanup();
+	config_free(&app.cfg);
+	return rc;
+}

@@ -1,0 +1,355 @@
+#include "noise.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+/* Memory stays bounded whatever the traffic: endpoints past the cap share
+ * one entry, and so do the fields of an endpoint past its cap. */
+#define NOISE_MAX_ENDPOINTS 256
+#define NOISE_MAX_FIELDS 1024
+#define NOISE_OTHER "other"
+
+struct field {
+	char *key;              /* "status", "header:<name>", "body", "body:<pointer>" */
+	uint64_t raw;           /* exchanges where reference and candidate differ here */
+	uint64_t noise;         /* exchanges where reference and secondary differ here */
+	uint64_t raw_seen;      /* serial of the last exchange counted in raw */
+	uint64_t noise_seen;
+};
+
+/* Open addressing, power-of-two sized, at most half full. */
+struct field_table {
+	struct field *slots;
+	size_t size, count;
+};
+
+struct endpoint {
+	char *name;
+	uint64_t total;         /* exchanges recorded */
+	struct field_table fields;
+	struct field *other;    /* fields past NOISE_MAX_FIELDS, or NULL */
+};
+
+struct noise {
+	double relative;
+	double absolute;
+	struct endpoint *endpoints;
+	size_t count;
+	struct endpoint *other;
+	uint64_t serial;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+struct noise *noise_new(const struct config *cfg)
+{
+	struct noise *n = calloc(1, sizeof(*n));
+
+	if (!n)
+		return NULL;
+	n->relative = cfg->noise_relative;
+	n->absolute = cfg->noise_absolute;
+	n->endpoints = calloc(NOISE_MAX_ENDPOINTS, sizeof(*n->endpoints));
+	if (!n->endpoints) {
+		free(n);
+		return NULL;
+	}
+	return n;
+}
+
+static void endpoint_clear(struct endpoint *e)
+{
+	for (size_t i = 0; i < e->fields.size; i++)
+		free(e->fields.slots[i].key);
+	free(e->fields.slots);
+	if (e->other)
+		free(e->other->key);
+	free(e->other);
+	free(e->name);
+	memset(e, 0, sizeof(*e));
+}
+
+void noise_free(struct noise *n)
+{
+	if (!n)
+		return;
+	for (size_t i = 0; i < n->count; i++)
+		endpoint_clear(&n->endpoints[i]);
+	free(n->endpoints);
+	if (n->other) {
+		endpoint_clear(n->other);
+		free(n->other);
+	}
+	free(n);
+}
+
+static struct endpoint *endpoint_find(const struct noise *n, const char *name)
+{
+	for (size_t i = 0; i < n->count; i++)
+		if (strcmp(n->endpoints[i].name, name) == 0)
+			return &n->endpoints[i];
+	if (n->other && strcmp(name, NOISE_OTHER) == 0)
+		return n->other;
+	return NULL;
+}
+
+static struct endpoint *endpoint_get(struct noise *n, const char *name)
+{
+	struct endpoint *e = endpoint_find(n, name);
+
+	if (e)
+		return e;
+	if (n->count < NOISE_MAX_ENDPOINTS) {
+		e = &n->endpoints[n->count];
+		e->name = strdup(name);
+		if (!e->name)
+			return NULL;
+		n->count++;
+		return e;
+	}
+	if (!n->other) {
+		n->other = calloc(1, sizeof(*n->other));
+		if (!n->other)
+			return NULL;
+		n->other->name = strdup(NOISE_OTHER);
+		if (!n->other->name) {
+			free(n->other);
+			n->other = NULL;
+			return NULL;
+		}
+	}
+	return n->other;
+}
+
+static struct field *field_slot(const struct field_table *t, const char *key)
+{
+	size_t mask = t->size - 1;
+
+	for (size_t i = (size_t)hash_str(key) & mask;; i = (i + 1) & mask)
+		if (!t->slots[i].key || strcmp(t->slots[i].key, key) == 0)
+			return &t->slots[i];
+}
+
+static int field_table_grow(struct field_table *t)
+{
+	struct field_table nt = { .size = t->size ? t->size * 2 : 16 };
+
+	nt.slots = calloc(nt.size, sizeof(*nt.slots));
+	if (!nt.slots)
+		return -1;
+	for (size_t i = 0; i < t->size; i++)
+		if (t->slots[i].key)
+			*field_slot(&nt, t->slots[i].key) = t->slots[i];
+	nt.count = t->count;
+	free(t->slots);
+	*t = nt;
+	return 0;
+}
+
+static struct field *field_find(const struct endpoint *e, const char *key)
+{
+	struct field *f;
+
+	if (e->fields.size == 0)
+		return NULL;
+	f = field_slot(&e->fields, key);
+	return f->key ? f : NULL;
+}
+
+/* The field of key, created on first sight; past the cap, the overflow
+ * field. NULL on allocation failure. */
+static struct field *field_get(struct endpoint *e, const char *key)
+{
+	struct field *f = field_find(e, key);
+
+	if (f)
+		return f;
+	if (e->fields.count >= NOISE_MAX_FIELDS) {
+		if (!e->other) {
+			e->other = calloc(1, sizeof(*e->other));
+			if (!e->other)
+				return NULL;
+			e->other->key = strdup(NOISE_OTHER);
+			if (!e->other->key) {
+				free(e->other);
+				e->other = NULL;
+				return NULL;
+			}
+		}
+		return e->other;
+	}
+	if ((e->fields.count + 1) * 2 > e->fields.size && field_table_grow(&e->fields) < 0)
+		return NULL;
+	f = field_slot(&e->fields, key);
+	f->key = strdup(key);
+	if (!f->key)
+		return NULL;
+	e->fields.count++;
+	return f;
+}
+
+/* "status", "body" for the whole body, else where:path. Array indices are
+ * kept, so /items/0/price and /items/1/price are two fields. */
+static char *field_key(const struct difference *d)
+{
+	const char *where = diff_where_name(d->where);
+	char *key;
+
+	if (!d->path || !d->path[0])
+		return strdup(where);
+	if (asprintf(&key, "%s:%s", where, d->path) < 0)
+		return NULL;
+	return key;
+}
+
+static bool same_place(const struct difference *a, const struct difference *b)
+{
+	return a->where == b->where && a->kind == b->kind && strcmp(a->path, b->path) == 0;
+}
+
+/* Diffy's rule: a field is a regression only while the candidate differs
+ * clearly more often than the references differ among themselves. */
+static bool field_is_regression(const struct noise *n, const struct endpoint *e,
+				const struct field *f)
+{
+	double raw = (double)f->raw, noise = (double)f->noise;
+	double delta = fabs(raw - noise);
+
+	if (f->raw <= f->noise || e->total == 0)
+		return false;
+	return delta / (raw + noise) > n->relative && delta / (double)e->total > n->absolute;
+}
+
+/* Counts the fields of list once each in this exchange. */
+static void count_fields(struct endpoint *e, const struct diff_list *list, uint64_t serial,
+			 bool raw)
+{
+	for (size_t i = 0; list && i < list->count; i++) {
+		char *key = field_key(&list->items[i]);
+		struct field *f;
+
+		if (!key)
+			continue;
+		f = field_get(e, key);
+		free(key);
+		if (!f)
+			continue;
+		if (raw && f->raw_seen != serial) {
+			f->raw_seen = serial;
+			f->raw++;
+		} else if (!raw && f->noise_seen != serial) {
+			f->noise_seen = serial;
+			f->noise++;
+		}
+	}
+}
+
+bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
+		const struct diff_list *sec)
+{
+	struct endpoint *e = endpoint_get(n, endpoint ? endpoint : NOISE_OTHER);
+	bool all_noise = raw->count > 0;
+
+	n->serial++;
+	for (size_t i = 0; i < raw->count; i++)
+		for (size_t k = 0; sec && k < sec->count; k++)
+			if (same_place(&raw->items[i], &sec->items[k])) {
+				raw->items[i].noise = true;
+				break;
+			}
+	if (e) {
+		e->total++;
+		count_fields(e, raw, n->serial, true);
+		count_fields(e, sec, n->serial, false);
+	}
+	for (size_t i = 0; i < raw->count; i++) {
+		struct difference *d = &raw->items[i];
+
+		if (!d->noise && e) {
+			char *key = field_key(d);
+			const struct field *f = key ? field_find(e, key) : NULL;
+
+			if (!f && key && e->fields.count >= NOISE_MAX_FIELDS)
+				f = e->other;
+			free(key);
+			if (f && !field_is_regression(n, e, f))
+				d->noise = true;
+		}
+		all_noise &= d->noise;
+	}
+	return all_noise;
+}
+
+static int field_to_json(const struct noise *n, const struct endpoint *e,
+			 const struct field *f, cJSON *obj)
+{
+	cJSON *item = cJSON_CreateObject();
+
+	if (!item)
+		return -1;
+	if (!cJSON_AddNumberToObject(item, "raw", (double)f->raw) ||
+	    !cJSON_AddNumberToObject(item, "noise", (double)f->noise) ||
+	    !cJSON_AddBoolToObject(item, "regression", field_is_regression(n, e, f))) {
+		cJSON_Delete(item);
+		return -1;
+	}
+	cJSON_AddItemToObject(obj, f->key, item);
+	return 0;
+}
+
+static cJSON *endpoint_to_json(const struct noise *n, const struct endpoint *e)
+{
+	cJSON *obj = cJSON_CreateObject();
+
+	if (!obj)
+		return NULL;
+	for (size_t i = 0; e && i < e->fields.size; i++)
+		if (e->fields.slots[i].key && field_to_json(n, e, &e->fields.slots[i], obj) < 0)
+			goto fail;
+	if (e && e->other && field_to_json(n, e, e->other, obj) < 0)
+		goto fail;
+	return obj;
+fail:
+	cJSON_Delete(obj);
+	return NULL;
+}
+
+cJSON *noise_stats_json(const struct noise *n, const char *endpoint)
+{
+	cJSON *all;
+
+	if (endpoint)
+		return endpoint_to_json(n, endpoint_find(n, endpoint));
+	/* No endpoint: every endpoint, keyed by name. */
+	all = cJSON_CreateObject();
+	if (!all)
+		return NULL;
+	for (size_t i = 0; i <= n->count; i++) {
+		const struct endpoint *e = i < n->count ? &n->endpoints[i] : n->other;
+		cJSON *obj;
+
+		if (!e)
+			continue;
+		obj = endpoint_to_json(n, e);
+		if (!obj) {
+			cJSON_Delete(all);
+			return NULL;
+		}
+		cJSON_AddItemToObject(all, e->name, obj);
+	}
+	return all;
+}

@@ -1,0 +1,1248 @@
+#include "publish.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+
+#include "body.h"
+#include "config.h"
+#include "log.h"
+#include "stats.h"
+
+/* Producer defaults; any of them can be overridden by kafka_properties.
+ * acks=all: a difference is a record somebody will act on, and waiting for
+ * the in-sync replicas costs latency only in librdkafka's threads, never on
+ * the loop. The queue is bounded in messages and in bytes so a dead cluster
+ * costs a known amount of memory; past it messages are dropped and counted. */
+static const char *const kafka_defaults[][2] = {
+	{ "client.id", "miffy" },
+	{ "acks", "all" },
+	{ "linger.ms", "20" },
+	{ "compression.type", "lz4" },
+	{ "queue.buffering.max.messages", "100000" },
+	{ "queue.buffering.max.kbytes", "65536" },
+	{ "message.timeout.ms", "30000" },
+};
+
+/* Ticks refresh the queue-depth gauge, report summarised failures and poll
+ * librdkafka as a safety net behind the queue's wake-up pipe. */
+#define PUBLISH_TICK 0.5
+/* Bounded work per wake-up so a burst of delivery reports cannot starve the
+ * agent's connections; the tick picks up the rest. */
+#define KAFKA_POLL_BURST 64
+/* Lines waiting for a slow stdout pipe or FIFO: beyond this many bytes new
+ * messages are dropped (counted) instead of growing memory. */
+#define OUT_BUFFER_MIN (4u << 20)
+
+enum sink_kind { SINK_KAFKA = 0, SINK_FILE, SINK_STDOUT, SINK_KIND_COUNT };
+
+/* One log line per second per kind of trouble; the rest are summarised. */
+struct ratelog {
+	const char *what;
+	ev_tstamp last;
+	uint64_t suppressed;
+	char reason[160];
+};
+
+struct publish {
+	struct ev_loop *loop;
+	const struct config *cfg;
+	enum sink_kind kind;
+	ev_timer tick;
+	uint64_t rng;
+	struct ratelog drop_log, fail_log, err_log, write_log;
+
+	/* kafka */
+	rd_kafka_t *rk;
+	rd_kafka_topic_t *rkt;
+	int wake[2];                 /* librdkafka writes to [1] when its queue fills */
+	ev_io wake_io;
+	uint64_t inflight;           /* produced, no delivery report yet */
+	bool closing;
+
+	/* file / stdout */
+	char *path;
+	int fd;
+	ev_io out_io;
+	char *obuf;                  /* bytes not yet accepted by fd */
+	size_t olen, ocap, omax;
+};
+
+/* Parts of an exchange decoded once and reused by every build attempt. */
+enum part { PART_REQUEST = 0, PART_REFERENCE, PART_CANDIDATE, PART_SECONDARY, PART_COUNT };
+
+/* How much of the exchange a build may include; relaxed step by step when
+ * the message exceeds max_message. */
+struct shape {
+	size_t body_limit;           /* bytes of each body's content; SIZE_MAX: all */
+	size_t value_limit;          /* bytes of a difference value; SIZE_MAX: all */
+	bool headers;
+	size_t max_diffs;
+};
+
+struct build {
+	const struct publish *p;
+	const struct exchange *x;
+	enum outcome outcome;
+	const struct diff_list *diffs;
+	struct body bodies[PART_COUNT];
+	bool has_body[PART_COUNT];
+	bool cut;                    /* set by a build that left something out */
+};
+
+static const char *const published_outcomes[OUTCOME_COUNT] = {
+	[OUTCOME_EQUAL] = "equal",
+	[OUTCOME_DIFFERENT] = "different",
+	[OUTCOME_NOISE] = "noise",
+	[OUTCOME_CANDIDATE_ERROR] = "candidate_error",
+};
+static const char *const where_names[DIFF_WHERE_COUNT] = { "status", "header", "body" };
+static const char *const kind_names[DIFF_KIND_COUNT] = { "value", "type", "missing", "extra", "order" };
+
+static void ratelog_hit(struct publish *p, struct ratelog *rl, const char *id, const char *reason)
+{
+	ev_tstamp now = ev_now(p->loop);
+
+	if (now - rl->last >= 1.0) {
+		log_msg(LOG_LEVEL_WARN, id, "publish: %s: %s", rl->what, reason);
+		rl->last = now;
+		return;
+	}
+	rl->suppressed++;
+	snprintf(rl->reason, sizeof(rl->reason), "%s", reason);
+}
+
+static void ratelog_flush(struct publish *p, struct ratelog *rl, bool force)
+{
+	ev_tstamp now = ev_now(p->loop);
+
+	if (!rl->suppressed || (!force && now - rl->last < 1.0))
+		return;
+	log_warn("publish: %s: %llu more in the last second (last: %s)", rl->what,
+		 (unsigned long long)rl->suppressed, rl->reason);
+	rl->suppressed = 0;
+	rl->last = now;
+}
+
+/* ---- JSON text helpers ------------------------------------------------- */
+
+/* Length of the longest prefix of s[0..len) that is valid UTF-8. */
+static size_t utf8_valid_prefix(const uint8_t *s, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		uint8_t c = s[i];
+		size_t n;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			break;
+		if (len - i <= n)
+			break;
+		for (size_t k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return i;
+			cp = (cp << 6) | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			break;
+		i += n + 1;
+	}
+	return i;
+}
+
+/* Bytes cJSON writes for an ASCII byte c inside a string. */
+static size_t escaped_len(uint8_t c)
+{
+	if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+		return 2;
+	return c < 0x20 ? 6 : 1;
+}
+
+/* Walks s as make_string() will write it (quotes included) and returns the
+ * longest prefix, not splitting a character, whose JSON text fits in limit;
+ * *json_len gets that text's size. */
+static size_t text_fit(const uint8_t *s, size_t len, size_t limit, size_t *json_len)
+{
+	size_t i = 0, used = 2;
+
+	while (i < len) {
+		size_t step, cost;
+
+		if (s[i] < 0x80) {
+			step = 1;
+			cost = escaped_len(s[i]);
+		} else {
+			step = utf8_valid_prefix(s + i, len - i > 4 ? 4 : len - i);
+			if (step == 0) {
+				step = 1;   /* becomes U+FFFD */
+				cost = 3;
+			} else {
+				/* One whole character: its lead byte says how long. */
+				step = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
+				cost = step;
+			}
+		}
+		if (used + cost > limit)
+			break;
+		used += cost;
+		i += step;
+	}
+	*json_len = used;
+	return i;
+}
+
+/* A JSON string from len arbitrary bytes: invalid UTF-8 sequences become
+ * U+FFFD and NULs a space, so the message stays valid JSON whatever a peer
+ * sent. */
+static cJSON *make_string(const char *s, size_t len)
+{
+	const uint8_t *u = (const uint8_t *)s;
+	char *copy, *w;
+	cJSON *item;
+
+	copy = malloc(len * 3 + 1);
+	if (!copy)
+		return NULL;
+	w = copy;
+	for (size_t i = 0; i < len;) {
+		size_t good = utf8_valid_prefix(u + i, len - i);
+
+		memcpy(w, u + i, good);
+		w += good;
+		i += good;
+		if (i < len) {
+			memcpy(w, "\xef\xbf\xbd", 3);
+			w += 3;
+			i++;
+		}
+	}
+	*w = '\0';
+	for (char *q = copy; q < w; q++)
+		if (*q == '\0')
+			*q = ' ';
+	item = cJSON_CreateString(copy);
+	free(copy);
+	return item;
+}
+
+/* The same for a C string, without a copy in the usual (valid) case. */
+static cJSON *make_cstring(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (utf8_valid_prefix((const uint8_t *)s, len) == len)
+		return cJSON_CreateString(s);
+	return make_string(s, len);
+}
+
+static bool add_string(cJSON *obj, const char *key, const char *s)
+{
+	cJSON *item = s ? make_cstring(s) : cJSON_CreateNull();
+
+	if (item && cJSON_AddItemToObject(obj, key, item))
+		return true;
+	cJSON_Delete(item);
+	return false;
+}
+
+static bool add_number(cJSON *obj, const char *key, double v)
+{
+	return cJSON_AddNumberToObject(obj, key, v) != NULL;
+}
+
+static bool add_bool(cJSON *obj, const char *key, bool v)
+{
+	return cJSON_AddBoolToObject(obj, key, v) != NULL;
+}
+
+static char *base64(const uint8_t *s, size_t len)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char *out = malloc((len + 2) / 3 * 4 + 1), *w = out;
+	size_t i;
+
+	if (!out)
+		return NULL;
+	for (i = 0; i + 2 < len; i += 3) {
+		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+		*w++ = tab[v >> 18];
+		*w++ = tab[(v >> 12) & 63];
+		*w++ = tab[(v >> 6) & 63];
+		*w++ = tab[v & 63];
+	}
+	if (i < len) {
+		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
+		*w++ = tab[v >> 18];
+		*w++ = tab[(v >> 12) & 63];
+		*w++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		*w++ = '=';
+	}
+	*w = '\0';
+	return out;
+}
+
+/* ---- message ----------------------------------------------------------- */
+
+static bool header_redacted(const struct config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->redact_headers.count; i++)
+		if (strcasecmp(cfg->redact_headers.items[i], name) == 0)
+			return true;
+	return false;
+}
+
+/* Headers as an object; repeated names are joined with ", " (RFC 9110
+ * 5.3) so the object has unique keys. */
+static cJSON *make_headers(const struct build *b, const struct header_list *list)
+{
+	cJSON *obj = cJSON_CreateObject();
+	char lname[256];
+
+	if (!obj || !b->p->cfg)
+		return obj;
+	for (size_t i = 0; i < list->count; i++) {
+		const struct header *h = &list->items[i];
+		const char *value = header_redacted(b->p->cfg, h->name) ? "[redacted]" : h->value;
+		size_t n = strlen(h->name);
+		cJSON *prev, *item;
+
+		/* Names are lower-case by http.h's contract; enforce it for the
+		 * message's sake anyway, it is cheap. */
+		if (n >= sizeof(lname))
+			n = sizeof(lname) - 1;
+		for (size_t k = 0; k < n; k++)
+			lname[k] = (char)((h->name[k] >= 'A' && h->name[k] <= 'Z') ? h->name[k] + 32 : h->name[k]);
+		lname[n] = '\0';
+		prev = cJSON_GetObjectItemCaseSensitive(obj, lname);
+		if (prev && cJSON_IsString(prev) && strcmp(value, "[redacted]") != 0) {
+			size_t plen = strlen(prev->valuestring), vlen = strlen(value);
+			char *joined = malloc(plen + 2 + vlen + 1);
+
+			if (!joined)
+				goto fail;
+			memcpy(joined, prev->valuestring, plen);
+			memcpy(joined + plen, ", ", 2);
+			memcpy(joined + plen + 2, value, vlen + 1);
+			item = make_string(joined, plen + 2 + vlen);
+			free(joined);
+			if (!item || !cJSON_ReplaceItemInObjectCaseSensitive(obj, lname, item)) {
+				cJSON_Delete(item);
+				goto fail;
+			}
+		} else if (!prev && !add_string(obj, lname, value)) {
+			goto fail;
+		}
+	}
+	return obj;
+fail:
+	cJSON_Delete(obj);
+	return NULL;
+}
+
+/* Text bodies (and JSON ones shown as text when cut) are strings; only
+ * binary ones need base64. */
+static bool body_as_text(const struct body *bd)
+{
+	return bd->type == BODY_TEXT || bd->type == BODY_JSON;
+}
+
+/* Serialized size of a whole body's content (the string or value inside B). */
+static size_t body_content_size(const struct body *bd)
+{
+	size_t n = 0;
+	char *s;
+
+	if (bd->type == BODY_EMPTY)
+		return 0;
+	if (bd->type == BODY_JSON && bd->json && (s = cJSON_PrintUnformatted(bd->json)) != NULL) {
+		n = strlen(s);
+		free(s);
+		return n;
+	}
+	if (body_as_text(bd)) {
+		text_fit(bd->data, bd->len, SIZE_MAX, &n);
+		return n;
+	}
+	return (bd->len + 2) / 3 * 4 + 2;
+}
+
+/* B for a body, its content limited to limit bytes of JSON text. A body
+ * that does not fit becomes a text or base64 prefix with "cut": true and
+ * "size": the whole decoded size. */
+static cJSON *make_body(struct build *b, const struct body *bd, size_t limit)
+{
+	cJSON *obj = cJSON_CreateObject();
+	bool text = body_as_text(bd), whole = limit == SIZE_MAX;
+	size_t take = bd->len, used;
+	char *enc;
+
+	if (!obj)
+		return NULL;
+	if (bd->type == BODY_EMPTY) {
+		if (!add_string(obj, "text", ""))
+			goto fail;
+		return obj;
+	}
+	if (bd->type == BODY_JSON && bd->json && (whole || body_content_size(bd) <= limit)) {
+		/* A reference: the body outlives the message, no copy needed. */
+		if (!cJSON_AddItemReferenceToObject(obj, "json", bd->json))
+			goto fail;
+		goto flags;
+	}
+	if (!whole) {
+		if (text) {
+			take = text_fit(bd->data, bd->len, limit, &used);
+		} else {
+			take = limit >= 2 ? (limit - 2) / 4 * 3 : 0;
+			if (take > bd->len)
+				take = bd->len;
+		}
+	}
+	if (text) {
+		cJSON *item = make_string((const char *)bd->data, take);
+
+		if (!item || !cJSON_AddItemToObject(obj, "text", item)) {
+			cJSON_Delete(item);
+			goto fail;
+		}
+	} else {
+		enc = base64(bd->data, take);
+		if (!enc)
+			goto fail;
+		if (!cJSON_AddStringToObject(obj, "base64", enc)) {
+			free(enc);
+			goto fail;
+		}
+		free(enc);
+	}
+	if (take < bd->len) {
+		b->cut = true;
+		if (!add_bool(obj, "cut", true) || !add_number(obj, "size", (double)bd->len))
+			goto fail;
+		return obj;
+	}
+flags:
+	if (bd->size_exceeded && (!add_bool(obj, "cut", true) || !add_number(obj, "size", (double)bd->len)))
+		goto fail;
+	return obj;
+fail:
+	cJSON_Delete(obj);
+	return NULL;
+}
+
+static cJSON *make_request(struct build *b, const struct shape *sh)
+{
+	const struct exchange *x = b->x;
+	cJSON *obj = cJSON_CreateObject(), *item;
+
+	if (!obj || !add_string(obj, "method", x->method ? x->method : "") ||
+	    !add_string(obj, "path", x->path ? x->path : "") || !add_string(obj, "query", x->query))
+		goto fail;
+	item = sh->headers ? make_headers(b, &x->req_headers) : cJSON_CreateObject();
+	if (!item || !cJSON_AddItemToObject(obj, "headers", item))
+		goto fail_item;
+	item = make_body(b, &b->bodies[PART_REQUEST], sh->body_limit);
+	if (!item || !cJSON_AddItemToObject(obj, "body", item))
+		goto fail_item;
+	return obj;
+fail_item:
+	cJSON_Delete(item);
+fail:
+	cJSON_Delete(obj);
+	return NULL;
+}
+
+/* reference / candidate / secondary. A replay that failed is {"error",
+ * "detail", "latency_ms"}. */
+static cJSON *make_response(struct build *b, const struct shape *sh, enum part part,
+			    const struct http_response *r, bool have)
+{
+	cJSON *obj = cJSON_CreateObject(), *item;
+
+	if (!obj)
+		return NULL;
+	if (!have || r->error[0]) {
+		if (!add_string(obj, "error", have ? r->error : "missing") ||
+		    (have && r->error_detail[0] && !add_string(obj, "detail", r->error_detail)) ||
+		    (have && !add_number(obj, "latency_ms", r->latency_ms)))
+			goto fail;
+		return obj;
+	}
+	if (!add_number(obj, "status", r->status))
+		goto fail;
+	item = sh->headers ? make_headers(b, &r->headers) : cJSON_CreateObject();
+	if (!item || !cJSON_AddItemToObject(obj, "headers", item))
+		goto fail_item;
+	item = make_body(b, &b->bodies[part], sh->body_limit);
+	if (!item || !cJSON_AddItemToObject(obj, "body", item))
+		goto fail_item;
+	if (!add_bool(obj, "truncated", r->truncated) || !add_number(obj, "latency_ms", r->latency_ms))
+		goto fail;
+	return obj;
+fail_item:
+	cJSON_Delete(item);
+fail:
+	cJSON_Delete(obj);
+	return NULL;
+}
+
+/* A difference's value, or NULL (key left out) when absent or over limit. */
+static bool add_value(struct build *b, cJSON *obj, const char *key, const cJSON *v, size_t limit, bool *cut)
+{
+	if (!v)
+		return true;
+	if (limit != SIZE_MAX) {
+		char *s = cJSON_PrintUnformatted(v);
+		size_t n = s ? strlen(s) : SIZE_MAX;
+
+		free(s);
+		if (n > limit) {
+			*cut = true;
+			b->cut = true;
+			return true;
+		}
+	}
+	return cJSON_AddItemReferenceToObject(obj, key, (cJSON *)(uintptr_t)v);
+}
+
+static cJSON *make_differences(struct build *b, const struct shape *sh)
+{
+	cJSON *arr = cJSON_CreateArray();
+	size_t n = b->diffs ? b->diffs->count : 0;
+
+	if (!arr)
+		return NULL;
+	if (n > sh->max_diffs) {
+		n = sh->max_diffs;
+		b->cut = true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct difference *d = &b->diffs->items[i];
+		cJSON *obj = cJSON_CreateObject();
+		bool cut = false;
+
+		if (!obj || !cJSON_AddItemToArray(arr, obj)) {
+			cJSON_Delete(obj);
+			goto fail;
+		}
+		if (!add_string(obj, "where", d->where < DIFF_WHERE_COUNT ? where_names[d->where] : "body") ||
+		    !add_string(obj, "path", d->path ? d->path : "") ||
+		    !add_string(obj, "kind", d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value") ||
+		    !add_value(b, obj, "reference", d->reference, sh->value_limit, &cut) ||
+		    !add_value(b, obj, "candidate", d->candidate, sh->value_limit, &cut) ||
+		    !add_bool(obj, "noise", d->noise) || (cut && !add_bool(obj, "cut", true)))
+			goto fail;
+	}
+	return arr;
+fail:
+	cJSON_Delete(arr);
+	return NULL;
+}
+
+static void format_time(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+/* Builds the whole message of DESIGN.md "Kafka message" within shape sh.
+ * Returns its serialization (malloc'ed, NUL-terminated) or NULL on ENOMEM. */
+static char *build_message(struct build *b, const struct shape *sh, const char *stamp)
+{
+	const struct exchange *x = b->x;
+	cJSON *msg = cJSON_CreateObject(), *item;
+	char *out = NULL;
+
+	b->cut = false;
+	if (!msg || !add_string(msg, "id", x->id ? x->id : "") || !add_string(msg, "time", stamp) ||
+	    !add_string(msg, "endpoint", x->endpoint ? x->endpoint : "") ||
+	    !add_string(msg, "outcome", published_outcomes[b->outcome]))
+		goto out;
+	item = make_request(b, sh);
+	if (!item || !cJSON_AddItemToObject(msg, "request", item))
+		goto out_item;
+	item = make_response(b, sh, PART_REFERENCE, &x->reference, x->have_reference);
+	if (!item || !cJSON_AddItemToObject(msg, "reference", item))
+		goto out_item;
+	item = make_response(b, sh, PART_CANDIDATE, &x->replies[ROLE_CANDIDATE], x->have[ROLE_CANDIDATE]);
+	if (!item || !cJSON_AddItemToObject(msg, "candidate", item))
+		goto out_item;
+	if (x->want[ROLE_SECONDARY]) {
+		item = make_response(b, sh, PART_SECONDARY, &x->replies[ROLE_SECONDARY], x->have[ROLE_SECONDARY]);
+		if (!item || !cJSON_AddItemToObject(msg, "secondary", item))
+			goto out_item;
+	}
+	item = make_differences(b, sh);
+	if (!item || !cJSON_AddItemToObject(msg, "differences", item))
+		goto out_item;
+	if (b->diffs && sh->max_diffs < b->diffs->count &&
+	    !add_number(msg, "differences_total", (double)b->diffs->count))
+		goto out;
+	if (!sh->headers && (x->req_headers.count || x->reference.headers.count))
+		b->cut = true;
+	if (!add_bool(msg, "cut", b->cut))
+		goto out;
+	out = cJSON_PrintUnformatted(msg);
+	goto out;
+out_item:
+	cJSON_Delete(item);
+out:
+	cJSON_Delete(msg);
+	return out;
+}
+
+/* The largest per-body limit L with sum(min(size_i, L)) <= budget. */
+static size_t water_fill(const size_t *sizes, size_t n, size_t budget)
+{
+	size_t left = n;
+	bool done[PART_COUNT] = { false };
+
+	for (;;) {
+		size_t limit = left ? budget / left : budget;
+		bool changed = false;
+
+		for (size_t i = 0; i < n; i++) {
+			if (!done[i] && sizes[i] <= limit) {
+				done[i] = true;
+				budget -= sizes[i];
+				left--;
+				changed = true;
+			}
+		}
+		if (!changed || !left)
+			return left ? budget / left : SIZE_MAX;
+	}
+}
+
+/* One attempt at shape sh. Returns 1 with *out, *len and *cut set when the
+ * message fits in max, 0 when it does not (nothing kept), -1 on ENOMEM. */
+static int try_build(struct build *b, const struct shape *sh, const char *stamp, size_t max,
+		     char **out, size_t *len, bool *cut)
+{
+	char *s = build_message(b, sh, stamp);
+	size_t n;
+
+	if (!s)
+		return -1;
+	n = strlen(s);
+	if (n > max) {
+		free(s);
+		return 0;
+	}
+	free(*out);
+	*out = s;
+	*len = n;
+	*cut = b->cut;
+	return 1;
+}
+
+/* The message within max bytes: whole if it fits, else with bodies cut to
+ * prefixes, then without bodies, then without large difference values,
+ * then without headers, then with fewer differences. Returns the message
+ * (*len, *cut set), or NULL with *len 0 on ENOMEM, SIZE_MAX when even the
+ * smallest form is over max. */
+static char *build_within(struct build *b, size_t max, size_t *len, bool *cut)
+{
+	struct shape sh = { SIZE_MAX, SIZE_MAX, true, SIZE_MAX };
+	size_t sizes[PART_COUNT], n = 0, lo, hi;
+	char stamp[40], *s = NULL;
+	int rc;
+
+	format_time(stamp, sizeof(stamp));
+	*len = 0;
+	*cut = false;
+	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) != 0)
+		goto done;
+
+	/* Bodies out, to measure what is left for them; then the largest
+	 * prefixes that fit. */
+	sh.body_limit = 0;
+	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) == 1) {
+		for (int i = 0; i < PART_COUNT; i++)
+			if (b->has_body[i])
+				sizes[n++] = body_content_size(&b->bodies[i]);
+		sh.body_limit = water_fill(sizes, n, max - *len);
+		if (sh.body_limit > 0 && sh.body_limit != SIZE_MAX)
+			rc = try_build(b, &sh, stamp, max, &s, len, cut);
+		*cut = true;
+		goto done;
+	}
+	if (rc == -1)
+		goto done;
+
+	sh.body_limit = 0;
+	sh.value_limit = 256;
+	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) != 0)
+		goto done;
+	sh.headers = false;
+	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) != 0)
+		goto done;
+
+	/* As many differences as fit: binary search on the count kept. */
+	lo = 0;
+	hi = b->diffs ? b->diffs->count : 0;
+	while (lo <= hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		sh.max_diffs = mid;
+		rc = try_build(b, &sh, stamp, max, &s, len, cut);
+		if (rc == -1)
+			goto done;
+		if (rc == 1)
+			lo = mid + 1;
+		else if (mid == 0)
+			break;
+		else
+			hi = mid - 1;
+	}
+	rc = s ? 1 : 0;
+done:
+	if (rc == 1)
+		return s;
+	free(s);
+	*len = rc == 0 ? SIZE_MAX : 0;
+	return NULL;
+}
+
+/* ---- file and stdout sinks -------------------------------------------- */
+
+static void out_discard(struct publish *p, const char *why)
+{
+	size_t lines = 0;
+
+	for (const char *q = p->obuf; q && (q = memchr(q, '\n', (size_t)(p->obuf + p->olen - q))) != NULL; q++)
+		lines++;
+	stats.sink_errors += lines;
+	p->olen = 0;
+	ev_io_stop(p->loop, &p->out_io);
+	ratelog_hit(p, &p->write_log, NULL, why);
+}
+
+/* Writes what the buffer holds; keeps the rest for the next writable event. */
+static void out_drain(struct publish *p)
+{
+	size_t off = 0;
+
+	while (off < p->olen) {
+		ssize_t n = write(p->fd, p->obuf + off, p->olen - off);
+
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			break;
+		{
+			char why[200];
+
+			snprintf(why, sizeof(why), "write to %s: %s", p->path ? p->path : "stdout", strerror(errno));
+			memmove(p->obuf, p->obuf + off, p->olen - off);
+			p->olen -= off;
+			out_discard(p, why);
+			return;
+		}
+	}
+	memmove(p->obuf, p->obuf + off, p->olen - off);
+	p->olen -= off;
+	if (p->olen)
+		ev_io_start(p->loop, &p->out_io);
+	else
+		ev_io_stop(p->loop, &p->out_io);
+}
+
+static void on_out_writable(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct publish *p = w->data;
+
+	out_drain(p);
+}
+
+/* Queues one line. Returns false (counted) when the buffer is full. */
+static bool out_line(struct publish *p, const char *msg, size_t len)
+{
+	size_t need = p->olen + len + 1;
+
+	if (p->fd == -1) {
+		stats.sink_errors++;
+		ratelog_hit(p, &p->write_log, NULL, "file sink is not open");
+		return false;
+	}
+	if (need > p->omax) {
+		stats.sink_errors++;
+		ratelog_hit(p, &p->write_log, NULL, "output is not keeping up: message dropped");
+		return false;
+	}
+	if (need > p->ocap) {
+		size_t cap = p->ocap ? p->ocap : 65536;
+		char *nb;
+
+		while (cap < need)
+			cap *= 2;
+		if (cap > p->omax)
+			cap = p->omax;
+		nb = realloc(p->obuf, cap);
+		if (!nb) {
+			stats.sink_errors++;
+			ratelog_hit(p, &p->write_log, NULL, "out of memory");
+			return false;
+		}
+		p->obuf = nb;
+		p->ocap = cap;
+	}
+	memcpy(p->obuf + p->olen, msg, len);
+	p->obuf[p->olen + len] = '\n';
+	p->olen += len + 1;
+	if (!ev_is_active(&p->out_io))
+		out_drain(p);
+	return true;
+}
+
+/* Regular files and terminals are written synchronously; a pipe, FIFO or
+ * socket is made non-blocking so a stalled reader costs buffer space (then
+ * dropped messages), never the loop. */
+static int out_attach(struct publish *p, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == -1)
+		return -1;
+	/* ev_io_set() needs a stopped watcher; out_drain() restarts it. */
+	ev_io_stop(p->loop, &p->out_io);
+	if ((S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) &&
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) == -1)
+		return -1;
+	p->fd = fd;
+	ev_io_set(&p->out_io, fd, EV_WRITE);
+	return 0;
+}
+
+static int out_open(struct publish *p, char *err, size_t errlen)
+{
+	/* O_NONBLOCK: opening a FIFO without a reader fails instead of hanging. */
+	int fd = open(p->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0644);
+
+	if (fd == -1 || out_attach(p, fd) == -1) {
+		snprintf(err, errlen, "cannot open %s: %s", p->path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- kafka ------------------------------------------------------------- */
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct publish *p = opaque;
+
+	if (p->closing)
+		return;
+	if (p->inflight)
+		p->inflight--;
+	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+		stats.kafka_delivered++;
+		return;
+	}
+	stats.kafka_failed++;
+	ratelog_hit(p, &p->fail_log, NULL, rd_kafka_err2str(m->err));
+}
+
+static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct publish *p = opaque;
+
+	/* Transient: librdkafka reconnects by itself and messages wait in its
+	 * queue until message.timeout.ms; say so once a second at most. */
+	ratelog_hit(p, &p->err_log, NULL, reason);
+}
+
+static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+	if (level <= 3)
+		log_msg(LOG_LEVEL_ERROR, NULL, "kafka: %s: %s", fac, buf);
+	else if (level <= 5)
+		log_msg(LOG_LEVEL_WARN, NULL, "kafka: %s: %s", fac, buf);
+	else
+		log_debug("kafka: %s: %s", fac, buf);
+}
+
+static void kafka_serve(struct publish *p)
+{
+	for (int i = 0; i < KAFKA_POLL_BURST; i++)
+		if (rd_kafka_poll(p->rk, 0) == 0)
+			break;
+	stats.kafka_queue_depth = (uint64_t)rd_kafka_outq_len(p->rk);
+}
+
+static void on_kafka_wake(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct publish *p = w->data;
+	char drain[256];
+
+	while (read(p->wake[0], drain, sizeof(drain)) > 0)
+		;
+	kafka_serve(p);
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct publish *p = w->data;
+
+	if (p->rk)
+		kafka_serve(p);
+	ratelog_flush(p, &p->drop_log, false);
+	ratelog_flush(p, &p->fail_log, false);
+	ratelog_flush(p, &p->err_log, false);
+	ratelog_flush(p, &p->write_log, false);
+}
+
+static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
+{
+	char why[256];
+
+	if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+		snprintf(err, errlen, "kafka property %s=%s: %s", key, value, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* librdkafka is serviced from the loop without blocking: its main queue
+ * (delivery reports, errors, logs) writes a byte to a pipe when it becomes
+ * non-empty, an ev_io on the pipe calls rd_kafka_poll(rk, 0), and a tick
+ * polls as well in case a burst was left half served. */
+static int kafka_open(struct publish *p, char *err, size_t errlen)
+{
+	const struct config *cfg = p->cfg;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_queue_t *q;
+	char buf[64], why[256];
+
+	if (!cfg->kafka_brokers || !*cfg->kafka_brokers) {
+		snprintf(err, errlen, "sink kafka needs brokers (--kafka HOST:PORT)");
+		goto fail;
+	}
+	for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
+		if (kafka_set(conf, kafka_defaults[i][0], kafka_defaults[i][1], err, errlen) == -1)
+			goto fail;
+	/* The producer must accept the largest message publish builds. */
+	if (cfg->max_message + 4096 > 1000000) {
+		snprintf(buf, sizeof(buf), "%zu", cfg->max_message + 4096);
+		if (kafka_set(conf, "message.max.bytes", buf, err, errlen) == -1)
+			goto fail;
+	}
+	if (kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) == -1 ||
+	    kafka_set(conf, "log.queue", "true", err, errlen) == -1)
+		goto fail;
+	for (size_t i = 0; i < cfg->kafka_properties.count; i++) {
+		const char *kv = cfg->kafka_properties.items[i], *eq = strchr(kv, '=');
+		char key[128];
+
+		if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+			snprintf(err, errlen, "kafka property '%s': expected key=value", kv);
+			goto fail;
+		}
+		memcpy(key, kv, (size_t)(eq - kv));
+		key[eq - kv] = '\0';
+		if (kafka_set(conf, key, eq + 1, err, errlen) == -1)
+			goto fail;
+	}
+	rd_kafka_conf_set_opaque(conf, p);
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	rd_kafka_conf_set_error_cb(conf, on_kafka_error);
+	rd_kafka_conf_set_log_cb(conf, on_kafka_log);
+
+	p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+	if (!p->rk) {
+		snprintf(err, errlen, "kafka: %s", why);
+		goto fail;
+	}
+	conf = NULL;   /* owned by rk now */
+	/* Logs go to the main queue too, so log_msg runs on the loop thread. */
+	rd_kafka_set_log_queue(p->rk, NULL);
+	p->rkt = rd_kafka_topic_new(p->rk, cfg->topic ? cfg->topic : "miffy", NULL);
+	if (!p->rkt) {
+		snprintf(err, errlen, "kafka topic %s: %s", cfg->topic ? cfg->topic : "miffy",
+			 rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	if (pipe2(p->wake, O_NONBLOCK | O_CLOEXEC) == -1) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		return -1;
+	}
+	q = rd_kafka_queue_get_main(p->rk);
+	rd_kafka_queue_io_event_enable(q, p->wake[1], "1", 1);
+	rd_kafka_queue_destroy(q);
+	ev_io_init(&p->wake_io, on_kafka_wake, p->wake[0], EV_READ);
+	p->wake_io.data = p;
+	ev_io_start(p->loop, &p->wake_io);
+	return 0;
+fail:
+	if (conf)
+		rd_kafka_conf_destroy(conf);
+	return -1;
+}
+
+static void kafka_send(struct publish *p, const struct exchange *x, char *msg, size_t len)
+{
+	const char *key = x->endpoint;
+	rd_kafka_resp_err_t e;
+
+	/* Without RD_KAFKA_MSG_F_BLOCK: a full queue fails at once. */
+	if (rd_kafka_produce(p->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_FREE, msg, len,
+			     key, key ? strlen(key) : 0, NULL) == -1) {
+		e = rd_kafka_last_error();
+		free(msg);
+		stats.kafka_dropped++;
+		ratelog_hit(p, &p->drop_log, x->id, e == RD_KAFKA_RESP_ERR__QUEUE_FULL ?
+			    "local queue full, message dropped" : rd_kafka_err2str(e));
+		return;
+	}
+	p->inflight++;
+	stats.published++;
+	stats.kafka_queue_depth = (uint64_t)rd_kafka_outq_len(p->rk);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
+{
+	struct publish *p = calloc(1, sizeof(*p));
+	const char *sink = cfg->sink ? cfg->sink : "kafka";
+
+	if (!p) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->loop = loop;
+	p->cfg = cfg;
+	p->fd = -1;
+	p->wake[0] = p->wake[1] = -1;
+	p->rng = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid() ^ (uint64_t)(uintptr_t)p;
+	p->drop_log.what = "kafka drop";
+	p->fail_log.what = "kafka delivery";
+	p->err_log.what = "kafka";
+	p->write_log.what = "sink write";
+	p->drop_log.last = p->fail_log.last = p->err_log.last = p->write_log.last = -1e9;
+	p->omax = cfg->max_message * 4 > OUT_BUFFER_MIN ? cfg->max_message * 4 : OUT_BUFFER_MIN;
+	ev_init(&p->out_io, on_out_writable);
+	p->out_io.data = p;
+
+	if (strcmp(sink, "kafka") == 0) {
+		p->kind = SINK_KAFKA;
+		if (kafka_open(p, err, errlen) == -1)
+			goto fail;
+	} else if (strcmp(sink, "stdout") == 0) {
+		p->kind = SINK_STDOUT;
+		if (out_attach(p, STDOUT_FILENO) == -1) {
+			snprintf(err, errlen, "stdout: %s", strerror(errno));
+			goto fail;
+		}
+	} else if (strncmp(sink, "file:", 5) == 0 && sink[5]) {
+		p->kind = SINK_FILE;
+		p->path = strdup(sink + 5);
+		if (!p->path) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		if (out_open(p, err, errlen) == -1)
+			goto fail;
+	} else {
+		snprintf(err, errlen, "unknown sink '%s' (kafka, stdout or file:PATH)", sink);
+		goto fail;
+	}
+	ev_timer_init(&p->tick, on_tick, PUBLISH_TICK, PUBLISH_TICK);
+	p->tick.data = p;
+	ev_timer_start(loop, &p->tick);
+	return p;
+fail:
+	publish_free(p, 0);
+	return NULL;
+}
+
+static bool policy_selects(struct publish *p, enum outcome o)
+{
+	switch (o) {
+	case OUTCOME_DIFFERENT:
+	case OUTCOME_CANDIDATE_ERROR:
+		return true;
+	case OUTCOME_NOISE:
+		return p->cfg->publish >= PUBLISH_NOISE;
+	case OUTCOME_EQUAL:
+		if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
+			return false;
+		if (p->cfg->sample_rate >= 1)
+			return true;
+		/* xorshift64: sampling needs speed, not quality. */
+		p->rng ^= p->rng << 13;
+		p->rng ^= p->rng >> 7;
+		p->rng ^= p->rng << 17;
+		return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
+	default:
+		return false;   /* skipped, expired, dropped: never published */
+	}
+}
+
+void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
+		      const struct diff_list *diffs)
+{
+	const struct config *cfg = p->cfg;
+	struct build b = { .p = p, .x = x, .outcome = o, .diffs = diffs };
+	struct http_response req = { 0 };
+	size_t len, max = cfg->max_message ? cfg->max_message : SIZE_MAX;
+	bool cut;
+	char *msg;
+
+	if (!policy_selects(p, o))
+		return;
+
+	/* The request as a response-shaped view, for body_decode's sake. */
+	req.headers = x->req_headers;
+	req.body = x->req_body;
+	req.body_len = x->req_body_len;
+	body_decode(&req, cfg->max_decompressed, cfg->max_depth, &b.bodies[PART_REQUEST]);
+	b.has_body[PART_REQUEST] = true;
+	if (x->have_reference && !x->reference.error[0]) {
+		body_decode(&x->reference, cfg->max_decompressed, cfg->max_depth, &b.bodies[PART_REFERENCE]);
+		b.has_body[PART_REFERENCE] = true;
+	}
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		if (x->have[r] && !x->replies[r].error[0] && (r == ROLE_CANDIDATE || x->want[r])) {
+			body_decode(&x->replies[r], cfg->max_decompressed, cfg->max_depth,
+				    &b.bodies[PART_CANDIDATE + r]);
+			b.has_body[PART_CANDIDATE + r] = true;
+		}
+	}
+
+	msg = build_within(&b, max, &len, &cut);
+	if (!msg) {
+		if (p->kind == SINK_KAFKA)
+			stats.kafka_dropped++;
+		else
+			stats.sink_errors++;
+		ratelog_hit(p, &p->drop_log, x->id, len ? "message over max_message even without bodies, dropped" :
+			    "out of memory building the message, dropped");
+		goto out;
+	}
+	if (cut)
+		stats.messages_cut++;
+	if (p->kind == SINK_KAFKA) {
+		kafka_send(p, x, msg, len);   /* takes msg */
+		msg = NULL;
+	} else if (out_line(p, msg, len)) {
+		stats.published++;
+	}
+	free(msg);
+out:
+	for (int i = 0; i < PART_COUNT; i++)
+		if (b.has_body[i])
+			body_clear(&b.bodies[i]);
+}
+
+void publish_reopen(struct publish *p)
+{
+	char err[256];
+	int old;
+
+	if (!p || p->kind != SINK_FILE)
+		return;
+	old = p->fd;
+	/* Lines already accepted go to the file they were written for. */
+	if (p->olen && old != -1)
+		out_drain(p);
+	if (out_open(p, err, sizeof(err)) == -1) {
+		log_error("publish: reopen: %s (still writing to the old file)", err);
+		return;
+	}
+	if (old != -1 && old != p->fd)
+		close(old);
+	if (p->olen)
+		out_drain(p);
+}
+
+void publish_free(struct publish *p, double timeout)
+{
+	if (!p)
+		return;
+	ev_timer_stop(p->loop, &p->tick);
+	if (p->rk) {
+		rd_kafka_queue_t *q;
+
+		if (p->inflight)
+			rd_kafka_flush(p->rk, timeout > 0 ? (int)(timeout * 1000) : 0);
+		kafka_serve(p);
+		if (p->inflight) {
+			log_warn("publish: %llu messages not delivered within %.1fs, counted as failed",
+				 (unsigned long long)p->inflight, timeout);
+			stats.kafka_failed += p->inflight;
+			p->inflight = 0;
+		}
+		p->closing = true;
+		rd_kafka_purge(p->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+		q = rd_kafka_queue_get_main(p->rk);
+		rd_kafka_queue_io_event_enable(q, -1, NULL, 0);
+		rd_kafka_queue_destroy(q);
+		if (p->rkt)
+			rd_kafka_topic_destroy(p->rkt);
+		rd_kafka_destroy(p->rk);
+		stats.kafka_queue_depth = 0;
+	}
+	if (p->wake[0] != -1) {
+		ev_io_stop(p->loop, &p->wake_io);
+		close(p->wake[0]);
+		close(p->wake[1]);
+	}
+	if (p->olen && p->fd != -1) {
+		/* Last chance for lines a slow reader left behind; what still does
+		 * not go through is counted. */
+		int fl = fcntl(p->fd, F_GETFL);
+
+		if (fl != -1 && (fl & O_NONBLOCK))
+			fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
+		out_drain(p);
+		if (p->olen)
+			out_discard(p, "lines left at shutdown");
+	}
+	ev_io_stop(p->loop, &p->out_io);
+	ratelog_flush(p, &p->drop_log, true);
+	ratelog_flush(p, &p->fail_log, true);
+	ratelog_flush(p, &p->err_log, true);
+	ratelog_flush(p, &p->write_log, true);
+	if (p->kind == SINK_FILE && p->fd != -1)
+		close(p->fd);
+	free(p->obuf);
+	free(p->path);
+	free(p);
+}

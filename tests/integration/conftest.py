@@ -1,0 +1,311 @@
+"""Fixtures that start real processes on free loopback ports and always stop
+them: haproxy (Debian's), build/miffy, test backends, the mock Kafka broker.
+
+    def test_x(stack):
+        ref = stack.backend(name="ref")
+        cand = stack.backend(name="cand", record=True)
+        agent = stack.miffy(candidate=cand.url)
+        hap = stack.haproxy(reference=ref, agent=agent)
+        status, headers, body = http_get(hap.port, "/api/x")
+
+Every miffy log is checked for sanitizer reports when the test ends.
+"""
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("MIFFY_BUILD", ROOT / "build"))
+HERE = Path(__file__).resolve().parent
+PYTHON = sys.executable
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "ERROR: UndefinedBehaviorSanitizer")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def wait_for(cond, timeout=10.0, interval=0.05, what="condition"):
+    """Polls cond() until it returns a truthy value; returns it or fails."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Proc:
+    def __init__(self, name, argv, logdir, env=None, cwd=None, stdout_pipe=False):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(logdir) / f"{name}.log"
+        self._log = open(self.log_path, "ab")
+        self.popen = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE if stdout_pipe else self._log, stderr=self._log,
+            env=env, cwd=cwd or ROOT, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.popen.pid
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def log(self):
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig):
+        if self.alive():
+            os.kill(self.popen.pid, sig)
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        """Stops the process (and its group); returns its exit status."""
+        if self.alive():
+            try:
+                os.kill(self.popen.pid, signal.SIGCONT)
+                os.kill(self.popen.pid, sig)
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait()
+            except ProcessLookupError:
+                pass
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._log.close()
+        return self.popen.returncode
+
+
+class Backend:
+    def __init__(self, stack, name, mode, delay_ms, body, record):
+        self.port = free_port()
+        self.name = name
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.record_path = Path(stack.tmp) / f"{name}.requests.jsonl" if record else None
+        argv = [PYTHON, HERE / "backend.py", "--port", self.port, "--mode", mode, "--name", name,
+                "--delay-ms", delay_ms]
+        if body is not None:
+            argv += ["--body", body]
+        if self.record_path:
+            argv += ["--record", self.record_path]
+        self.proc = stack.start(name, argv)
+        wait_port(self.port, proc=self.proc.popen)
+
+    def requests(self):
+        if not self.record_path or not self.record_path.exists():
+            return []
+        return [json.loads(line) for line in self.record_path.read_text().splitlines() if line]
+
+
+class Miffy:
+    def __init__(self, stack, name, candidate, secondary, args, sink, admin, listen_port):
+        self.port = listen_port or free_port()
+        self.admin_port = free_port() if admin else None
+        self.sink_path = Path(stack.tmp) / f"{name}.sink.jsonl"
+        argv = [BUILD / "miffy", "--listen", f"127.0.0.1:{self.port}"]
+        if candidate:
+            argv += ["--candidate", candidate]
+        if secondary:
+            argv += ["--secondary", secondary]
+        argv += ["--admin", f"127.0.0.1:{self.admin_port}" if admin else "off"]
+        if sink is None:
+            sink = f"file:{self.sink_path}"
+        argv += ["--sink", sink] + list(args)
+        self.stack = stack
+        self.name = name
+        self.proc = stack.start(name, argv, sanitized=True)
+        wait_port(self.port, proc=self.proc.popen)
+
+    def log(self):
+        return self.proc.log()
+
+    def stats(self, timeout=5.0):
+        """The counters, from the JSON that SIGUSR2 writes to the log."""
+        before = self.log().count(" stats {")
+        self.proc.signal(signal.SIGUSR2)
+        wait_for(lambda: self.log().count(" stats {") > before, timeout, what="SIGUSR2 stats line")
+        line = [l for l in self.log().splitlines() if " stats {" in l][-1]
+        return json.loads(line[line.index(" stats {") + 7:])
+
+    def published(self):
+        if not self.sink_path.exists():
+            return []
+        return [json.loads(l) for l in self.sink_path.read_text().splitlines() if l.strip()]
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        return self.proc.stop(sig, timeout)
+
+
+def render_haproxy_cfg(front_port, ref_port, agent_port, spoe_path, shadow=True, extra_global="",
+                       stats_port=None):
+    """The shipped haproxy/haproxy.cfg with test ports; without the miffy
+    lines when shadow is False (HAProxy alone)."""
+    text = (ROOT / "haproxy" / "haproxy.cfg").read_text()
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{front_port}")
+    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ref_port}")
+    text = text.replace("127.0.0.1:12345", f"127.0.0.1:{agent_port}")
+    text = text.replace("config haproxy/miffy-spoe.conf", f"config {spoe_path}")
+    text = text.replace("log stderr format short local0 warning", "log stderr format short local0 info")
+    if extra_global:
+        text = text.replace("global\n", "global\n" + extra_global + "\n", 1)
+    if stats_port:
+        text += f"\nfrontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n"
+    if not shadow:
+        out, skip = [], False
+        for line in text.splitlines():
+            if line.startswith("backend miffy-agents"):
+                skip = True
+            elif skip and line and not line.startswith(" "):
+                skip = False
+            if skip or "miffy" in line.split("#")[0] or "unique-id" in line.split("#")[0]:
+                continue
+            out.append(line)
+        text = "\n".join(out) + "\n"
+    return text
+
+
+class HAProxy:
+    def __init__(self, stack, name, reference, agent_port, shadow, spoe_edit, extra_global):
+        self.port = free_port()
+        self.stats_port = free_port()
+        spoe = (ROOT / "haproxy" / "miffy-spoe.conf").read_text()
+        if spoe_edit:
+            spoe = spoe_edit(spoe)
+        spoe_path = Path(stack.tmp) / f"{name}-spoe.conf"
+        spoe_path.write_text(spoe)
+        self.cfg_path = Path(stack.tmp) / f"{name}.cfg"
+        self.cfg_path.write_text(render_haproxy_cfg(self.port, reference.port, agent_port or free_port(),
+                                                    spoe_path, shadow, extra_global, self.stats_port))
+        subprocess.run(["haproxy", "-c", "-q", "-f", self.cfg_path], check=True)
+        self.proc = stack.start(name, ["haproxy", "-db", "-f", self.cfg_path])
+        wait_port(self.port, proc=self.proc.popen)
+
+    def agent_status(self):
+        """UP / DOWN of the miffy agent server as HAProxy's checks see it."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
+        conn.request("GET", "/stats;csv")
+        rows = conn.getresponse().read().decode().splitlines()
+        conn.close()
+        for row in rows:
+            cols = row.split(",")
+            if len(cols) > 17 and cols[0] == "miffy-agents" and cols[1] == "agent1":
+                return cols[17]
+        return None
+
+
+class Stack:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.procs = []
+        self.sanitized = []
+
+    def start(self, name, argv, sanitized=False, env=None, stdout_pipe=False):
+        names = {p.name for p in self.procs}
+        base, i = name, 2
+        while name in names:
+            name, i = f"{base}{i}", i + 1
+        e = dict(os.environ)
+        e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
+        if env:
+            e.update(env)
+        p = Proc(name, argv, self.tmp, env=e, stdout_pipe=stdout_pipe)
+        self.procs.append(p)
+        if sanitized:
+            self.sanitized.append(p)
+        return p
+
+    def backend(self, name="backend", mode="echo", delay_ms=0, body=None, record=False):
+        return Backend(self, name, mode, delay_ms, body, record)
+
+    def miffy(self, candidate=None, secondary=None, args=(), sink=None, admin=False,
+              name="miffy", listen_port=None):
+        return Miffy(self, name, candidate, secondary, args, sink, admin, listen_port)
+
+    def haproxy(self, reference, agent=None, agent_port=None, shadow=True, spoe_edit=None,
+                extra_global="", name="haproxy"):
+        port = agent.port if agent else agent_port
+        return HAProxy(self, name, reference, port, shadow, spoe_edit, extra_global)
+
+    def close(self):
+        problems = []
+        for p in reversed(self.procs):
+            p.stop()
+        for p in self.sanitized:
+            text = p.log_path.read_text(errors="replace")
+            if any(m in text for m in SANITIZER_MARKERS):
+                problems.append(f"{p.name}: sanitizer report in {p.log_path}:\n{text[-4000:]}")
+        return problems
+
+
+@pytest.fixture
+def stack(tmp_path):
+    s = Stack(tmp_path)
+    try:
+        yield s
+    finally:
+        problems = s.close()
+    assert not problems, "\n".join(problems)
+
+
+def http_request(port, method, path, body=None, headers=None, timeout=10.0, conn=None):
+    """One request; returns (status, headers dict lower-case, body bytes)."""
+    own = conn is None
+    if own:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    hdrs = {k.lower(): v for k, v in resp.getheaders()}
+    if own:
+        conn.close()
+    return resp.status, hdrs, data
+
+
+def http_get(port, path, **kw):
+    return http_request(port, "GET", path, **kw)
+
+
+def raw_exchange(port, request_bytes, timeout=10.0):
+    """Sends raw bytes, reads one response to the end (Connection: close)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request_bytes)
+        chunks = []
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            chunks.append(b)
+    return b"".join(chunks)
