@@ -21,6 +21,7 @@ static struct {
 	time_t window;
 	unsigned in_window;
 	unsigned long suppressed;
+	unsigned long long suppressed_total;
 } lg = { .level = LOG_LEVEL_INFO };
 
 static const char *const level_names[LOG_LEVEL_COUNT] = { "error", "warn", "info", "debug" };
@@ -106,6 +107,29 @@ static void write_line(enum log_level level, const char *id, const char *text)
 	fflush(out);
 }
 
+/* Says how many lines a flood cost so far. */
+static void report_suppressed(void)
+{
+	char note[96];
+
+	if (!lg.suppressed)
+		return;
+	snprintf(note, sizeof(note), "%lu warning/error lines suppressed (rate limit %d/s)",
+		 lg.suppressed, LOG_BURST_PER_SEC);
+	write_line(LOG_LEVEL_WARN, NULL, note);
+	lg.suppressed = 0;
+}
+
+void log_flush(void)
+{
+	report_suppressed();
+}
+
+unsigned long long log_suppressed_total(void)
+{
+	return lg.suppressed_total;
+}
+
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)
 {
 	char text[1024];
@@ -117,19 +141,13 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...)
 		time_t now = time(NULL);
 
 		if (now != lg.window) {
-			if (lg.suppressed) {
-				char note[96];
-
-				snprintf(note, sizeof(note), "%lu warning/error lines suppressed (rate limit %d/s)",
-					 lg.suppressed, LOG_BURST_PER_SEC);
-				write_line(LOG_LEVEL_WARN, NULL, note);
-				lg.suppressed = 0;
-			}
+			report_suppressed();
 			lg.window = now;
 			lg.in_window = 0;
 		}
 		if (++lg.in_window > LOG_BURST_PER_SEC) {
 			lg.suppressed++;
+			lg.suppressed_total++;
 			return;
 		}
 	}

@@ -19,6 +19,14 @@ bool log_enabled(enum log_level level);
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Writes the "N lines suppressed" note, if lines were suppressed since the
+ * last one. Called about once a second (and at exit) so the note comes even
+ * when the flood stops. */
+void log_flush(void);
+
+/* Warn and error lines dropped by the rate limit since start. */
+unsigned long long log_suppressed_total(void);
+
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, NULL, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LEVEL_INFO, NULL, __VA_ARGS__)

@@ -36,6 +36,7 @@ struct app {
 	struct publish *publish;
 	struct admin *admin;
 	ev_signal sigterm, sigint, sighup, sigusr2;
+	ev_timer log_tick;           /* flushes the log's "suppressed" note */
 	ev_timer drain;
 	ev_tstamp drain_deadline;
 	bool draining;
@@ -106,6 +107,14 @@ static void on_usr2(struct ev_loop *loop, ev_signal *w, int revents)
 	log_stats();
 }
 
+static void on_log_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)w;
+	(void)revents;
+	log_flush();
+}
+
 static void watch_signal(struct app *app, ev_signal *w, void (*cb)(struct ev_loop *, ev_signal *, int), int sig)
 {
 	ev_signal_init(w, cb, sig);
@@ -129,6 +138,7 @@ static int app_start(struct app *app)
 		return 2;
 	}
 	app->noise = noise_new(&app->cfg);
+	stats_set_noise(app->noise);
 	app->replay = replay_new(app->loop, &app->cfg, err, sizeof(err));
 	if (!app->noise || !app->replay) {
 		fprintf(stderr, "miffy: %s\n", err[0] ? err : "out of memory");
@@ -178,6 +188,7 @@ static void app_stop(struct app *app)
 		publish_free(app->publish, app->cfg.flush_timeout);
 	agent_free(app->agent);
 	replay_free(app->replay);
+	stats_set_noise(NULL);
 	noise_free(app->noise);
 	compare_free(app->compare);
 	route_free(app->route);
@@ -213,14 +224,19 @@ int main(int argc, char **argv)
 		watch_signal(&app, &app.sigint, on_stop, SIGINT);
 		watch_signal(&app, &app.sighup, on_hup, SIGHUP);
 		watch_signal(&app, &app.sigusr2, on_usr2, SIGUSR2);
+		ev_timer_init(&app.log_tick, on_log_tick, 1., 1.);
+		ev_timer_start(app.loop, &app.log_tick);
 		log_info("miffy %s listening on %s, candidate %s%s%s, sink %s, admin %s", MIFFY_VERSION,
 			 app.cfg.listen, app.cfg.candidate, app.cfg.secondary ? ", secondary " : "",
 			 app.cfg.secondary ? app.cfg.secondary : "", app.cfg.sink, app.cfg.admin);
 		ev_run(app.loop, 0);
-		log_stats();
-		log_info("stopped");
 	}
 	app_stop(&app);
+	if (rc == 0) {
+		log_stats();
+		log_flush();
+		log_info("stopped");
+	}
 	stats_free();
 	ev_loop_destroy(app.loop);
 	curl_global_cleanup();

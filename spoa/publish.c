@@ -888,12 +888,14 @@ static void on_kafka_error(rd_kafka_t *rk, int err, const char *reason, void *op
 	ratelog_hit(p, &p->err_log, NULL, reason);
 }
 
+/* librdkafka's own lines (connection failures, ...) at warn at most: the
+ * error callback above already says what matters for miffy. */
 static void on_kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-	if (level <= 3)
-		log_msg(LOG_LEVEL_ERROR, NULL, "kafka: %s: %s", fac, buf);
-	else if (level <= 5)
+	if (level <= 4)
 		log_msg(LOG_LEVEL_WARN, NULL, "kafka: %s: %s", fac, buf);
+	else if (level == 5)
+		log_msg(LOG_LEVEL_INFO, NULL, "kafka: %s: %s", fac, buf);
 	else
 		log_debug("kafka: %s: %s", fac, buf);
 }

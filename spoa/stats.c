@@ -1,34 +1,813 @@
 #include "stats.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
 #include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "compare.h"
+#include "log.h"
+#include "noise.h"
 
 struct stats stats;
 
+/* Percentiles come from a log-scale histogram: bucket i holds latencies up
+ * to PCT_BASE_MS * PCT_GROWTH^i, so a percentile is off by at most 15 %,
+ * in constant memory and time whatever the traffic. The last bucket is
+ * open; its percentile is the largest latency seen. Covers 0.05 ms..50 s. */
+#define PCT_BUCKETS 100
+#define PCT_BASE_MS 0.05
+#define PCT_GROWTH 1.15
+
+/* Distinct candidate error reasons kept per role before "other". */
+#define STATS_MAX_ERROR_REASONS 16
+
+/* A rendering larger than this is a bug (the tables are capped well below). */
+#define SBUF_MAX (64u << 20)
+
+enum lat_source { LAT_REFERENCE = 0, LAT_CANDIDATE, LAT_SECONDARY, LAT_SOURCE_COUNT };
+static const char *const lat_source_names[LAT_SOURCE_COUNT] = { "reference", "candidate", "secondary" };
+
+struct pct_hist {
+	uint64_t counts[PCT_BUCKETS];
+	uint64_t count;
+	double max_ms;
+};
+
+struct field_count {
+	char *key;               /* "status", "header:<name>", "body", "body:<pointer>" */
+	uint64_t raw;            /* exchanges where this field differed */
+	uint64_t noise;          /* ... and the difference was noise */
+	uint64_t raw_seen;       /* serial of the last exchange counted */
+	uint64_t noise_seen;
+};
+
+struct last_diff {
+	char *id;
+	enum outcome outcome;
+	double time;             /* wall clock */
+};
+
+struct endpoint_stats {
+	char *name;
+	uint64_t outcomes[OUTCOME_COUNT];
+	struct pct_hist latency[LAT_SOURCE_COUNT];
+	struct field_count *fields;   /* STATS_MAX_FIELDS + 1 slots, the last is "other" */
+	size_t nfields;
+	struct last_diff last[STATS_LAST_IDS];  /* ring */
+	unsigned last_next;
+};
+
+struct error_reason {
+	char *reason;
+	uint64_t count;
+};
+
+static struct {
+	struct endpoint_stats *endpoints;  /* STATS_MAX_ENDPOINTS + 1 slots, the last is "other" */
+	size_t nendpoints;
+	uint64_t serial;
+	struct stats_hist latency[LAT_SOURCE_COUNT];
+	struct error_reason errors[ROLE_COUNT][STATS_MAX_ERROR_REASONS + 1];
+	const struct noise *noise;
+} st;
+
+const double stats_hist_bounds[STATS_HIST_BOUNDS] = {
+	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
+
+/* ---- growable text with a hard maximum -------------------------------- */
+
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void sbuf_grow(struct sbuf *b, size_t need)
+{
+	size_t cap = b->cap ? b->cap : 4096;
+	char *p;
+
+	while (cap < need)
+		cap *= 2;
+	if (cap > SBUF_MAX) {
+		b->failed = true;
+		return;
+	}
+	p = realloc(b->p, cap);
+	if (!p) {
+		b->failed = true;
+		return;
+	}
+	b->p = p;
+	b->cap = cap;
+}
+
+static void sbuf_add(struct sbuf *b, const char *s, size_t n)
+{
+	if (b->failed)
+		return;
+	if (b->len + n + 1 > b->cap)
+		sbuf_grow(b, b->len + n + 1);
+	if (b->failed)
+		return;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void sbuf_puts(struct sbuf *b, const char *s)
+{
+	sbuf_add(b, s, strlen(s));
+}
+
+__attribute__((format(printf, 2, 3)))
+static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (int pass = 0; pass < 2; pass++) {
+		size_t room = b->cap - b->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(b->cap ? b->p + b->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = true;
+			return;
+		}
+		if ((size_t)n < room) {
+			b->len += (size_t)n;
+			return;
+		}
+		sbuf_grow(b, b->len + (size_t)n + 1);
+		if (b->failed)
+			return;
+	}
+	b->failed = true;
+}
+
+/* Takes the text out of b; NULL when anything failed. */
+static char *sbuf_take(struct sbuf *b, size_t *len)
+{
+	char *p;
+
+	if (!b->failed && !b->p)
+		sbuf_add(b, "", 0);
+	if (b->failed) {
+		free(b->p);
+		*b = (struct sbuf){ 0 };
+		return NULL;
+	}
+	p = b->p;
+	if (len)
+		*len = b->len;
+	*b = (struct sbuf){ 0 };
+	return p;
+}
+
+/* ---- Prometheus text helpers ------------------------------------------ */
+
+static void prom_escape_to(struct sbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '\\': sbuf_add(b, "\\\\", 2); break;
+		case '"': sbuf_add(b, "\\\"", 2); break;
+		case '\n': sbuf_add(b, "\\n", 2); break;
+		default: sbuf_add(b, s, 1); break;
+		}
+	}
+}
+
+char *stats_prom_escape(const char *s)
+{
+	struct sbuf b = { 0 };
+
+	prom_escape_to(&b, s);
+	return sbuf_take(&b, NULL);
+}
+
+void stats_hist_observe(struct stats_hist *h, double seconds)
+{
+	size_t i = 0;
+
+	if (!(seconds >= 0))        /* also catches NaN */
+		seconds = 0;
+	while (i < STATS_HIST_BOUNDS && seconds > stats_hist_bounds[i])
+		i++;
+	h->buckets[i]++;
+	h->count++;
+	h->sum += seconds;
+}
+
+static void hist_render(struct sbuf *b, const char *name, const char *labels, const struct stats_hist *h)
+{
+	const char *sep = labels[0] ? "," : "";
+	uint64_t cum = 0;
+
+	for (size_t i = 0; i < STATS_HIST_BOUNDS; i++) {
+		cum += h->buckets[i];
+		sbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep,
+			    stats_hist_bounds[i], cum);
+	}
+	cum += h->buckets[STATS_HIST_BOUNDS];
+	sbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, cum);
+	if (labels[0]) {
+		sbuf_printf(b, "%s_sum{%s} %.9g\n", name, labels, h->sum);
+		sbuf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, cum);
+	} else {
+		sbuf_printf(b, "%s_sum %.9g\n", name, h->sum);
+		sbuf_printf(b, "%s_count %" PRIu64 "\n", name, cum);
+	}
+}
+
+char *stats_hist_text(const char *name, const char *labels, const struct stats_hist *h)
+{
+	struct sbuf b = { 0 };
+
+	hist_render(&b, name, labels ? labels : "", h);
+	return sbuf_take(&b, NULL);
+}
+
+static void prom_family(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void prom_u64(struct sbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+	prom_family(b, name, type, help);
+	sbuf_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+/* One sample with a single label whose value needs escaping. */
+static void prom_labeled(struct sbuf *b, const char *name, const char *key, const char *value, uint64_t v)
+{
+	sbuf_printf(b, "%s{%s=\"", name, key);
+	prom_escape_to(b, value);
+	sbuf_printf(b, "\"} %" PRIu64 "\n", v);
+}
+
+/* ---- per-endpoint tables ---------------------------------------------- */
+
+static size_t pct_bucket(double ms)
+{
+	double i;
+
+	if (!(ms > PCT_BASE_MS))
+		return 0;
+	i = ceil(log(ms / PCT_BASE_MS) / log(PCT_GROWTH));
+	return i >= PCT_BUCKETS - 1 ? PCT_BUCKETS - 1 : (size_t)i;
+}
+
+static void pct_observe(struct pct_hist *h, double ms)
+{
+	if (!(ms >= 0))
+		ms = 0;
+	h->counts[pct_bucket(ms)]++;
+	h->count++;
+	if (ms > h->max_ms)
+		h->max_ms = ms;
+}
+
+/* The q-quantile (0 < q <= 1), in ms: the upper bound of the bucket that
+ * holds it, never above the largest latency seen. */
+static double pct_quantile(const struct pct_hist *h, double q)
+{
+	uint64_t rank = (uint64_t)ceil(q * (double)h->count), cum = 0;
+
+	if (!h->count)
+		return 0;
+	if (rank < 1)
+		rank = 1;
+	for (size_t i = 0; i < PCT_BUCKETS - 1; i++) {
+		cum += h->counts[i];
+		if (cum >= rank) {
+			double bound = PCT_BASE_MS * pow(PCT_GROWTH, (double)i);
+
+			return bound < h->max_ms ? bound : h->max_ms;
+		}
+	}
+	return h->max_ms;
+}
+
+static bool ensure_tables(void)
+{
+	if (st.endpoints)
+		return true;
+	st.endpoints = calloc(STATS_MAX_ENDPOINTS + 1, sizeof(*st.endpoints));
+	return st.endpoints != NULL;
+}
+
+/* The entry of endpoint name, created on first sight; "other" past the cap
+ * or when memory runs out. NULL only when the table itself is missing. */
+static struct endpoint_stats *endpoint_get(const char *name)
+{
+	struct endpoint_stats *other;
+
+	if (!ensure_tables())
+		return NULL;
+	other = &st.endpoints[STATS_MAX_ENDPOINTS];
+	if (!other->name)
+		other->name = strdup(STATS_OTHER);
+	if (!name)
+		return other;
+	/* A linear scan over at most 100 short names costs less than the
+	 * comparison that produced the exchange. */
+	for (size_t i = 0; i < st.nendpoints; i++)
+		if (strcmp(st.endpoints[i].name, name) == 0)
+			return &st.endpoints[i];
+	if (st.nendpoints < STATS_MAX_ENDPOINTS && strcmp(name, STATS_OTHER) != 0) {
+		struct endpoint_stats *e = &st.endpoints[st.nendpoints];
+
+		e->name = strdup(name);
+		if (e->name) {
+			st.nendpoints++;
+			return e;
+		}
+	}
+	return other;
+}
+
+static void field_key(const struct difference *d, char *key, size_t len)
+{
+	switch (d->where) {
+	case DIFF_STATUS:
+		snprintf(key, len, "status");
+		break;
+	case DIFF_HEADER:
+		snprintf(key, len, "header:%s", d->path ? d->path : "");
+		break;
+	default:
+		if (d->path && d->path[0])
+			snprintf(key, len, "body:%s", d->path);
+		else
+			snprintf(key, len, "body");
+		break;
+	}
+}
+
+static struct field_count *field_get(struct endpoint_stats *e, const char *key)
+{
+	struct field_count *other;
+
+	if (!e->fields) {
+		e->fields = calloc(STATS_MAX_FIELDS + 1, sizeof(*e->fields));
+		if (!e->fields)
+			return NULL;
+	}
+	other = &e->fields[STATS_MAX_FIELDS];
+	if (!other->key)
+		other->key = strdup(STATS_OTHER);
+	for (size_t i = 0; i < e->nfields; i++)
+		if (strcmp(e->fields[i].key, key) == 0)
+			return &e->fields[i];
+	if (e->nfields < STATS_MAX_FIELDS) {
+		struct field_count *f = &e->fields[e->nfields];
+
+		f->key = strdup(key);
+		if (f->key) {
+			e->nfields++;
+			return f;
+		}
+	}
+	return other->key ? other : NULL;
+}
+
+static void count_fields(struct endpoint_stats *e, const struct diff_list *diffs)
+{
+	char key[512];
+
+	st.serial++;
+	for (size_t i = 0; i < diffs->count; i++) {
+		const struct difference *d = &diffs->items[i];
+		struct field_count *f;
+
+		field_key(d, key, sizeof(key));
+		f = field_get(e, key);
+		if (!f)
+			continue;
+		/* A field counts once per exchange, like Diffy's. */
+		if (f->raw_seen != st.serial) {
+			f->raw_seen = st.serial;
+			f->raw++;
+		}
+		if (d->noise && f->noise_seen != st.serial) {
+			f->noise_seen = st.serial;
+			f->noise++;
+		}
+	}
+}
+
+static void remember_id(struct endpoint_stats *e, const char *id, enum outcome o)
+{
+	struct last_diff *l = &e->last[e->last_next];
+	char *copy = strdup(id);
+
+	if (!copy)
+		return;
+	free(l->id);
+	l->id = copy;
+	l->outcome = o;
+	l->time = ev_time();
+	e->last_next = (e->last_next + 1) % STATS_LAST_IDS;
+}
+
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs)
 {
-	(void)x;
-	(void)diffs;
+	struct endpoint_stats *e;
+
 	stats.outcomes[o]++;
 	if (o == OUTCOME_SKIPPED)
 		stats.skips[x->skip]++;
+	e = endpoint_get(x->endpoint);
+	if (e)
+		e->outcomes[o]++;
+	if (x->have_reference) {
+		stats_hist_observe(&st.latency[LAT_REFERENCE], x->reference.latency_ms / 1000.0);
+		if (e)
+			pct_observe(&e->latency[LAT_REFERENCE], x->reference.latency_ms);
+	}
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		enum lat_source src = r == ROLE_CANDIDATE ? LAT_CANDIDATE : LAT_SECONDARY;
+		const struct http_response *resp = &x->replies[r];
+
+		/* A failed replay's time says how fast it failed, not how fast
+		 * the service answers: errors are counted apart. */
+		if (!x->have[r] || resp->error[0])
+			continue;
+		stats_hist_observe(&st.latency[src], resp->latency_ms / 1000.0);
+		if (e)
+			pct_observe(&e->latency[src], resp->latency_ms);
+	}
+	if (!e)
+		return;
+	if (diffs && diffs->count && (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE))
+		count_fields(e, diffs);
+	if (x->id && (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR))
+		remember_id(e, x->id, o);
 }
 
 void stats_candidate_error(enum replay_role role, const char *reason)
 {
-	(void)role;
-	(void)reason;
+	struct error_reason *slots;
+
+	if ((unsigned)role >= ROLE_COUNT)
+		return;
+	slots = st.errors[role];
+	if (!reason || !reason[0])
+		reason = "unknown";
+	for (size_t i = 0; i < STATS_MAX_ERROR_REASONS; i++) {
+		if (!slots[i].reason) {
+			slots[i].reason = strdup(reason);
+			if (!slots[i].reason)
+				break;
+		}
+		if (strcmp(slots[i].reason, reason) == 0) {
+			slots[i].count++;
+			return;
+		}
+	}
+	slots[STATS_MAX_ERROR_REASONS].count++;
+}
+
+void stats_set_noise(const struct noise *n)
+{
+	st.noise = n;
 }
 
 void stats_free(void)
 {
+	if (st.endpoints) {
+		for (size_t i = 0; i <= STATS_MAX_ENDPOINTS; i++) {
+			struct endpoint_stats *e = &st.endpoints[i];
+
+			free(e->name);
+			if (e->fields)
+				for (size_t k = 0; k <= STATS_MAX_FIELDS; k++)
+					free(e->fields[k].key);
+			free(e->fields);
+			for (size_t k = 0; k < STATS_LAST_IDS; k++)
+				free(e->last[k].id);
+		}
+		free(st.endpoints);
+	}
+	for (int r = 0; r < ROLE_COUNT; r++)
+		for (size_t i = 0; i < STATS_MAX_ERROR_REASONS; i++)
+			free(st.errors[r][i].reason);
+	memset(&st, 0, sizeof(st));
+}
+
+/* ---- process facts ----------------------------------------------------- */
+
+static double uptime_seconds(void)
+{
+	double up = stats.started > 0 ? ev_time() - stats.started : 0;
+
+	return up > 0 ? up : 0;
+}
+
+/* Resident set size from /proc/self/statm (pages), 0 when unavailable. */
+static uint64_t rss_bytes(void)
+{
+	char buf[128];
+	unsigned long long size, resident;
+	long page = sysconf(_SC_PAGESIZE);
+	ssize_t n;
+	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0 || page <= 0)
+		return 0;
+	buf[n] = '\0';
+	if (sscanf(buf, "%llu %llu", &size, &resident) != 2)
+		return 0;
+	return (uint64_t)resident * (uint64_t)page;
+}
+
+/* ---- /metrics ----------------------------------------------------------- */
+
+static const char *disconnect_label(size_t slot, char *buf, size_t len)
+{
+	if (slot == STATS_DISCONNECT_SLOTS - 1)
+		return STATS_OTHER;
+	snprintf(buf, len, "%zu", slot);
+	return buf;
+}
+
+static void metrics_endpoints(struct sbuf *b)
+{
+	prom_family(b, "miffy_endpoint_exchanges_total", "counter",
+		    "Finished exchanges by endpoint and outcome (endpoints past the first 100 count as \"other\").");
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.endpoints[i];
+
+		if (i == STATS_MAX_ENDPOINTS && !e->name)
+			continue;
+		if (i >= st.nendpoints && i != STATS_MAX_ENDPOINTS)
+			continue;
+		if (i == STATS_MAX_ENDPOINTS) {
+			uint64_t any = 0;
+
+			for (int o = 0; o < OUTCOME_COUNT; o++)
+				any |= e->outcomes[o];
+			if (!any)
+				continue;
+		}
+		for (int o = 0; o < OUTCOME_COUNT; o++) {
+			sbuf_puts(b, "miffy_endpoint_exchanges_total{endpoint=\"");
+			prom_escape_to(b, e->name ? e->name : STATS_OTHER);
+			sbuf_printf(b, "\",outcome=\"%s\"} %" PRIu64 "\n", outcome_name((enum outcome)o),
+				    e->outcomes[o]);
+		}
+	}
+}
+
+static void metrics_errors(struct sbuf *b)
+{
+	prom_family(b, "miffy_candidate_errors_total", "counter",
+		    "Failed replays by role (candidate, secondary) and reason.");
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		const struct error_reason *slots = st.errors[r];
+
+		for (size_t i = 0; i <= STATS_MAX_ERROR_REASONS; i++) {
+			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
+
+			if (!reason || (i == STATS_MAX_ERROR_REASONS && !slots[i].count))
+				continue;
+			sbuf_printf(b, "miffy_candidate_errors_total{role=\"%s\",reason=\"",
+				    role_name((enum replay_role)r));
+			prom_escape_to(b, reason);
+			sbuf_printf(b, "\"} %" PRIu64 "\n", slots[i].count);
+		}
+	}
+}
+
+char *stats_metrics_text(size_t *len)
+{
+	struct sbuf b = { 0 };
+	char slot[16];
+
+	ensure_tables();
+	prom_family(&b, "miffy_build_info", "gauge", "Always 1; the version is a label.");
+	sbuf_printf(&b, "miffy_build_info{version=\"%s\"} 1\n", MIFFY_VERSION);
+	prom_family(&b, "miffy_uptime_seconds", "gauge", "Seconds since the agent started.");
+	sbuf_printf(&b, "miffy_uptime_seconds %.3f\n", uptime_seconds());
+	prom_family(&b, "miffy_process_resident_memory_bytes", "gauge", "Resident set size of the agent.");
+	sbuf_printf(&b, "miffy_process_resident_memory_bytes %" PRIu64 "\n", rss_bytes());
+
+	/* SPOP */
+	prom_u64(&b, "miffy_spop_connections_accepted_total", "counter",
+		 "HAProxy connections accepted.", stats.conn_accepted);
+	prom_u64(&b, "miffy_spop_connections_refused_total", "counter",
+		 "HAProxy connections refused above max_connections.", stats.conn_refused);
+	prom_u64(&b, "miffy_spop_connections_active", "gauge",
+		 "HAProxy connections open now.", stats.conn_active);
+	prom_u64(&b, "miffy_spop_healthchecks_total", "counter",
+		 "SPOP health checks answered.", stats.conn_healthchecks);
+	prom_u64(&b, "miffy_spop_frames_received_total", "counter", "SPOP frames received.", stats.frames_in);
+	prom_u64(&b, "miffy_spop_frames_sent_total", "counter", "SPOP frames sent.", stats.frames_out);
+	prom_u64(&b, "miffy_spop_notify_frames_total", "counter", "NOTIFY frames received.", stats.notify_frames);
+	prom_u64(&b, "miffy_spop_ack_frames_total", "counter", "ACK frames sent.", stats.ack_frames);
+	prom_u64(&b, "miffy_spop_messages_total", "counter", "SPOE messages decoded.", stats.messages);
+	prom_family(&b, "miffy_spop_disconnects_sent_total", "counter",
+		    "AGENT-DISCONNECT frames sent, by SPOP status code (\"other\": 15 and above).");
+	for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
+		prom_labeled(&b, "miffy_spop_disconnects_sent_total", "status",
+			     disconnect_label(i, slot, sizeof(slot)), stats.disconnect_sent[i]);
+	prom_u64(&b, "miffy_spop_disconnects_received_total", "counter",
+		 "HAPROXY-DISCONNECT frames received.", stats.disconnect_received);
+	prom_u64(&b, "miffy_spop_idle_timeouts_total", "counter",
+		 "HAProxy connections closed for idleness.", stats.idle_timeouts);
+
+	/* exchanges */
+	prom_u64(&b, "miffy_exchanges_started_total", "counter",
+		 "Exchanges entered in the table (miffy-req accepted).", stats.exchanges_started);
+	prom_family(&b, "miffy_exchanges_total", "counter", "Finished exchanges by outcome.");
+	for (int o = 0; o < OUTCOME_COUNT; o++)
+		prom_labeled(&b, "miffy_exchanges_total", "outcome", outcome_name((enum outcome)o),
+			     stats.outcomes[o]);
+	prom_family(&b, "miffy_exchanges_skipped_total", "counter", "Skipped exchanges by reason.");
+	for (int r = 1; r < SKIP_REASON_COUNT; r++)
+		prom_labeled(&b, "miffy_exchanges_skipped_total", "reason",
+			     skip_reason_name((enum skip_reason)r), stats.skips[r]);
+	prom_family(&b, "miffy_anomalies_total", "counter",
+		    "SPOE messages that could not belong to an exchange, by kind.");
+	for (int a = 0; a < ANOMALY_COUNT; a++)
+		prom_labeled(&b, "miffy_anomalies_total", "kind", anomaly_name((enum anomaly)a),
+			     stats.anomalies[a]);
+	metrics_endpoints(&b);
+	prom_u64(&b, "miffy_exchanges_inflight", "gauge", "Exchanges in the table now.", stats.exchanges_inflight);
+
+	/* replay */
+	prom_family(&b, "miffy_replays_started_total", "counter", "Replays started, by role.");
+	for (int r = 0; r < ROLE_COUNT; r++)
+		prom_labeled(&b, "miffy_replays_started_total", "role", role_name((enum replay_role)r),
+			     stats.replays_started[r]);
+	prom_u64(&b, "miffy_replays_inflight", "gauge", "Replays in flight now.", stats.replays_inflight);
+	metrics_errors(&b);
+	prom_family(&b, "miffy_latency_seconds", "histogram",
+		    "Response time by source: the reference (miffy-req to miffy-res), and the successful "
+		    "candidate and secondary replays.");
+	for (int s = 0; s < LAT_SOURCE_COUNT; s++) {
+		char labels[64];
+
+		snprintf(labels, sizeof(labels), "source=\"%s\"", lat_source_names[s]);
+		hist_render(&b, "miffy_latency_seconds", labels, &st.latency[s]);
+	}
+
+	/* compare */
+	prom_u64(&b, "miffy_json_depth_exceeded_total", "counter",
+		 "Bodies nested deeper than max_depth.", stats.json_depth_exceeded);
+	prom_u64(&b, "miffy_decompress_failures_total", "counter",
+		 "Bodies whose gzip/deflate decoding failed.", stats.decompress_failed);
+
+	/* publish */
+	prom_u64(&b, "miffy_published_total", "counter", "Messages handed to the sink.", stats.published);
+	prom_u64(&b, "miffy_messages_cut_total", "counter",
+		 "Messages whose bodies were cut to fit max_message.", stats.messages_cut);
+	prom_u64(&b, "miffy_sink_errors_total", "counter", "File or stdout sink write errors.", stats.sink_errors);
+	prom_u64(&b, "miffy_kafka_delivered_total", "counter",
+		 "Messages Kafka acknowledged.", stats.kafka_delivered);
+	prom_u64(&b, "miffy_kafka_failed_total", "counter",
+		 "Messages Kafka reported as failed.", stats.kafka_failed);
+	prom_u64(&b, "miffy_kafka_dropped_total", "counter",
+		 "Messages dropped before Kafka (local queue full or produce error).", stats.kafka_dropped);
+	prom_u64(&b, "miffy_kafka_queue_depth", "gauge",
+		 "Messages waiting in librdkafka's queue.", stats.kafka_queue_depth);
+	prom_u64(&b, "miffy_log_lines_suppressed_total", "counter",
+		 "Warning and error log lines dropped by the log rate limit.", log_suppressed_total());
+	return sbuf_take(&b, len);
+}
+
+/* ---- /stats ------------------------------------------------------------ */
+
+static double round3(double v)
+{
+	return round(v * 1000.0) / 1000.0;
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+	return whole ? round3(100.0 * (double)part / (double)whole) : 0;
+}
+
+static void time_string(double t, char *buf, size_t len)
+{
+	time_t secs = (time_t)t;
+	struct tm tm;
+	char stamp[32];
+
+	gmtime_r(&secs, &tm);
+	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, len, "%s.%03dZ", stamp, (int)((t - (double)secs) * 1000.0) % 1000);
+}
+
+static cJSON *latency_json(const struct pct_hist *h)
+{
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return NULL;
+	cJSON_AddNumberToObject(o, "count", (double)h->count);
+	cJSON_AddNumberToObject(o, "p50", round3(pct_quantile(h, 0.50)));
+	cJSON_AddNumberToObject(o, "p90", round3(pct_quantile(h, 0.90)));
+	cJSON_AddNumberToObject(o, "p99", round3(pct_quantile(h, 0.99)));
+	cJSON_AddNumberToObject(o, "max", round3(h->max_ms));
+	return o;
+}
+
+static cJSON *endpoint_json(const struct endpoint_stats *e)
+{
+	cJSON *o = cJSON_CreateObject(), *sub, *arr;
+	uint64_t total = 0, compared;
+
+	if (!o)
+		return NULL;
+	for (int i = 0; i < OUTCOME_COUNT; i++)
+		total += e->outcomes[i];
+	compared = e->outcomes[OUTCOME_EQUAL] + e->outcomes[OUTCOME_DIFFERENT] + e->outcomes[OUTCOME_NOISE];
+	cJSON_AddNumberToObject(o, "total", (double)total);
+	cJSON_AddNumberToObject(o, "compared", (double)compared);
+	cJSON_AddNumberToObject(o, "different", (double)e->outcomes[OUTCOME_DIFFERENT]);
+	cJSON_AddNumberToObject(o, "different_pct", pct(e->outcomes[OUTCOME_DIFFERENT], compared));
+	cJSON_AddNumberToObject(o, "noise", (double)e->outcomes[OUTCOME_NOISE]);
+	cJSON_AddNumberToObject(o, "noise_pct", pct(e->outcomes[OUTCOME_NOISE], compared));
+	sub = cJSON_AddObjectToObject(o, "outcomes");
+	for (int i = 0; sub && i < OUTCOME_COUNT; i++)
+		cJSON_AddNumberToObject(sub, outcome_name((enum outcome)i), (double)e->outcomes[i]);
+	sub = cJSON_AddObjectToObject(o, "latency_ms");
+	for (int s = 0; sub && s < LAT_SOURCE_COUNT; s++) {
+		if (s == LAT_SECONDARY && !e->latency[s].count)
+			continue;
+		cJSON_AddItemToObject(sub, lat_source_names[s], latency_json(&e->latency[s]));
+	}
+	sub = cJSON_AddObjectToObject(o, "fields");
+	for (size_t i = 0; sub && e->fields && i <= STATS_MAX_FIELDS; i++) {
+		const struct field_count *f = &e->fields[i];
+		cJSON *fo;
+
+		if ((i >= e->nfields && i != STATS_MAX_FIELDS) || !f->key || !f->raw)
+			continue;
+		fo = cJSON_CreateObject();
+		if (!fo)
+			continue;
+		cJSON_AddNumberToObject(fo, "raw", (double)f->raw);
+		cJSON_AddNumberToObject(fo, "noise", (double)f->noise);
+		cJSON_AddItemToObject(sub, f->key, fo);
+	}
+	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
+		cJSON *n = noise_stats_json(st.noise, e->name);
+
+		if (n)
+			cJSON_AddItemToObject(o, "noise_fields", n);
+	}
+	arr = cJSON_AddArrayToObject(o, "last_differences");
+	/* Newest first. */
+	for (unsigned k = 0; arr && k < STATS_LAST_IDS; k++) {
+		const struct last_diff *l = &e->last[(e->last_next + STATS_LAST_IDS - 1 - k) % STATS_LAST_IDS];
+		cJSON *item;
+		char t[48];
+
+		if (!l->id)
+			break;
+		item = cJSON_CreateObject();
+		if (!item)
+			break;
+		time_string(l->time, t, sizeof(t));
+		cJSON_AddStringToObject(item, "id", l->id);
+		cJSON_AddStringToObject(item, "outcome", outcome_name(l->outcome));
+		cJSON_AddStringToObject(item, "time", t);
+		cJSON_AddItemToArray(arr, item);
+	}
+	return o;
 }
 
 cJSON *stats_json(void)
 {
-	cJSON *doc = cJSON_CreateObject(), *o;
+	cJSON *doc = cJSON_CreateObject(), *o, *sub;
 
 	if (!doc)
 		return NULL;
+	cJSON_AddNumberToObject(doc, "uptime_seconds", round3(uptime_seconds()));
 	o = cJSON_AddObjectToObject(doc, "spop");
 	cJSON_AddNumberToObject(o, "connections_accepted", (double)stats.conn_accepted);
 	cJSON_AddNumberToObject(o, "connections_active", (double)stats.conn_active);
@@ -39,6 +818,16 @@ cJSON *stats_json(void)
 	cJSON_AddNumberToObject(o, "notify", (double)stats.notify_frames);
 	cJSON_AddNumberToObject(o, "ack", (double)stats.ack_frames);
 	cJSON_AddNumberToObject(o, "messages", (double)stats.messages);
+	cJSON_AddNumberToObject(o, "disconnects_received", (double)stats.disconnect_received);
+	cJSON_AddNumberToObject(o, "idle_timeouts", (double)stats.idle_timeouts);
+	sub = cJSON_AddObjectToObject(o, "disconnects_sent");
+	for (size_t i = 0; sub && i < STATS_DISCONNECT_SLOTS; i++) {
+		char slot[16];
+
+		if (stats.disconnect_sent[i])
+			cJSON_AddNumberToObject(sub, disconnect_label(i, slot, sizeof(slot)),
+						(double)stats.disconnect_sent[i]);
+	}
 	o = cJSON_AddObjectToObject(doc, "outcomes");
 	for (int i = 0; i < OUTCOME_COUNT; i++)
 		cJSON_AddNumberToObject(o, outcome_name((enum outcome)i), (double)stats.outcomes[i]);
@@ -48,5 +837,50 @@ cJSON *stats_json(void)
 	o = cJSON_AddObjectToObject(doc, "anomalies");
 	for (int i = 0; i < ANOMALY_COUNT; i++)
 		cJSON_AddNumberToObject(o, anomaly_name((enum anomaly)i), (double)stats.anomalies[i]);
+	o = cJSON_AddObjectToObject(doc, "exchanges");
+	cJSON_AddNumberToObject(o, "started", (double)stats.exchanges_started);
+	cJSON_AddNumberToObject(o, "inflight", (double)stats.exchanges_inflight);
+	o = cJSON_AddObjectToObject(doc, "replays");
+	for (int r = 0; o && r < ROLE_COUNT; r++) {
+		const struct error_reason *slots = st.errors[r];
+		cJSON *ro = cJSON_AddObjectToObject(o, role_name((enum replay_role)r)), *eo;
+
+		cJSON_AddNumberToObject(ro, "started", (double)stats.replays_started[r]);
+		eo = cJSON_AddObjectToObject(ro, "errors");
+		for (size_t i = 0; eo && i <= STATS_MAX_ERROR_REASONS; i++) {
+			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
+
+			if (reason && slots[i].count)
+				cJSON_AddNumberToObject(eo, reason, (double)slots[i].count);
+		}
+	}
+	cJSON_AddNumberToObject(o, "inflight", (double)stats.replays_inflight);
+	o = cJSON_AddObjectToObject(doc, "compare");
+	cJSON_AddNumberToObject(o, "json_depth_exceeded", (double)stats.json_depth_exceeded);
+	cJSON_AddNumberToObject(o, "decompress_failed", (double)stats.decompress_failed);
+	o = cJSON_AddObjectToObject(doc, "publish");
+	cJSON_AddNumberToObject(o, "published", (double)stats.published);
+	cJSON_AddNumberToObject(o, "messages_cut", (double)stats.messages_cut);
+	cJSON_AddNumberToObject(o, "sink_errors", (double)stats.sink_errors);
+	cJSON_AddNumberToObject(o, "kafka_delivered", (double)stats.kafka_delivered);
+	cJSON_AddNumberToObject(o, "kafka_failed", (double)stats.kafka_failed);
+	cJSON_AddNumberToObject(o, "kafka_dropped", (double)stats.kafka_dropped);
+	cJSON_AddNumberToObject(o, "kafka_queue_depth", (double)stats.kafka_queue_depth);
+	o = cJSON_AddObjectToObject(doc, "endpoints");
+	for (size_t i = 0; o && st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.endpoints[i];
+
+		if ((i >= st.nendpoints && i != STATS_MAX_ENDPOINTS) || !e->name)
+			continue;
+		if (i == STATS_MAX_ENDPOINTS) {
+			uint64_t any = 0;
+
+			for (int k = 0; k < OUTCOME_COUNT; k++)
+				any |= e->outcomes[k];
+			if (!any)
+				continue;
+		}
+		cJSON_AddItemToObject(o, e->name, endpoint_json(e));
+	}
 	return doc;
 }

@@ -1,14 +1,26 @@
-/* Process-wide counters. Written only from the event loop thread. */
+/* Process-wide counters, the per-endpoint view (Diffy's), and their two
+ * renderings: the /stats JSON and the /metrics Prometheus text. Everything
+ * here is written and read only from the event loop thread; the admin
+ * server's own thread sees rendered copies, never these tables. */
 #ifndef MIFFY_STATS_H
 #define MIFFY_STATS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "exchange.h"
 
 #define STATS_DISCONNECT_SLOTS 16   /* status codes 0..14, slot 15 for 99 and others */
 
+/* Cardinality caps: endpoints past the first STATS_MAX_ENDPOINTS share the
+ * "other" entry (and Prometheus label), fields of an endpoint likewise. */
+#define STATS_MAX_ENDPOINTS 100
+#define STATS_MAX_FIELDS 100
+#define STATS_LAST_IDS 10           /* last differing exchange ids per endpoint */
+#define STATS_OTHER "other"
+
 struct diff_list;
+struct noise;
 
 struct stats {
 	double started;                 /* wall clock at start */
@@ -71,7 +83,42 @@ void stats_candidate_error(enum replay_role role, const char *reason);
 struct cJSON;
 struct cJSON *stats_json(void);
 
-/* Releases per-endpoint tables. */
+/* The /metrics document in the Prometheus text exposition format 0.0.4.
+ * Returns a NUL-terminated string the caller frees and sets *len to its
+ * length; NULL on allocation failure. */
+char *stats_metrics_text(size_t *len);
+
+/* Lets /stats show the noise module's per-field raw/noise counts (Diffy's
+ * view, with a secondary) beside the agent's own. n is borrowed: call
+ * stats_set_noise(NULL) before freeing it. */
+void stats_set_noise(const struct noise *n);
+
+/* Releases per-endpoint tables and resets them (the global counters in
+ * `stats` are left alone). */
 void stats_free(void);
+
+/* ---- pure helpers, public for the unit tests -------------------------- */
+
+/* Upper bounds, in seconds, of the Prometheus latency histogram buckets;
+ * a last +Inf bucket follows. */
+#define STATS_HIST_BOUNDS 14
+extern const double stats_hist_bounds[STATS_HIST_BOUNDS];
+
+struct stats_hist {
+	uint64_t buckets[STATS_HIST_BOUNDS + 1];  /* not cumulative; last is +Inf */
+	uint64_t count;
+	double sum;                                /* seconds */
+};
+
+void stats_hist_observe(struct stats_hist *h, double seconds);
+
+/* The _bucket (cumulative, le="+Inf" last), _sum and _count sample lines of
+ * h for metric name; labels is "" or `key="value",...` (already escaped).
+ * The caller frees; NULL on allocation failure. */
+char *stats_hist_text(const char *name, const char *labels, const struct stats_hist *h);
+
+/* s escaped as a Prometheus label value (backslash, double quote and line
+ * feed become \\, \" and \n). The caller frees; NULL on allocation failure. */
+char *stats_prom_escape(const char *s);
 
 #endif

@@ -9,7 +9,7 @@ Modes (--mode):
   garbage  read the request, answer bytes that are not HTTP
   close    read the request, close without answering
 
-Paths understood in echo mode:
+Paths understood in echo mode (also under /api/, which HAProxy shadows):
   /big/N        N bytes of text
   /status/N     status N
   /slow/MS      answer after MS milliseconds
@@ -99,7 +99,10 @@ def main():
             if mode == "static":
                 self._send(200, args.body.encode())
                 return
-            parts = self.path.split("?")[0].split("/")
+            route = self.path.split("?")[0]
+            if route.startswith("/api/"):
+                route = route[4:]
+            parts = route.split("/")
             if len(parts) >= 3 and parts[1] == "big":
                 self._send(200, b"x" * int(parts[2]), "text/plain")
             elif len(parts) >= 3 and parts[1] == "status":

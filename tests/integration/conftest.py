@@ -88,8 +88,9 @@ class Proc:
         if self.alive():
             os.kill(self.popen.pid, sig)
 
-    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+    def stop(self, sig=None, timeout=15.0):
         """Stops the process (and its group); returns its exit status."""
+        sig = sig or signal.SIGTERM
         if self.alive():
             try:
                 os.kill(self.popen.pid, signal.SIGCONT)

@@ -604,6 +604,26 @@ static void test_truncated_json_reference_is_compared_as_text_prefix(void **stat
 	config_clear(&cfg);
 }
 
+static void test_truncated_json_candidate_is_compared_on_its_prefix(void **state)
+{
+	struct http_response ref, cand;
+	struct config cfg;
+	struct diff_list out;
+
+	config_defaults(&cfg);
+	resp_json(&ref, "{\"a\":[1,2,3]}");
+	resp_json(&cand, "{\"a\":[1,");
+	cand.truncated = true;
+	run_compare(&cfg, &ref, &cand, &out);
+	assert_int_equal(out.count, 0);
+	assert_true(out.candidate_truncated);
+	assert_false(out.reference_truncated);
+	diff_list_clear(&out);
+	http_response_clear(&ref);
+	http_response_clear(&cand);
+	config_clear(&cfg);
+}
+
 static void test_truncated_gzip_reference_is_compared_on_prefix(void **state)
 {
 	char text[4096];
@@ -716,6 +736,26 @@ static void test_text_excerpt_is_short_on_long_lines(void **state)
 	assert_int_equal(out.count, 1);
 	assert_true(strlen(out.items[0].reference->valuestring) < 140);
 	assert_non_null(strstr(out.items[0].candidate->valuestring, "line 1, offset 1000: ...aaaa"));
+	diff_list_clear(&out);
+	http_response_clear(&ref);
+	http_response_clear(&cand);
+	config_clear(&cfg);
+}
+
+static void test_empty_reference_body_against_text_is_value(void **state)
+{
+	static const char b[] = "now there is a body";
+	struct http_response ref, cand;
+	struct config cfg;
+	struct diff_list out;
+
+	config_defaults(&cfg);
+	resp_set(&ref, 204, "text/plain", NULL, 0);
+	resp_set(&cand, 204, "text/plain", b, strlen(b));
+	run_compare(&cfg, &ref, &cand, &out);
+	assert_int_equal(out.count, 1);
+	assert_string_equal(out.items[0].reference->valuestring, "line 1, offset 0: <end of body>");
+	assert_string_equal(out.items[0].candidate->valuestring, "line 1, offset 0: now there is a body");
 	diff_list_clear(&out);
 	http_response_clear(&ref);
 	http_response_clear(&cand);
@@ -921,11 +961,13 @@ int main(void)
 		cmocka_unit_test(test_truncated_reference_text_is_compared_on_prefix),
 		cmocka_unit_test(test_truncated_reference_prefix_difference_is_reported),
 		cmocka_unit_test(test_truncated_json_reference_is_compared_as_text_prefix),
+		cmocka_unit_test(test_truncated_json_candidate_is_compared_on_its_prefix),
 		cmocka_unit_test(test_truncated_gzip_reference_is_compared_on_prefix),
 		cmocka_unit_test(test_candidate_invalid_json_is_type_then_text),
 		cmocka_unit_test(test_both_invalid_json_bodies_compare_as_text),
 		cmocka_unit_test(test_text_difference_names_line_and_offset),
 		cmocka_unit_test(test_text_excerpt_is_short_on_long_lines),
+		cmocka_unit_test(test_empty_reference_body_against_text_is_value),
 		cmocka_unit_test(test_binary_difference_names_lengths_and_digests),
 		cmocka_unit_test(test_equal_binary_bodies_are_equal),
 		cmocka_unit_test(test_ten_thousand_deep_nesting_is_refused_cleanly),

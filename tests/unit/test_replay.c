@@ -935,6 +935,26 @@ static void test_concurrency_cap_returns_minus_one(void **state)
 	assert_string_equal(f->res[2].resp.error, "timeout");
 }
 
+static void test_queued_transfers_time_out_on_the_same_clock(void **state)
+{
+	struct fixture *f = *state;
+	ev_tstamp t0;
+
+	serve(f, SRV_SILENT, NULL, "");
+	f->cfg.max_host_connections = 1;
+	f->cfg.timeout = 0.3;
+	make_replay(f);
+	t0 = ev_time();
+	for (int i = 0; i < 3; i++)
+		start(f, ROLE_CANDIDATE, &f->res[i]);
+	wait_results(f, 3);
+	/* waiting for a connection counts against the timeout */
+	assert_true(ev_time() - t0 < 0.8);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(f->res[i].resp.error, "timeout");
+	assert_int_equal(f->srv.accepted, 1);
+}
+
 static void test_keep_alive_reuses_connections(void **state)
 {
 	struct fixture *f = *state;
@@ -1137,6 +1157,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_body_cut_by_close_is_reset, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_https_to_plain_server_is_tls, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrency_cap_returns_minus_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_queued_transfers_time_out_on_the_same_clock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_keep_alive_reuses_connections, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_gives_no_callback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_from_a_callback_of_another_transfer, setup, teardown),

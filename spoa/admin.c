@@ -1,0 +1,460 @@
+/* Admin HTTP server: /health, /metrics, /stats.
+ *
+ * The event loop serves HAProxy and must never wait for an admin client, so
+ * libmicrohttpd runs in its own thread and never touches the counters:
+ *
+ *  - The loop thread renders snapshots (the /metrics text, the /stats JSON)
+ *    into reference-counted immutable buffers and publishes them under a
+ *    mutex that is only ever held for a few pointer moves.
+ *  - The MHD thread asks for a fresh snapshot with ev_async_send() and waits
+ *    (at most RENDER_WAIT seconds, on a condition variable) for the loop to
+ *    publish it; renders are coalesced and throttled to one per
+ *    RENDER_MIN_INTERVAL, so a flood of admin requests costs the loop a
+ *    bounded amount of work. If the loop does not answer, the last snapshot
+ *    is served, with its age in X-Miffy-Snapshot-Age.
+ *  - A loop timer writes a heartbeat (monotonic time) and the few numbers
+ *    /health shows every HEARTBEAT_INTERVAL; /health answers 503 when the
+ *    heartbeat is older than HEALTH_STALL_SECONDS.
+ *
+ * MHD itself bounds what a client can hold: CONNECTION_LIMIT connections,
+ * MEMORY_LIMIT bytes each (a bigger request head gets 431), TIMEOUT seconds
+ * of silence. A slow or stuck client therefore costs a socket in the MHD
+ * thread, never time in the loop. */
+#include "admin.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <microhttpd.h>
+
+#include "config.h"
+#include "stats.h"
+
+#define HEARTBEAT_INTERVAL 0.5      /* s, loop timer */
+#define HEALTH_STALL_SECONDS 5.0    /* heartbeat older than this: 503 */
+#define RENDER_MIN_INTERVAL 0.05    /* s between two renders on the loop */
+#define RENDER_WAIT 1.0             /* s an admin request waits for a render */
+#define ADMIN_CONNECTION_LIMIT 64
+#define ADMIN_CONNECTION_TIMEOUT 10 /* s of client silence before closing */
+#define ADMIN_MEMORY_LIMIT (32 * 1024)
+
+enum snap_kind { SNAP_METRICS = 0, SNAP_STATS, SNAP_KIND_COUNT };
+
+/* An immutable rendered document, shared by the admin and MHD threads. */
+struct snapshot {
+	atomic_uint refs;
+	double taken;                   /* monotonic time of the render */
+	size_t len;
+	char *data;
+};
+
+struct admin {
+	struct ev_loop *loop;
+	struct MHD_Daemon *mhd;
+	ev_timer heartbeat;
+	ev_async wake;
+	ev_timer throttle;
+	ev_tstamp last_render;          /* ev_now() of the last render, loop only */
+
+	pthread_mutex_t lock;
+	pthread_cond_t rendered;
+	/* Under lock: */
+	bool stopping;
+	double beat;                    /* monotonic time of the last heartbeat */
+	double uptime;
+	uint64_t conns, exchanges, replays;
+	uint64_t wanted[SNAP_KIND_COUNT];   /* generation asked for by MHD */
+	uint64_t done[SNAP_KIND_COUNT];     /* generation rendered by the loop */
+	struct snapshot *snap[SNAP_KIND_COUNT];
+};
+
+static double monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void snapshot_unref(void *arg)
+{
+	struct snapshot *s = arg;
+
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1) {
+		free(s->data);
+		free(s);
+	}
+}
+
+/* Takes ownership of text (malloc'd, len bytes). NULL on ENOMEM. */
+static struct snapshot *snapshot_new(char *text, size_t len)
+{
+	struct snapshot *s;
+
+	if (!text)
+		return NULL;
+	s = malloc(sizeof(*s));
+	if (!s) {
+		free(text);
+		return NULL;
+	}
+	atomic_init(&s->refs, 1);
+	s->taken = monotonic();
+	s->len = len;
+	s->data = text;
+	return s;
+}
+
+/* ---- loop thread --------------------------------------------------------- */
+
+static struct snapshot *render(enum snap_kind k)
+{
+	size_t len = 0;
+	char *text = NULL;
+
+	if (k == SNAP_METRICS) {
+		text = stats_metrics_text(&len);
+	} else {
+		cJSON *doc = stats_json();
+
+		text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+		cJSON_Delete(doc);
+		len = text ? strlen(text) : 0;
+		if (text) {
+			char *t = realloc(text, len + 2);
+
+			if (t) {
+				text = t;
+				text[len++] = '\n';
+				text[len] = '\0';
+			}
+		}
+	}
+	return snapshot_new(text, len);
+}
+
+static void render_wanted(struct admin *a)
+{
+	uint64_t want[SNAP_KIND_COUNT];
+
+	a->last_render = ev_now(a->loop);
+	pthread_mutex_lock(&a->lock);
+	memcpy(want, a->wanted, sizeof(want));
+	pthread_mutex_unlock(&a->lock);
+	for (int k = 0; k < SNAP_KIND_COUNT; k++) {
+		struct snapshot *s, *old = NULL;
+
+		pthread_mutex_lock(&a->lock);
+		bool needed = a->done[k] < want[k];
+		pthread_mutex_unlock(&a->lock);
+		if (!needed)
+			continue;
+		/* Rendering happens outside the lock: the MHD thread only ever
+		 * waits for pointer moves. */
+		s = render((enum snap_kind)k);
+		pthread_mutex_lock(&a->lock);
+		if (s) {
+			old = a->snap[k];
+			a->snap[k] = s;
+		}
+		/* Even on ENOMEM: the waiter then gets the previous snapshot. */
+		a->done[k] = want[k];
+		pthread_cond_broadcast(&a->rendered);
+		pthread_mutex_unlock(&a->lock);
+		snapshot_unref(old);
+	}
+}
+
+static void on_throttle(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	render_wanted(w->data);
+}
+
+static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
+{
+	struct admin *a = w->data;
+	ev_tstamp wait = a->last_render + RENDER_MIN_INTERVAL - ev_now(loop);
+
+	(void)revents;
+	if (wait <= 0) {
+		render_wanted(a);
+	} else if (!ev_is_active(&a->throttle)) {
+		ev_timer_set(&a->throttle, wait, 0.);
+		ev_timer_start(loop, &a->throttle);
+	}
+}
+
+static void beat(struct admin *a)
+{
+	double up = ev_time() - stats.started;
+
+	pthread_mutex_lock(&a->lock);
+	a->beat = monotonic();
+	a->uptime = stats.started > 0 && up > 0 ? up : 0;
+	a->conns = stats.conn_active;
+	a->exchanges = stats.exchanges_inflight;
+	a->replays = stats.replays_inflight;
+	pthread_mutex_unlock(&a->lock);
+}
+
+static void on_heartbeat(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)loop;
+	(void)revents;
+	beat(w->data);
+}
+
+/* ---- MHD thread ---------------------------------------------------------- */
+
+/* The latest snapshot of kind k, fresh unless the loop is stalled; a
+ * reference the caller drops with snapshot_unref(). NULL when none exists. */
+static struct snapshot *snapshot_get(struct admin *a, enum snap_kind k)
+{
+	struct snapshot *s;
+	struct timespec until;
+	uint64_t gen;
+	bool stalled;
+
+	pthread_mutex_lock(&a->lock);
+	gen = ++a->wanted[k];
+	stalled = monotonic() - a->beat > 2 * HEARTBEAT_INTERVAL + 1.0;
+	pthread_mutex_unlock(&a->lock);
+	if (!stalled)
+		ev_async_send(a->loop, &a->wake);
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += (time_t)RENDER_WAIT;
+	pthread_mutex_lock(&a->lock);
+	while (!stalled && !a->stopping && a->done[k] < gen)
+		if (pthread_cond_timedwait(&a->rendered, &a->lock, &until) == ETIMEDOUT)
+			break;
+	s = a->snap[k];
+	if (s)
+		atomic_fetch_add(&s->refs, 1);
+	pthread_mutex_unlock(&a->lock);
+	return s;
+}
+
+static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type,
+				 const char *text)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)(uintptr_t)text,
+								 MHD_RESPMEM_MUST_COPY);
+	enum MHD_Result rc;
+
+	if (!r)
+		return MHD_NO;
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	rc = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static enum MHD_Result send_snapshot(struct admin *a, struct MHD_Connection *conn, enum snap_kind k)
+{
+	static const char *const types[SNAP_KIND_COUNT] = {
+		"text/plain; version=0.0.4; charset=utf-8", "application/json",
+	};
+	struct snapshot *s = snapshot_get(a, k);
+	struct MHD_Response *r;
+	enum MHD_Result rc;
+	char age[32];
+
+	if (!s)
+		return send_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "text/plain",
+				 "no snapshot yet: the event loop has not answered\n");
+	r = MHD_create_response_from_buffer_with_free_callback_cls(s->len, s->data, snapshot_unref, s);
+	if (!r) {
+		snapshot_unref(s);
+		return MHD_NO;
+	}
+	snprintf(age, sizeof(age), "%.3f", monotonic() - s->taken);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, types[k]);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(r, "X-Miffy-Snapshot-Age", age);
+	rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static enum MHD_Result send_health(struct admin *a, struct MHD_Connection *conn)
+{
+	char body[512];
+	double since;
+	bool ok;
+
+	pthread_mutex_lock(&a->lock);
+	since = monotonic() - a->beat;
+	ok = since <= HEALTH_STALL_SECONDS;
+	snprintf(body, sizeof(body),
+		 "{\"status\":\"%s\",\"uptime_seconds\":%.3f,\"haproxy_connections\":%llu,"
+		 "\"exchanges_inflight\":%llu,\"replays_inflight\":%llu,\"last_heartbeat_seconds\":%.3f}\n",
+		 ok ? "ok" : "stalled", a->uptime, (unsigned long long)a->conns,
+		 (unsigned long long)a->exchanges, (unsigned long long)a->replays, since);
+	pthread_mutex_unlock(&a->lock);
+	return send_text(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+				  const char *method, const char *version, const char *upload_data,
+				  size_t *upload_data_size, void **con_cls)
+{
+	static int answered;
+	struct admin *a = cls;
+
+	(void)version;
+	(void)upload_data;
+	if (*con_cls) {
+		/* A body nobody asked for: drop it, the answer is queued. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	*con_cls = &answered;
+	/* Answer on the first call, before any body: there is nothing to
+	 * upload here, and MHD closes the connection after the answer. */
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return send_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain", "only GET and HEAD\n");
+	if (strcmp(url, "/health") == 0)
+		return send_health(a, conn);
+	if (strcmp(url, "/metrics") == 0)
+		return send_snapshot(a, conn, SNAP_METRICS);
+	if (strcmp(url, "/stats") == 0)
+		return send_snapshot(a, conn, SNAP_STATS);
+	if (strcmp(url, "/") == 0)
+		return send_text(conn, MHD_HTTP_OK, "text/plain",
+				 "miffy admin\n/health   liveness (JSON)\n/metrics  Prometheus\n/stats    per-endpoint view (JSON)\n");
+	return send_text(conn, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /health, /metrics or /stats\n");
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+/* A listening socket on addr, or -1 with the reason in err. */
+static int listen_on(const char *addr, bool *ipv6, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICSERV };
+	struct addrinfo *res = NULL;
+	char host[256], port[16];
+	int fd = -1, one = 1, rc;
+
+	if (config_split_addr(addr, host, sizeof(host), port, sizeof(port)) < 0) {
+		snprintf(err, errlen, "'%s' is not ADDR:PORT", addr);
+		return -1;
+	}
+	rc = getaddrinfo(host[0] ? host : NULL, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: %s", addr, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, res->ai_protocol);
+	if (fd == -1) {
+		snprintf(err, errlen, "socket: %s", strerror(errno));
+		goto fail;
+	}
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) == -1 || listen(fd, 64) == -1) {
+		snprintf(err, errlen, "cannot listen on %s: %s", addr, strerror(errno));
+		goto fail;
+	}
+	*ipv6 = res->ai_family == AF_INET6;
+	freeaddrinfo(res);
+	return fd;
+fail:
+	if (fd != -1)
+		close(fd);
+	freeaddrinfo(res);
+	return -1;
+}
+
+struct admin *admin_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
+{
+	struct admin *a = calloc(1, sizeof(*a));
+	pthread_condattr_t cattr;
+	sigset_t all, saved;
+	bool ipv6 = false;
+	int fd = -1;
+
+	if (!a) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->loop = loop;
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_condattr_init(&cattr);
+	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+	pthread_cond_init(&a->rendered, &cattr);
+	pthread_condattr_destroy(&cattr);
+	ev_timer_init(&a->heartbeat, on_heartbeat, HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
+	a->heartbeat.data = a;
+	ev_async_init(&a->wake, on_wake);
+	a->wake.data = a;
+	ev_init(&a->throttle, on_throttle);
+	a->throttle.data = a;
+	beat(a);
+	ev_timer_start(loop, &a->heartbeat);
+	ev_async_start(loop, &a->wake);
+
+	fd = listen_on(cfg->admin, &ipv6, err, errlen);
+	if (fd == -1)
+		goto fail;
+	/* Signals belong to the loop thread (ev_signal): MHD's thread
+	 * inherits a mask that blocks them all. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &saved);
+	a->mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | (ipv6 ? MHD_USE_IPv6 : 0),
+				  0, NULL, NULL, on_request, a,
+				  MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
+				  MHD_OPTION_CONNECTION_LIMIT, (unsigned int)ADMIN_CONNECTION_LIMIT,
+				  MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)ADMIN_CONNECTION_TIMEOUT,
+				  MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIN_MEMORY_LIMIT,
+				  MHD_OPTION_END);
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	if (!a->mhd) {
+		snprintf(err, errlen, "cannot start the HTTP server on %s", cfg->admin);
+		goto fail;
+	}
+	return a;
+fail:
+	if (fd != -1)
+		close(fd);
+	admin_free(a);
+	return NULL;
+}
+
+void admin_free(struct admin *a)
+{
+	if (!a)
+		return;
+	/* Release any request waiting for a render, so the join is quick. */
+	pthread_mutex_lock(&a->lock);
+	a->stopping = true;
+	pthread_cond_broadcast(&a->rendered);
+	pthread_mutex_unlock(&a->lock);
+	if (a->mhd)
+		MHD_stop_daemon(a->mhd);   /* joins its thread, closes the socket */
+	ev_timer_stop(a->loop, &a->heartbeat);
+	ev_timer_stop(a->loop, &a->throttle);
+	ev_async_stop(a->loop, &a->wake);
+	for (int k = 0; k < SNAP_KIND_COUNT; k++)
+		snapshot_unref(a->snap[k]);
+	pthread_cond_destroy(&a->rendered);
+	pthread_mutex_destroy(&a->lock);
+	free(a);
+}

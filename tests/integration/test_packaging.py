@@ -1,0 +1,265 @@
+"""Packaging: docker-compose.yml, the Dockerfile, the systemd unit and
+`make install`.
+
+There is no Docker engine here: the compose file is validated with Debian's
+docker-compose (`make deps` installs it) and the Dockerfile is read. The
+unit is checked with systemd-analyze on a real `make install` tree.
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml  # python3-yaml, a dependency of docker-compose
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.abspath(os.environ.get("MIFFY_BUILD", os.path.join(ROOT, "build")))
+
+
+def run(cmd, **kw):
+    kw.setdefault("cwd", ROOT)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
+
+
+# --- docker-compose.yml ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def compose():
+    assert shutil.which("docker-compose"), "docker-compose is missing: run `make deps`"
+    res = run(["docker-compose", "-f", "docker-compose.yml", "config"])
+    assert res.returncode == 0, res.stderr
+    return yaml.safe_load(res.stdout)
+
+
+def test_compose_config_validates(compose):
+    assert set(compose["services"]) >= {"haproxy", "miffy", "kafka", "reference",
+                                        "candidate", "secondary"}
+
+
+def test_compose_uses_official_haproxy_lts_and_apache_kafka(compose):
+    haproxy = compose["services"]["haproxy"]["image"]
+    m = re.fullmatch(r"haproxy:(\d+)\.(\d+)(\.\d+)?", haproxy)
+    assert m, haproxy
+    assert (int(m[1]), int(m[2])) >= (2, 8)
+    assert compose["services"]["kafka"]["image"].startswith("apache/kafka:")
+    env = compose["services"]["kafka"]["environment"]
+    assert "broker" in env["KAFKA_PROCESS_ROLES"] and "controller" in env["KAFKA_PROCESS_ROLES"]
+    assert "PLAINTEXT://kafka:9092" in env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+def test_compose_builds_miffy_and_the_demo_services_from_the_dockerfile(compose):
+    services = compose["services"]
+    for name in ("miffy", "reference", "candidate", "secondary"):
+        assert services[name]["build"]["context"] == ROOT, name
+        assert services[name]["image"] == services["miffy"]["image"]
+    for role, port in (("reference", 8081), ("candidate", 8082), ("secondary", 8083)):
+        cmd = services[role]["command"]
+        assert services[role]["entrypoint"][-1].endswith("miffy-demo")
+        assert cmd[cmd.index("--role") + 1] == role
+        assert cmd[cmd.index("--listen") + 1] == f"0.0.0.0:{port}"
+
+
+def test_compose_wires_miffy_like_make_demo(compose):
+    cmd = compose["services"]["miffy"]["command"]
+    args = dict(zip(cmd[::2], cmd[1::2]))
+    assert args["--candidate"] == "http://candidate:8082"
+    assert args["--secondary"] == "http://secondary:8083"
+    assert args["--kafka"] == "kafka:9092"
+    assert args["--topic"] == "miffy"
+    assert args["--listen"].endswith(":12345")
+    assert args["--admin"].endswith(":9000")
+
+
+def published(service):
+    """Host ports; docker-compose 1.x prints "127.0.0.1:8080:8080/tcp",
+    newer ones a mapping."""
+    out = set()
+    for p in service.get("ports", []):
+        if isinstance(p, dict):
+            out.add(int(p["published"]))
+        else:
+            out.add(int(p.split("/")[0].split(":")[-2]))
+    return out
+
+
+def test_compose_publishes_the_make_demo_ports(compose):
+    s = compose["services"]
+    assert 8080 in published(s["haproxy"])
+    assert 9000 in published(s["miffy"])
+    assert {8081, 8082, 8083} == published(s["reference"]) | published(s["candidate"]) | \
+        published(s["secondary"])
+
+
+def test_compose_haproxy_mounts_the_docker_config_and_the_spoe_file(compose):
+    volumes = compose["services"]["haproxy"]["volumes"]
+    sources = {os.path.relpath(v.split(":")[0], ROOT): v.split(":")[1] for v in volumes}
+    assert sources["haproxy/haproxy-docker.cfg"] == "/usr/local/etc/haproxy/haproxy.cfg"
+    assert sources["haproxy/miffy-spoe.conf"] == "/usr/local/etc/haproxy/miffy-spoe.conf"
+
+
+# --- haproxy/haproxy-docker.cfg ------------------------------------------------
+
+def test_docker_haproxy_config_is_valid(tmp_path):
+    cfg = open(os.path.join(ROOT, "haproxy", "haproxy-docker.cfg")).read()
+    assert "config /usr/local/etc/haproxy/miffy-spoe.conf" in cfg
+    cfg = cfg.replace("/usr/local/etc/haproxy/miffy-spoe.conf",
+                      os.path.join(ROOT, "haproxy", "miffy-spoe.conf"))
+    (tmp_path / "haproxy.cfg").write_text(cfg)
+    res = run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "server ref1 reference:8081" in cfg
+    assert "server agent1 miffy:12345" in cfg
+
+
+def frontend_rules(path):
+    """The frontend's directives, comments and the SPOE file path left out."""
+    rules, in_frontend = [], False
+    for line in open(path):
+        line = line.split("#", 1)[0].rstrip()
+        if not line:
+            continue
+        if not line[0].isspace():
+            in_frontend = line.startswith("frontend ")
+            continue
+        line = line.strip()
+        if in_frontend and not line.startswith("bind "):
+            rules.append(re.sub(r"config \S+", "config SPOE", line))
+    return rules
+
+
+def test_docker_haproxy_config_has_the_same_miffy_rules_as_the_example():
+    assert frontend_rules(os.path.join(ROOT, "haproxy", "haproxy-docker.cfg")) == \
+        frontend_rules(os.path.join(ROOT, "haproxy", "haproxy.cfg"))
+
+
+# --- Dockerfile --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def dockerfile():
+    text = open(os.path.join(ROOT, "Dockerfile")).read()
+    # join continuation lines, drop comments
+    text = re.sub(r"\\\n", " ", text)
+    return [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+
+
+def stages(lines):
+    out = []
+    for l in lines:
+        if l.upper().startswith("FROM "):
+            out.append([l])
+        elif out:
+            out[-1].append(l)
+    return out
+
+
+def test_dockerfile_is_a_multi_stage_bookworm_build(dockerfile):
+    st = stages(dockerfile)
+    assert len(st) >= 2
+    assert re.match(r"FROM debian:bookworm\s+AS\s+build", st[0][0], re.I)
+    assert re.match(r"FROM debian:bookworm-slim\b", st[-1][0], re.I)
+    build = " ".join(st[0])
+    for pkg in ("build-essential", "libev-dev", "libcurl4-openssl-dev", "librdkafka-dev",
+                "libcjson-dev", "libconfuse-dev", "libmicrohttpd-dev", "zlib1g-dev"):
+        assert pkg in build, pkg
+    assert re.search(r"\bmake\b", build)
+
+
+def test_dockerfile_runtime_has_only_runtime_libs(dockerfile):
+    runtime = " ".join(stages(dockerfile)[-1])
+    for pkg in ("libev4", "libcurl4", "librdkafka1", "libcjson1", "libconfuse2",
+                "libmicrohttpd12", "zlib1g", "ca-certificates"):
+        assert re.search(rf"\b{re.escape(pkg)}\b", runtime), pkg
+    assert "-dev" not in runtime
+    assert "COPY --from=build" in runtime
+
+
+def test_dockerfile_runs_as_a_non_root_user(dockerfile):
+    runtime = stages(dockerfile)[-1]
+    users = [l.split()[1] for l in runtime if l.upper().startswith("USER ")]
+    assert users, "no USER in the runtime stage"
+    assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_dockerfile_ships_the_three_programs_and_an_entrypoint(dockerfile):
+    text = " ".join(dockerfile)
+    for prog in ("miffy-demo", "miffy-mock-kafka"):
+        assert prog in text
+    runtime = stages(dockerfile)[-1]
+    assert any(l.upper().startswith("EXPOSE ") and "12345" in l for l in runtime)
+    assert any(l.upper().startswith("ENTRYPOINT ") and "miffy" in l for l in runtime)
+
+
+def test_dockerignore_keeps_build_outputs_and_git_out():
+    lines = open(os.path.join(ROOT, ".dockerignore")).read().split()
+    for pattern in (".git", "build", "build-*"):
+        assert pattern in lines
+
+
+# --- make install --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def build_copy(tmp_path_factory):
+    """A copy of the build directory (timestamps kept), so `make install`
+    never rebuilds the binaries the other tests use."""
+    dst = tmp_path_factory.mktemp("build") / "build"
+    shutil.copytree(BUILD, dst, symlinks=True)
+    return dst
+
+
+def make_install(build, destdir, prefix):
+    res = run(["make", "--no-print-directory", f"BUILD={build}", f"DESTDIR={destdir}",
+               f"PREFIX={prefix}", "install"])
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+
+
+def test_make_install_installs_binary_config_haproxy_files_and_unit(build_copy, tmp_path):
+    make_install(build_copy, tmp_path, "/usr")
+    usr = tmp_path / "usr"
+    miffy = usr / "bin" / "miffy"
+    assert os.access(miffy, os.X_OK)
+    assert run([str(miffy), "--version"]).returncode == 0
+    assert (usr / "etc" / "miffy" / "miffy.conf").is_file()
+    assert (usr / "share" / "miffy" / "haproxy" / "miffy-spoe.conf").is_file()
+    assert (usr / "share" / "miffy" / "haproxy" / "haproxy.cfg").is_file()
+    unit = (usr / "lib" / "systemd" / "system" / "miffy.service").read_text()
+    assert "@PREFIX@" not in unit
+    assert "ExecStart=/usr/bin/miffy -f /usr/etc/miffy/miffy.conf\n" in unit
+
+
+def test_installed_unit_passes_systemd_analyze_verify(build_copy, tmp_path):
+    assert shutil.which("systemd-analyze"), "systemd-analyze (package systemd) is missing"
+    prefix = tmp_path / "usr"
+    make_install(build_copy, "", str(prefix))
+    unit = prefix / "lib" / "systemd" / "system" / "miffy.service"
+    res = run(["systemd-analyze", "verify", str(unit)])
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def unit_settings():
+    settings = {}
+    for line in open(os.path.join(ROOT, "packaging", "miffy.service")):
+        line = line.strip()
+        if line and not line.startswith(("#", "[")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key, []).append(value)
+    return settings
+
+
+def test_unit_restarts_on_failure_and_stops_with_sigterm():
+    s = unit_settings()
+    assert s["ExecStart"] == ["@PREFIX@/bin/miffy -f @PREFIX@/etc/miffy/miffy.conf"]
+    assert s["Restart"] == ["on-failure"]
+    assert s["KillSignal"] == ["SIGTERM"]
+    assert "TimeoutStopSec" in s
+
+
+def test_unit_runs_unprivileged_and_hardened():
+    s = unit_settings()
+    assert s.get("DynamicUser") == ["yes"] or "User" in s
+    for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"),
+                       ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
+                       ("PrivateDevices", "yes"), ("RestrictSUIDSGID", "yes")):
+        assert s.get(key) == [value], key
+    assert s["CapabilityBoundingSet"] == [""]
+    assert "AF_INET" in s["RestrictAddressFamilies"][0]
