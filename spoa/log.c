@@ -13,6 +13,9 @@
  * a flood of bad peers must not turn the log into the bottleneck. */
 #define LOG_BURST_PER_SEC 50
 
+/* The longest line written whole. */
+#define LOG_LINE_MAX (16 << 20)
+
 static struct {
 	enum log_level level;
 	bool json;
@@ -132,8 +135,9 @@ unsigned long long log_suppressed_total(void)
 
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)
 {
-	char text[1024];
+	char text[1024], *big = NULL;
 	va_list ap;
+	int n;
 
 	if (!log_enabled(level))
 		return;
@@ -152,7 +156,15 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...)
 		}
 	}
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof(text), fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
-	write_line(level, id, text);
+	/* Long lines (the SIGUSR2 stats document) get a buffer of their own,
+	 * up to a hard maximum; beyond it they are cut. */
+	if (n >= (int)sizeof(text) && n < LOG_LINE_MAX && (big = malloc((size_t)n + 1))) {
+		va_start(ap, fmt);
+		vsnprintf(big, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
+	write_line(level, id, big ? big : text);
+	free(big);
 }

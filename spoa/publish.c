@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,6 +274,12 @@ static bool add_number(cJSON *obj, const char *key, double v)
 	return cJSON_AddNumberToObject(obj, key, v) != NULL;
 }
 
+/* Latencies to the microsecond: more digits are noise, and long. */
+static bool add_ms(cJSON *obj, const char *key, double ms)
+{
+	return add_number(obj, key, round(ms * 1000.0) / 1000.0);
+}
+
 static bool add_bool(cJSON *obj, const char *key, bool v)
 {
 	return cJSON_AddBoolToObject(obj, key, v) != NULL;
@@ -487,7 +494,7 @@ static cJSON *make_response(struct build *b, const struct shape *sh, enum part p
 	if (!have || r->error[0]) {
 		if (!add_string(obj, "error", have ? r->error : "missing") ||
 		    (have && r->error_detail[0] && !add_string(obj, "detail", r->error_detail)) ||
-		    (have && !add_number(obj, "latency_ms", r->latency_ms)))
+		    (have && !add_ms(obj, "latency_ms", r->latency_ms)))
 			goto fail;
 		return obj;
 	}
@@ -499,7 +506,7 @@ static cJSON *make_response(struct build *b, const struct shape *sh, enum part p
 	item = make_body(b, &b->bodies[part], sh->body_limit);
 	if (!item || !cJSON_AddItemToObject(obj, "body", item))
 		goto fail_item;
-	if (!add_bool(obj, "truncated", r->truncated) || !add_number(obj, "latency_ms", r->latency_ms))
+	if (!add_bool(obj, "truncated", r->truncated) || !add_ms(obj, "latency_ms", r->latency_ms))
 		goto fail;
 	return obj;
 fail_item:

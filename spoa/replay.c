@@ -1,5 +1,6 @@
 #include "replay.h"
 
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -11,7 +12,7 @@
 
 /* Idle easy handles kept for reuse; connections themselves live in the multi
  * handle's cache, so this only saves the allocations. */
-#define REPLAY_POOL_MAX 256
+#define REPLAY_POOL_MAX 64
 
 /* Once max_body is reached the rest of the body is read and thrown away, so
  * the connection stays reusable, up to this many bytes; then the transfer is
@@ -20,6 +21,11 @@
 #define REPLAY_DRAIN_MAX (1024 * 1024)
 
 #define REPLAY_BODY_INITIAL 4096
+
+/* After a burst of at least this many transfers in flight has drained to a
+ * sixteenth of its peak, the freed heap is handed back to the OS: glibc
+ * keeps it otherwise, and a burst of timeouts would pin its peak RSS. */
+#define REPLAY_TRIM_PEAK 1024
 
 /* A response with more header lines than this is treated as malformed
  * (http_headers_add has its own, higher, hard cap). */
@@ -76,6 +82,7 @@ struct replay {
 	size_t max_body;
 
 	unsigned inflight;
+	unsigned peak;               /* most in flight since the last trim */
 	struct replay_xfer *xfers;
 	struct replay_sock *socks;
 	CURL *pool[REPLAY_POOL_MAX];
@@ -486,6 +493,10 @@ static void xfer_release(struct replay *r, struct replay_xfer *xf)
 	free(xf->body);
 	http_response_clear(&xf->resp);
 	free(xf);
+	if (r->peak >= REPLAY_TRIM_PEAK && r->inflight <= r->peak / 16) {
+		malloc_trim(0);
+		r->peak = r->inflight;
+	}
 }
 
 static void xfer_finish(struct replay *r, struct replay_xfer *xf, CURLcode rc)
@@ -720,6 +731,8 @@ int replay_start(struct replay *r, enum replay_role role, const struct exchange 
 		r->xfers->prev = xf;
 	r->xfers = xf;
 	r->inflight++;
+	if (r->inflight > r->peak)
+		r->peak = r->inflight;
 	stats.replays_inflight++;
 	stats.replays_started[role]++;
 	*xfer = xf;

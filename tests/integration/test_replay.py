@@ -305,5 +305,5 @@ def test_memory_returns_to_baseline_after_mass_timeouts(stack, monkeypatch):
           f"skipped {stats['skipped']}")
     print(f"agent RSS: baseline {baseline / 1024:.1f} MiB, peak {peak / 1024:.1f} MiB, "
           f"after the timeouts {after / 1024:.1f} MiB")
-    assert stats["outcomes"]["candidate_error"] == n
+    assert stats["outcomes"]["candidate_error"] == n + 1   # and the warm-up
     assert after - baseline < max(16 * 1024, (peak - baseline) // 4)

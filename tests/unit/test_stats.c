@@ -1,0 +1,499 @@
+/* Unit tests of stats (Prometheus rendering, per-endpoint view) and of the
+ * admin server's snapshot and liveness logic on a real libev loop. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <ev.h>
+
+#include "admin.h"
+#include "compare.h"
+#include "config.h"
+#include "exchange.h"
+#include "stats.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int reset(void **state)
+{
+	(void)state;
+	stats_free();
+	memset(&stats, 0, sizeof(stats));
+	return 0;
+}
+
+/* An exchange of endpoint with the given latencies (ms; < 0: none). */
+static struct exchange make_exchange(const char *id, const char *endpoint, double ref_ms, double cand_ms)
+{
+	struct exchange x;
+
+	memset(&x, 0, sizeof(x));
+	x.id = (char *)(uintptr_t)id;
+	x.endpoint = (char *)(uintptr_t)endpoint;
+	if (ref_ms >= 0) {
+		x.have_reference = true;
+		x.reference.latency_ms = ref_ms;
+	}
+	if (cand_ms >= 0) {
+		x.want[ROLE_CANDIDATE] = x.have[ROLE_CANDIDATE] = true;
+		x.replies[ROLE_CANDIDATE].latency_ms = cand_ms;
+	}
+	return x;
+}
+
+static void add_diff(struct diff_list *l, enum diff_where where, const char *path, bool noise)
+{
+	l->items = realloc(l->items, (l->count + 1) * sizeof(*l->items));
+	assert_non_null(l->items);
+	memset(&l->items[l->count], 0, sizeof(l->items[0]));
+	l->items[l->count].where = where;
+	l->items[l->count].path = strdup(path);
+	l->items[l->count].noise = noise;
+	l->count++;
+	l->cap = l->count;
+}
+
+static cJSON *endpoint_doc(cJSON *doc, const char *name)
+{
+	cJSON *e = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "endpoints"), name);
+
+	assert_non_null(e);
+	return e;
+}
+
+static double num(cJSON *o, const char *path)
+{
+	char buf[256], *save = NULL;
+
+	snprintf(buf, sizeof(buf), "%s", path);
+	for (char *k = strtok_r(buf, ".", &save); k; k = strtok_r(NULL, ".", &save)) {
+		o = cJSON_GetObjectItemCaseSensitive(o, k);
+		if (!o)
+			fail_msg("no %s in the document (at %s)", path, k);
+	}
+	assert_true(cJSON_IsNumber(o));
+	return o->valuedouble;
+}
+
+static bool has_line(const char *text, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = text; (p = strstr(p, line)); p += n)
+		if ((p == text || p[-1] == '\n') && p[n] == '\n')
+			return true;
+	return false;
+}
+
+/* ---- Prometheus helpers --------------------------------------------------- */
+
+static void test_label_values_are_escaped(void **state)
+{
+	char *s;
+
+	(void)state;
+	s = stats_prom_escape("GET /a\"b\\c\nd");
+	assert_string_equal(s, "GET /a\\\"b\\\\c\\nd");
+	free(s);
+	s = stats_prom_escape("");
+	assert_string_equal(s, "");
+	free(s);
+	s = stats_prom_escape("plain /api/:id");
+	assert_string_equal(s, "plain /api/:id");
+	free(s);
+}
+
+static void test_histogram_buckets_are_cumulative_with_inf_equal_to_count(void **state)
+{
+	struct stats_hist h;
+	char *text;
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	stats_hist_observe(&h, 0.0005);
+	stats_hist_observe(&h, 0.001);     /* le is inclusive */
+	stats_hist_observe(&h, 0.003);
+	stats_hist_observe(&h, 0.2);
+	stats_hist_observe(&h, 100);       /* only in +Inf */
+	stats_hist_observe(&h, -1);        /* clock went back: counted as 0 */
+	stats_hist_observe(&h, NAN);
+	assert_int_equal(h.count, 7);
+	text = stats_hist_text("miffy_t_seconds", "source=\"reference\"", &h);
+	assert_non_null(text);
+	assert_true(has_line(text, "miffy_t_seconds_bucket{source=\"reference\",le=\"0.001\"} 4"));
+	assert_true(has_line(text, "miffy_t_seconds_bucket{source=\"reference\",le=\"0.0025\"} 4"));
+	assert_true(has_line(text, "miffy_t_seconds_bucket{source=\"reference\",le=\"0.005\"} 5"));
+	assert_true(has_line(text, "miffy_t_seconds_bucket{source=\"reference\",le=\"0.25\"} 6"));
+	assert_true(has_line(text, "miffy_t_seconds_bucket{source=\"reference\",le=\"30\"} 6"));
+	assert_true(has_line(text, "miffy_t_seconds_bucket{source=\"reference\",le=\"+Inf\"} 7"));
+	assert_true(has_line(text, "miffy_t_seconds_sum{source=\"reference\"} 100.2045"));
+	assert_true(has_line(text, "miffy_t_seconds_count{source=\"reference\"} 7"));
+	free(text);
+	text = stats_hist_text("miffy_u", "", &h);
+	assert_true(has_line(text, "miffy_u_bucket{le=\"+Inf\"} 7"));
+	assert_true(has_line(text, "miffy_u_count 7"));
+	free(text);
+}
+
+static void test_metrics_have_help_and_type_before_samples(void **state)
+{
+	struct exchange x = make_exchange("id1", "GET /q\"uote", 2, 3);
+	size_t len = 0;
+	char *text, *save = NULL, *line;
+	char family[128] = "";
+
+	(void)state;
+	stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	text = stats_metrics_text(&len);
+	assert_non_null(text);
+	assert_int_equal(len, strlen(text));
+	assert_int_equal(text[len - 1], '\n');
+	assert_true(has_line(text, "miffy_endpoint_exchanges_total{endpoint=\"GET /q\\\"uote\",outcome=\"equal\"} 1"));
+	assert_true(has_line(text, "miffy_exchanges_total{outcome=\"equal\"} 1"));
+	assert_true(has_line(text, "miffy_latency_seconds_count{source=\"candidate\"} 1"));
+	assert_true(has_line(text, "# TYPE miffy_latency_seconds histogram"));
+	assert_true(has_line(text, "miffy_spop_disconnects_sent_total{status=\"other\"} 0"));
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, "# HELP ", 7) == 0)
+			continue;
+		if (strncmp(line, "# TYPE ", 7) == 0) {
+			assert_int_equal(sscanf(line + 7, "%127s", family), 1);
+			if (strstr(line, " counter"))
+				assert_non_null(strstr(family, "_total"));
+			continue;
+		}
+		assert_true(family[0]);
+		assert_memory_equal(line, family, strlen(family));
+	}
+	free(text);
+}
+
+/* ---- the per-endpoint view --------------------------------------------- */
+
+static void test_fields_count_once_per_exchange_and_noise_apart(void **state)
+{
+	struct diff_list d1 = { 0 }, d2 = { 0 };
+	struct exchange x1 = make_exchange("a", "GET /api/:id", 1, 1);
+	struct exchange x2 = make_exchange("b", "GET /api/:id", 1, 1);
+	cJSON *doc, *e;
+
+	(void)state;
+	add_diff(&d1, DIFF_BODY, "/price", false);
+	add_diff(&d1, DIFF_BODY, "/price", false);   /* same field twice: one exchange */
+	add_diff(&d1, DIFF_HEADER, "x-version", false);
+	add_diff(&d2, DIFF_BODY, "/price", true);
+	add_diff(&d2, DIFF_STATUS, "", false);
+	add_diff(&d2, DIFF_BODY, "", false);
+	stats_exchange_done(&x1, OUTCOME_DIFFERENT, &d1);
+	stats_exchange_done(&x2, OUTCOME_NOISE, &d2);
+	doc = stats_json();
+	e = endpoint_doc(doc, "GET /api/:id");
+	assert_int_equal(num(e, "fields.body:/price.raw"), 2);
+	assert_int_equal(num(e, "fields.body:/price.noise"), 1);
+	assert_int_equal(num(e, "fields.header:x-version.raw"), 1);
+	assert_int_equal(num(e, "fields.status.raw"), 1);
+	assert_int_equal(num(e, "fields.body.raw"), 1);
+	assert_int_equal(num(e, "total"), 2);
+	assert_int_equal(num(e, "different_pct"), 50);
+	assert_int_equal(num(e, "noise_pct"), 50);
+	cJSON_Delete(doc);
+	diff_list_clear(&d1);
+	diff_list_clear(&d2);
+}
+
+static void test_last_differences_keep_the_newest_ten(void **state)
+{
+	struct diff_list d = { 0 };
+	char ids[15][8];
+	cJSON *doc, *last;
+
+	(void)state;
+	add_diff(&d, DIFF_STATUS, "", false);
+	for (int i = 0; i < 15; i++) {
+		struct exchange x;
+
+		snprintf(ids[i], sizeof(ids[i]), "id%d", i);
+		x = make_exchange(ids[i], "GET /x", 1, 1);
+		stats_exchange_done(&x, i == 14 ? OUTCOME_EQUAL : OUTCOME_DIFFERENT, i == 14 ? NULL : &d);
+	}
+	doc = stats_json();
+	last = cJSON_GetObjectItemCaseSensitive(endpoint_doc(doc, "GET /x"), "last_differences");
+	assert_int_equal(cJSON_GetArraySize(last), STATS_LAST_IDS);
+	/* Newest first; the equal exchange is not a difference. */
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(last, 0), "id")->valuestring, "id13");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(last, 9), "id")->valuestring, "id4");
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(last, 0), "outcome")->valuestring,
+			    "different");
+	cJSON_Delete(doc);
+	diff_list_clear(&d);
+}
+
+static void test_percentiles_are_within_a_bucket(void **state)
+{
+	cJSON *doc, *e;
+
+	(void)state;
+	for (int i = 1; i <= 1000; i++) {
+		struct exchange x = make_exchange("p", "GET /p", i / 10.0, i);   /* 0.1..100 ms, 1..1000 ms */
+
+		stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	}
+	doc = stats_json();
+	e = endpoint_doc(doc, "GET /p");
+	assert_int_equal(num(e, "latency_ms.reference.count"), 1000);
+	assert_true(num(e, "latency_ms.reference.p50") >= 50 && num(e, "latency_ms.reference.p50") <= 50 * 1.15);
+	assert_true(num(e, "latency_ms.reference.p90") >= 90 && num(e, "latency_ms.reference.p90") <= 90 * 1.15);
+	assert_true(num(e, "latency_ms.reference.p99") >= 99 && num(e, "latency_ms.reference.p99") <= 100);
+	assert_true(num(e, "latency_ms.candidate.p50") >= 500 && num(e, "latency_ms.candidate.p50") <= 500 * 1.15);
+	assert_int_equal(num(e, "latency_ms.candidate.max"), 1000);
+	cJSON_Delete(doc);
+}
+
+static void test_failed_replays_count_as_errors_not_latency(void **state)
+{
+	struct exchange x = make_exchange("e", "GET /e", 5, 5);
+	size_t len;
+	char *text;
+	char reason[32];
+
+	(void)state;
+	snprintf(x.replies[ROLE_CANDIDATE].error, sizeof(x.replies[0].error), "timeout");
+	stats_candidate_error(ROLE_CANDIDATE, "timeout");
+	for (int i = 0; i < 20; i++) {
+		snprintf(reason, sizeof(reason), "r\"%d", i);
+		stats_candidate_error(ROLE_SECONDARY, reason);
+	}
+	stats_exchange_done(&x, OUTCOME_CANDIDATE_ERROR, NULL);
+	text = stats_metrics_text(&len);
+	assert_true(has_line(text, "miffy_candidate_errors_total{role=\"candidate\",reason=\"timeout\"} 1"));
+	assert_true(has_line(text, "miffy_candidate_errors_total{role=\"secondary\",reason=\"r\\\"0\"} 1"));
+	assert_true(has_line(text, "miffy_candidate_errors_total{role=\"secondary\",reason=\"other\"} 4"));
+	assert_true(has_line(text, "miffy_latency_seconds_count{source=\"candidate\"} 0"));
+	assert_true(has_line(text, "miffy_latency_seconds_count{source=\"reference\"} 1"));
+	free(text);
+}
+
+static void test_endpoints_past_the_cap_share_other(void **state)
+{
+	char name[32];
+	size_t len;
+	char *text;
+	cJSON *doc;
+
+	(void)state;
+	for (int i = 0; i < STATS_MAX_ENDPOINTS + 5; i++) {
+		struct exchange x;
+
+		snprintf(name, sizeof(name), "GET /e%d", i);
+		x = make_exchange("i", name, 1, 1);
+		stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	}
+	doc = stats_json();
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "endpoints")), STATS_MAX_ENDPOINTS + 1);
+	assert_int_equal(num(endpoint_doc(doc, "other"), "total"), 5);
+	cJSON_Delete(doc);
+	text = stats_metrics_text(&len);
+	assert_true(has_line(text, "miffy_endpoint_exchanges_total{endpoint=\"other\",outcome=\"equal\"} 5"));
+	assert_null(strstr(text, "endpoint=\"GET /e100\""));
+	free(text);
+}
+
+/* ---- the admin server ---------------------------------------------------- */
+
+static int free_port(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	assert_int_not_equal(fd, -1);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* GET path; returns the status and copies the whole response into out. */
+static int http_get(int port, const char *path, char *out, size_t outlen)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	char req[256];
+	size_t got = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+
+	if (fd == -1 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\n\r\n", path);
+	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+		close(fd);
+		return -1;
+	}
+	while (got + 1 < outlen && (n = read(fd, out + got, outlen - 1 - got)) > 0)
+		got += (size_t)n;
+	out[got] = '\0';
+	close(fd);
+	if (sscanf(out, "HTTP/1.%*d %d", &status) != 1)
+		return -1;
+	return status;
+}
+
+struct client {
+	int port;
+	const char *path;
+	char response[1 << 16];
+	int status;
+	struct ev_loop *loop;
+	ev_async done;
+};
+
+static void on_client_done(struct ev_loop *loop, ev_async *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static void *client_main(void *arg)
+{
+	struct client *c = arg;
+
+	c->status = http_get(c->port, c->path, c->response, sizeof(c->response));
+	ev_async_send(c->loop, &c->done);
+	return NULL;
+}
+
+/* GET path from another thread while the loop runs, as in production. */
+static int get_while_running(struct ev_loop *loop, struct client *c, int port, const char *path)
+{
+	pthread_t t;
+
+	c->port = port;
+	c->path = path;
+	c->loop = loop;
+	ev_async_init(&c->done, on_client_done);
+	ev_async_start(loop, &c->done);
+	assert_int_equal(pthread_create(&t, NULL, client_main, c), 0);
+	ev_run(loop, 0);
+	pthread_join(t, NULL);
+	ev_async_stop(loop, &c->done);
+	return c->status;
+}
+
+static double elapsed_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void test_admin_serves_fresh_snapshots_and_reports_a_stalled_loop(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct config cfg;
+	struct client *c = calloc(1, sizeof(*c));
+	struct admin *a;
+	char addr[64], err[256] = "";
+	struct timespec t0;
+	int port = free_port();
+
+	(void)state;
+	assert_non_null(c);
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	cfg.admin = addr;
+	stats.started = ev_time();
+	a = admin_new(loop, &cfg, err, sizeof(err));
+	assert_non_null(a);
+
+	/* A counter moved by the loop shows in the next scrape. */
+	stats.frames_in = 42;
+	assert_int_equal(get_while_running(loop, c, port, "/metrics"), 200);
+	assert_non_null(strstr(c->response, "\nmiffy_spop_frames_received_total 42\n"));
+	stats.frames_in = 43;
+	assert_int_equal(get_while_running(loop, c, port, "/stats"), 200);
+	assert_non_null(strstr(c->response, "\"frames_in\":43"));
+	assert_int_equal(get_while_running(loop, c, port, "/health"), 200);
+	assert_non_null(strstr(c->response, "\"status\":\"ok\""));
+
+	/* The loop stops turning: /health says so; /metrics still answers
+	 * at once with the last snapshot. */
+	sleep(6);
+	assert_int_equal(http_get(port, "/health", c->response, sizeof(c->response)), 503);
+	assert_non_null(strstr(c->response, "\"status\":\"stalled\""));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(http_get(port, "/metrics", c->response, sizeof(c->response)), 200);
+	assert_true(elapsed_since(&t0) < 0.5);
+	assert_non_null(strstr(c->response, "X-Miffy-Snapshot-Age: "));
+	assert_non_null(strstr(c->response, "\nmiffy_spop_frames_received_total 42\n"));
+
+	/* It turns again: healthy. */
+	assert_int_equal(get_while_running(loop, c, port, "/health"), 200);
+	admin_free(a);
+	assert_int_equal(http_get(port, "/health", c->response, sizeof(c->response)), -1);
+	ev_loop_destroy(loop);
+	free(c);
+}
+
+static void test_admin_refuses_a_busy_port_with_the_reason(void **state)
+{
+	struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(sa);
+	struct config cfg;
+	char addr[64], err[256] = "";
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	(void)state;
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.admin = addr;
+	assert_null(admin_new(loop, &cfg, err, sizeof(err)));
+	assert_non_null(strstr(err, "cannot listen on"));
+	assert_non_null(strstr(err, "in use"));
+	cfg.admin = (char *)(uintptr_t)"nonsense";
+	assert_null(admin_new(loop, &cfg, err, sizeof(err)));
+	close(fd);
+	ev_loop_destroy(loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_label_values_are_escaped, reset, reset),
+		cmocka_unit_test_setup_teardown(test_histogram_buckets_are_cumulative_with_inf_equal_to_count, reset, reset),
+		cmocka_unit_test_setup_teardown(test_metrics_have_help_and_type_before_samples, reset, reset),
+		cmocka_unit_test_setup_teardown(test_fields_count_once_per_exchange_and_noise_apart, reset, reset),
+		cmocka_unit_test_setup_teardown(test_last_differences_keep_the_newest_ten, reset, reset),
+		cmocka_unit_test_setup_teardown(test_percentiles_are_within_a_bucket, reset, reset),
+		cmocka_unit_test_setup_teardown(test_failed_replays_count_as_errors_not_latency, reset, reset),
+		cmocka_unit_test_setup_teardown(test_endpoints_past_the_cap_share_other, reset, reset),
+		cmocka_unit_test_setup_teardown(test_admin_serves_fresh_snapshots_and_reports_a_stalled_loop, reset, reset),
+		cmocka_unit_test_setup_teardown(test_admin_refuses_a_busy_port_with_the_reason, reset, reset),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
