@@ -1,6 +1,6 @@
 # miffy, its demo services and the mock Kafka broker, in one small image.
 #   docker build -t miffy .
-#   docker run --rm miffy --help
+#   docker run --rm miffy            # prints --help
 # docker-compose.yml runs the whole demo from it.
 
 # --- build: Debian 12 toolchain and -dev packages ------------------------------
@@ -31,5 +31,9 @@ COPY --from=build /out/usr/local/ /usr/local/
 # The agent (SPOE), its admin HTTP (/health, /metrics, /stats), the demo services.
 EXPOSE 12345 9000 8081 8082 8083
 USER miffy:miffy
-ENTRYPOINT ["/usr/local/bin/miffy"]
-CMD ["-f", "/usr/local/etc/miffy/miffy.conf", "--listen", "0.0.0.0:12345", "--admin", "0.0.0.0:9000"]
+# Listening on every interface of the container; later flags override these:
+#   docker run -p 12345:12345 -p 9000:9000 miffy --candidate http://cand:8080 --kafka k:9092
+# The demo services: --entrypoint miffy-demo ... --role candidate --listen 0.0.0.0:8082
+ENTRYPOINT ["/usr/local/bin/miffy", "-f", "/usr/local/etc/miffy/miffy.conf", \
+            "--listen", "0.0.0.0:12345", "--admin", "0.0.0.0:9000"]
+CMD ["--help"]

@@ -86,12 +86,13 @@ deps:
 # The README's test command.
 test: deps
 	$(MAKE) SANITIZE=address,undefined all unit-bins
-	$(MAKE) SANITIZE=address,undefined unit integration
+	$(MAKE) -k SANITIZE=address,undefined unit integration
 
 unit-bins: $(UNIT_BINS)
 
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@failed=""; for t in $(UNIT_BINS); do echo "== $$t"; $$t || failed="$$failed $$t"; done; \
+	if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
 
 integration: all
 	MIFFY_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
@@ -108,7 +109,9 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/etc/miffy $(DESTDIR)$(PREFIX)/share/miffy/haproxy
 	install -m 0755 $(BUILD)/miffy $(DESTDIR)$(PREFIX)/bin/miffy
 	install -m 0644 conf/miffy.conf $(DESTDIR)$(PREFIX)/etc/miffy/miffy.conf
-	install -m 0644 haproxy/miffy-spoe.conf haproxy/haproxy.cfg $(DESTDIR)$(PREFIX)/share/miffy/haproxy/
+	install -m 0644 haproxy/miffy-spoe.conf $(DESTDIR)$(PREFIX)/share/miffy/haproxy/
+	sed 's|config haproxy/miffy-spoe.conf|config $(PREFIX)/share/miffy/haproxy/miffy-spoe.conf|' haproxy/haproxy.cfg \
+	  > $(DESTDIR)$(PREFIX)/share/miffy/haproxy/haproxy.cfg
 	if [ -f packaging/miffy.service ]; then install -d $(DESTDIR)$(PREFIX)/lib/systemd/system && \
 	  sed 's|@PREFIX@|$(PREFIX)|g' packaging/miffy.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/miffy.service; fi
 

@@ -187,16 +187,6 @@ void demo_delay_drain(struct demo_delay *d)
 	pthread_mutex_unlock(&d->lock);
 }
 
-size_t demo_delay_pending(struct demo_delay *d)
-{
-	size_t n;
-
-	pthread_mutex_lock(&d->lock);
-	n = d->len;
-	pthread_mutex_unlock(&d->lock);
-	return n;
-}
-
 void demo_delay_destroy(struct demo_delay *d)
 {
 	if (d == NULL)

@@ -26,9 +26,6 @@ int demo_delay_suspend(struct demo_delay *d, struct MHD_Connection *conn,
  * MHD_stop_daemon(), which must not find suspended connections. */
 void demo_delay_drain(struct demo_delay *d);
 
-/* Number of connections waiting now. */
-size_t demo_delay_pending(struct demo_delay *d);
-
 /* Stops the thread and frees d; d may be NULL. */
 void demo_delay_destroy(struct demo_delay *d);
 

@@ -8,8 +8,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
-#include <inttypes.h>
-#include <limits.h>
+#include <pthread.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -216,6 +215,8 @@ static void timestamp_now(char out[40])
 	snprintf(out + n, 40 - n, ".%06ldZ", ts.tv_nsec / 1000);
 }
 
+/* Queues a response with body (malloc'd; taken over, freed with free() by
+ * MHD or here on failure) and the headers that are not NULL. */
 static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
                              char *body, size_t len, const char *content_type,
                              const char *cache_control, const char *request_id)
@@ -223,7 +224,6 @@ static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status,
 	struct MHD_Response *res;
 	enum MHD_Result ret;
 
-	/* Takes ownership of body (malloc'd, freed by MHD with free()). */
 	res = MHD_create_response_from_buffer_with_free_callback(len, body, free);
 	if (res == NULL) {
 		free(body);
@@ -661,8 +661,11 @@ int main(int argc, char **argv)
 	sigemptyset(&stop);
 	sigaddset(&stop, SIGINT);
 	sigaddset(&stop, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &stop, NULL);
-	signal(SIGPIPE, SIG_IGN);
+	if ((errno = pthread_sigmask(SIG_BLOCK, &stop, NULL)) != 0 ||
+	    signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+		fprintf(stderr, "miffy-demo: signals: %s\n", strerror(errno));
+		return 1;
+	}
 
 	if ((fd = listen_on(listen_spec, shown, sizeof(shown))) < 0)
 		return fd == -2 ? 2 : 1;

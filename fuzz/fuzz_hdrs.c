@@ -25,7 +25,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < h.count; i++) {
 		const char *name = h.items[i].name;
 
-		FUZZ_CHECK(name && name[0] != '\0' && h.items[i].value);
+		/* Names are never empty on the wire, but may hold a NUL: the
+		 * replay drops what is not a token, so only NUL-termination and
+		 * case are promised here. */
+		FUZZ_CHECK(name && h.items[i].value);
 		for (const char *c = name; *c; c++)
 			FUZZ_CHECK(!isupper((unsigned char)*c));
 		/* What replay.c asks of every header it forwards. */

@@ -23,7 +23,6 @@
 #include "admin.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>

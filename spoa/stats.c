@@ -1,6 +1,5 @@
 #include "stats.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
@@ -28,6 +27,10 @@ struct stats stats;
 #define PCT_BUCKETS 100
 #define PCT_BASE_MS 0.05
 #define PCT_GROWTH 1.15
+
+/* Name -> index tables: open addressing over INDEX_SLOTS one-byte slots
+ * (index + 1, 0 is empty), at most 40 % full since both caps are 100. */
+#define INDEX_SLOTS 256
 
 /* Distinct candidate error reasons kept per role before "other". */
 #define STATS_MAX_ERROR_REASONS 16
@@ -64,6 +67,7 @@ struct endpoint_stats {
 	struct pct_hist latency[LAT_SOURCE_COUNT];
 	struct field_count *fields;   /* STATS_MAX_FIELDS + 1 slots, the last is "other" */
 	size_t nfields;
+	uint8_t *field_index;         /* INDEX_SLOTS */
 	struct last_diff last[STATS_LAST_IDS];  /* ring */
 	unsigned last_next;
 };
@@ -76,6 +80,7 @@ struct error_reason {
 static struct {
 	struct endpoint_stats *endpoints;  /* STATS_MAX_ENDPOINTS + 1 slots, the last is "other" */
 	size_t nendpoints;
+	uint8_t endpoint_index[INDEX_SLOTS];
 	uint64_t serial;
 	struct stats_hist latency[LAT_SOURCE_COUNT];
 	struct error_reason errors[ROLE_COUNT][STATS_MAX_ERROR_REASONS + 1];
@@ -265,6 +270,42 @@ static void prom_labeled(struct sbuf *b, const char *name, const char *key, cons
 
 /* ---- per-endpoint tables ---------------------------------------------- */
 
+static size_t hash_name(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *s; s++) {
+		h ^= (uint8_t)*s;
+		h *= 1099511628211ULL;
+	}
+	return (size_t)(h ^ (h >> 32));
+}
+
+/* The slot of name in index: the one that holds it, or the empty one where
+ * it would go. name_at(i) gives the name of entry i. */
+static uint8_t *index_slot(uint8_t *index, const char *name, const char *(*name_at)(size_t, const void *),
+			   const void *ctx)
+{
+	size_t i = hash_name(name) & (INDEX_SLOTS - 1);
+
+	while (index[i] && strcmp(name_at(index[i] - 1u, ctx), name) != 0)
+		i = (i + 1) & (INDEX_SLOTS - 1);
+	return &index[i];
+}
+
+static const char *endpoint_name_at(size_t i, const void *ctx)
+{
+	(void)ctx;
+	return st.endpoints[i].name;
+}
+
+static const char *field_name_at(size_t i, const void *ctx)
+{
+	const struct endpoint_stats *e = ctx;
+
+	return e->fields[i].key;
+}
+
 static size_t pct_bucket(double ms)
 {
 	double i;
@@ -319,6 +360,7 @@ static bool ensure_tables(void)
 static struct endpoint_stats *endpoint_get(const char *name)
 {
 	struct endpoint_stats *other;
+	uint8_t *slot;
 
 	if (!ensure_tables())
 		return NULL;
@@ -327,17 +369,15 @@ static struct endpoint_stats *endpoint_get(const char *name)
 		other->name = strdup(STATS_OTHER);
 	if (!name)
 		return other;
-	/* A linear scan over at most 100 short names costs less than the
-	 * comparison that produced the exchange. */
-	for (size_t i = 0; i < st.nendpoints; i++)
-		if (strcmp(st.endpoints[i].name, name) == 0)
-			return &st.endpoints[i];
+	slot = index_slot(st.endpoint_index, name, endpoint_name_at, NULL);
+	if (*slot)
+		return &st.endpoints[*slot - 1];
 	if (st.nendpoints < STATS_MAX_ENDPOINTS && strcmp(name, STATS_OTHER) != 0) {
 		struct endpoint_stats *e = &st.endpoints[st.nendpoints];
 
 		e->name = strdup(name);
 		if (e->name) {
-			st.nendpoints++;
+			*slot = (uint8_t)++st.nendpoints;
 			return e;
 		}
 	}
@@ -365,24 +405,31 @@ static void field_key(const struct difference *d, char *key, size_t len)
 static struct field_count *field_get(struct endpoint_stats *e, const char *key)
 {
 	struct field_count *other;
+	uint8_t *slot;
 
 	if (!e->fields) {
 		e->fields = calloc(STATS_MAX_FIELDS + 1, sizeof(*e->fields));
-		if (!e->fields)
+		e->field_index = calloc(INDEX_SLOTS, 1);
+		if (!e->fields || !e->field_index) {
+			free(e->fields);
+			free(e->field_index);
+			e->fields = NULL;
+			e->field_index = NULL;
 			return NULL;
+		}
 	}
 	other = &e->fields[STATS_MAX_FIELDS];
 	if (!other->key)
 		other->key = strdup(STATS_OTHER);
-	for (size_t i = 0; i < e->nfields; i++)
-		if (strcmp(e->fields[i].key, key) == 0)
-			return &e->fields[i];
+	slot = index_slot(e->field_index, key, field_name_at, e);
+	if (*slot)
+		return &e->fields[*slot - 1];
 	if (e->nfields < STATS_MAX_FIELDS) {
 		struct field_count *f = &e->fields[e->nfields];
 
 		f->key = strdup(key);
 		if (f->key) {
-			e->nfields++;
+			*slot = (uint8_t)++e->nfields;
 			return f;
 		}
 	}
@@ -502,6 +549,7 @@ void stats_free(void)
 				for (size_t k = 0; k <= STATS_MAX_FIELDS; k++)
 					free(e->fields[k].key);
 			free(e->fields);
+			free(e->field_index);
 			for (size_t k = 0; k < STATS_LAST_IDS; k++)
 				free(e->last[k].id);
 		}
@@ -777,8 +825,11 @@ static cJSON *endpoint_json(const struct endpoint_stats *e)
 	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
 		cJSON *n = noise_stats_json(st.noise, e->name);
 
-		if (n)
+		/* Empty unless a secondary is configured. */
+		if (n && cJSON_GetArraySize(n) > 0)
 			cJSON_AddItemToObject(o, "noise_fields", n);
+		else
+			cJSON_Delete(n);
 	}
 	arr = cJSON_AddArrayToObject(o, "last_differences");
 	/* Newest first. */

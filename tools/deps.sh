@@ -4,7 +4,7 @@
 set -e
 PKGS="gcc make pkg-config libev-dev libcurl4-openssl-dev librdkafka-dev libcjson-dev
 libconfuse-dev libmicrohttpd-dev zlib1g-dev libcmocka-dev haproxy python3 python3-pytest
-python3-confluent-kafka python3-jsonschema kcat curl clang libclang-rt-14-dev docker-compose"
+python3-confluent-kafka python3-jsonschema kcat curl clang libclang-rt-14-dev docker-compose systemd"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -360,6 +360,32 @@ def test_stats_matches_what_was_published(shadowed):
             assert lat["p99"] >= lat["max"] / 1.15 - 0.001
 
 
+def test_stats_shows_noise_with_a_secondary(stack):
+    """The echo backends differ from the reference in the same fields for
+    the candidate and the secondary: every difference is noise."""
+    ref = stack.backend(name="ref")
+    cand = stack.backend(name="cand")
+    sec = stack.backend(name="sec")
+    miffy = stack.miffy(candidate=cand.url, secondary=sec.url, admin=True)
+    hap = stack.haproxy(reference=ref, agent=miffy)
+    for i in range(4):
+        assert http_get(hap.port, f"/api/users/{i}")[0] == 200
+    doc = wait_for(lambda: (lambda d: d if d["outcomes"]["noise"] == 4 else None)(stats_doc(miffy)),
+                   what="4 noise outcomes")
+    users = doc["endpoints"]["GET /api/users/:id"]
+    assert users["noise"] == 4 and users["noise_pct"] == 100.0 and users["different_pct"] == 0
+    assert users["fields"] and all(f["noise"] == f["raw"] == 4 for f in users["fields"].values())
+    assert users["latency_ms"]["secondary"]["count"] == 4
+    # The noise module's own counts (raw: reference vs candidate, noise:
+    # reference vs secondary), per field, as Diffy shows them.
+    assert users["noise_fields"]
+    for f in users["noise_fields"].values():
+        assert f["raw"] == f["noise"] == 4 and f["regression"] is False
+    m = scrape(miffy)
+    assert m.value("miffy_latency_seconds_count", source="secondary") == 4
+    assert m.value("miffy_replays_started_total", role="secondary") == 4
+
+
 def test_sigusr2_logs_the_stats_document(shadowed):
     miffy, hap = shadowed
     send_traffic(hap, equal=2, different=1, posts=0)
@@ -447,16 +473,20 @@ def test_admin_port_in_use_is_a_clear_error(stack):
 # ---- stuck admin clients vs HAProxy traffic --------------------------------
 
 def latencies(port, n):
+    """Client latencies through HAProxy, sorted. A connection per request:
+    on a kept-alive connection the Python backend's split writes meet
+    delayed ACKs and every request takes ~40 ms, which would hide the
+    agent's share."""
     out = []
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for i in range(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         t = time.perf_counter()
         conn.request("GET", f"/api/status/200?i={i}")
         resp = conn.getresponse()
         resp.read()
-        assert resp.status == 200
         out.append(time.perf_counter() - t)
-    conn.close()
+        conn.close()
+        assert resp.status == 200
     return sorted(out)
 
 
@@ -531,8 +561,8 @@ def test_stuck_admin_clients_do_not_delay_haproxy(shadowed):
           f"max {base[-1] * 1e3:.2f} ms; with 57 stuck admin clients, a huge header, a huge body and "
           f"a /metrics hammer ({results['scrapes']} scrapes): p50 {p(during, .5) * 1e3:.2f} ms "
           f"p99 {p(during, .99) * 1e3:.2f} ms max {during[-1] * 1e3:.2f} ms")
-    assert p(during, .99) < max(0.5, 5 * p(base, .99))
-    assert p(during, .5) < p(base, .5) + 0.05
+    assert p(during, .99) < 0.5
+    assert p(during, .5) < p(base, .5) + 0.02
     assert results["scrapes"] > 0
     huge = results["huge_header"]
     assert huge is not None and (not isinstance(huge, bytes) or huge == b"" or b" 431 " in huge

@@ -215,6 +215,29 @@ static void test_fields_count_once_per_exchange_and_noise_apart(void **state)
 	diff_list_clear(&d2);
 }
 
+static void test_fields_past_the_cap_share_other(void **state)
+{
+	struct diff_list d = { 0 };
+	struct exchange x = make_exchange("f", "GET /f", 1, 1);
+	char name[32];
+	cJSON *doc, *fields;
+
+	(void)state;
+	for (int i = 0; i < STATS_MAX_FIELDS + 5; i++) {
+		snprintf(name, sizeof(name), "x-h%d", i);
+		add_diff(&d, DIFF_HEADER, name, false);
+	}
+	stats_exchange_done(&x, OUTCOME_DIFFERENT, &d);
+	stats_exchange_done(&x, OUTCOME_DIFFERENT, &d);
+	doc = stats_json();
+	fields = cJSON_GetObjectItemCaseSensitive(endpoint_doc(doc, "GET /f"), "fields");
+	assert_int_equal(cJSON_GetArraySize(fields), STATS_MAX_FIELDS + 1);
+	assert_int_equal(num(fields, "header:x-h0.raw"), 2);
+	assert_int_equal(num(fields, "other.raw"), 2);    /* once per exchange */
+	cJSON_Delete(doc);
+	diff_list_clear(&d);
+}
+
 static void test_last_differences_keep_the_newest_ten(void **state)
 {
 	struct diff_list d = { 0 };
@@ -487,6 +510,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_histogram_buckets_are_cumulative_with_inf_equal_to_count, reset, reset),
 		cmocka_unit_test_setup_teardown(test_metrics_have_help_and_type_before_samples, reset, reset),
 		cmocka_unit_test_setup_teardown(test_fields_count_once_per_exchange_and_noise_apart, reset, reset),
+		cmocka_unit_test_setup_teardown(test_fields_past_the_cap_share_other, reset, reset),
 		cmocka_unit_test_setup_teardown(test_last_differences_keep_the_newest_ten, reset, reset),
 		cmocka_unit_test_setup_teardown(test_percentiles_are_within_a_bucket, reset, reset),
 		cmocka_unit_test_setup_teardown(test_failed_replays_count_as_errors_not_latency, reset, reset),

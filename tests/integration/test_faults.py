@@ -1,0 +1,431 @@
+"""Fault injection: real processes killed, restarted, reloaded and flooded
+while clients keep sending traffic through a real HAProxy. The reference
+always wins (clients see no error), the agent keeps its counts and recovers.
+
+Every load loop is bounded (a stop event plus a request cap) and everything
+listens on loopback. Figures are printed (run pytest with -s to see them)
+and written to $MIFFY_BUILD/figures/faults_*.json."""
+import json
+import os
+import resource
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD, HERE, PYTHON, free_port, http_get, wait_for, wait_port
+import spop_client as sp
+
+FIGURES = BUILD / "figures"
+BODY = '{"name": "widget", "price": 10}'
+OTHER_BODY = '{"name": "widget", "price": 12}'
+
+
+def record_figure(name, value):
+    FIGURES.mkdir(parents=True, exist_ok=True)
+    (FIGURES / f"faults_{name}.json").write_text(json.dumps(value, indent=1))
+    print(f"\n{name}: {json.dumps(value)}")
+
+
+def stats(agent):
+    status, _, body = http_get(agent.admin_port, "/stats")
+    assert status == 200
+    return json.loads(body)
+
+
+def outcome_total(s):
+    return sum(s["outcomes"].values())
+
+
+class Load:
+    """Clients in threads, each a new connection per request, until stopped
+    or max_requests. Any status other than 200 or any exception is an error;
+    with expect_body, so is any other body (the reference always wins)."""
+
+    def __init__(self, port, threads=2, max_requests=20000, path="/api/load", expect_body=None):
+        self.port, self.path, self.expect_body = port, path, expect_body
+        self.max_requests = max_requests
+        self.ok, self.errors = 0, []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self, n):
+        i = 0
+        while not self.stop_event.is_set():
+            with self.lock:
+                if self.ok + len(self.errors) >= self.max_requests:
+                    return
+            i += 1
+            try:
+                status, _, body = http_get(self.port, f"{self.path}/{n}/{i}", timeout=10)
+                good = status == 200 and (self.expect_body is None or json.loads(body) == self.expect_body)
+                with self.lock:
+                    if good:
+                        self.ok += 1
+                    else:
+                        self.errors.append((status, body[:100]))
+            except Exception as e:  # noqa: BLE001 - any client failure is the finding
+                with self.lock:
+                    self.errors.append(repr(e))
+            time.sleep(0.002)
+
+    def count(self):
+        with self.lock:
+            return self.ok + len(self.errors)
+
+    def wait_more(self, n, timeout=20):
+        target = self.count() + n
+        wait_for(lambda: self.count() >= target, timeout, what=f"{n} more client requests")
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join(timeout=30)
+        return {"requests": self.ok + len(self.errors), "errors": len(self.errors)}
+
+
+def start_backend(stack, name, port, mode="static", body=BODY):
+    """A backend on a chosen port, so it can be stopped and started again."""
+    argv = [PYTHON, HERE / "backend.py", "--port", port, "--mode", mode, "--name", name, "--body", body]
+    proc = stack.start(name, argv)
+    wait_port(port, proc=proc.popen)
+    return proc
+
+
+def hap_agent_status(hap):
+    try:
+        return hap.agent_status()
+    except OSError:
+        return None
+
+
+def vmrss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+# --- the agent dies --------------------------------------------------------------
+
+def test_agent_killed_and_restarted_under_load(stack):
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    port = free_port()
+    agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port)
+    hap = stack.haproxy(reference=ref, agent=agent)
+    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
+    load = Load(hap.port, expect_body=json.loads(BODY))
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    before = stats(agent)
+
+    agent.proc.signal(signal.SIGKILL)
+    agent.proc.popen.wait(timeout=10)
+    stack.sanitized.remove(agent.proc)  # SIGKILL leaves no sanitizer summary to check
+    t_kill = time.time()
+    load.wait_more(100)
+    wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the dead agent DOWN")
+    served_while_down = load.count()
+
+    again = stack.miffy(candidate=cand.url, admin=True, listen_port=port, name="miffy-restarted")
+    wait_for(lambda: hap_agent_status(hap) == "UP", 15, what="agent UP again in HAProxy")
+    t_up = time.time()
+    after = wait_for(lambda: (lambda s: s if s["outcomes"]["equal"] >= 20 else None)(stats(again)),
+                     20, what="the restarted agent counting exchanges again")
+    fig = load.stop()
+    fig.update({"equal_before_kill": before["outcomes"]["equal"],
+                "equal_after_restart": after["outcomes"]["equal"],
+                "notify_after_restart": after["spop"]["notify"],
+                "client_requests_before_restart": served_while_down,
+                "seconds_kill_to_up": round(t_up - t_kill, 2)})
+    record_figure("agent_killed_restarted", fig)
+    assert fig["errors"] == 0, load.errors[:5]
+    assert after["spop"]["ack"] == after["spop"]["notify"] > 0
+    assert after["anomalies"]["orphan_response"] <= 2   # a request sent just before the kill
+    assert again.stop() == 0
+
+
+# --- HAProxy reloads ---------------------------------------------------------------
+
+def test_haproxy_reload_under_load_keeps_the_agent_working(stack):
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    agent = stack.miffy(candidate=cand.url, admin=True)
+    sock = Path(stack.tmp) / "haproxy.sock"
+    # The new process takes the listening sockets over from the old one
+    # (-x, expose-fd listeners): no window where a client is refused.
+    hap = stack.haproxy(reference=ref, agent=agent,
+                        extra_global=f"    stats socket {sock} mode 600 level admin expose-fd listeners\n"
+                                     f"    hard-stop-after 10s")
+    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
+    load = Load(hap.port, expect_body=json.loads(BODY))
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    before = stats(agent)
+
+    reloads = []
+    old = hap.proc
+    for i in range(3):
+        new = stack.start(f"haproxy-reload{i}", ["haproxy", "-db", "-f", hap.cfg_path, "-x", sock,
+                                                 "-sf", old.pid])
+        t = time.time()
+        old.popen.wait(timeout=15)   # the old process finishes its streams and leaves
+        reloads.append(round(time.time() - t, 2))
+        old = new
+        mark = stats(agent)["outcomes"]["equal"]
+        wait_for(lambda: stats(agent)["outcomes"]["equal"] >= mark + 20, 20,
+                 what=f"exchanges through the new HAProxy (reload {i + 1})")
+    after = stats(agent)
+    fig = load.stop()
+    fig.update({"reloads": len(reloads), "old_process_exit_s": reloads,
+                "equal_before": before["outcomes"]["equal"], "equal_after": after["outcomes"]["equal"],
+                "agent_connections_accepted": after["spop"]["connections_accepted"],
+                "agent_connections_active": after["spop"]["connections_active"]})
+    record_figure("haproxy_reload", fig)
+    assert fig["errors"] == 0, load.errors[:5]
+    assert after["anomalies"]["duplicate_id"] == 0
+    assert after["spop"]["ack"] == after["spop"]["notify"]
+    assert "status 4" not in agent.log() and "malformed" not in agent.log()
+    # The old processes' agent connections were closed, not leaked.
+    wait_for(lambda: stats(agent)["spop"]["connections_active"] <= 16, 20,
+             what="old HAProxy connections closed")
+
+
+# --- the candidate flaps ---------------------------------------------------------
+
+def test_candidate_flapping_is_counted_and_recovers(stack):
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cport = free_port()
+    cand = start_backend(stack, "cand", cport)
+    agent = stack.miffy(candidate=f"http://127.0.0.1:{cport}", admin=True)
+    hap = stack.haproxy(reference=ref, agent=agent)
+    load = Load(hap.port, expect_body=json.loads(BODY))
+    cycles = []
+    for i in range(3):
+        s0 = stats(agent)
+        wait_for(lambda: stats(agent)["outcomes"]["equal"] >= s0["outcomes"]["equal"] + 10, 20,
+                 what=f"equal exchanges while the candidate is up (cycle {i})")
+        cand.stop(signal.SIGKILL)
+        s1 = stats(agent)
+        wait_for(lambda: stats(agent)["outcomes"]["candidate_error"] >= s1["outcomes"]["candidate_error"] + 10,
+                 20, what=f"candidate errors while it is down (cycle {i})")
+        cand = start_backend(stack, f"cand-{i}", cport)
+        s2 = stats(agent)
+        # Replays that had already failed may still complete; then equal again.
+        wait_for(lambda: stats(agent)["outcomes"]["equal"] >= s2["outcomes"]["equal"] + 10, 20,
+                 what=f"equal exchanges after the candidate came back (cycle {i})")
+        cycles.append({"equal_up": s1["outcomes"]["equal"] - s0["outcomes"]["equal"],
+                       "candidate_error_down": s2["outcomes"]["candidate_error"] - s1["outcomes"]["candidate_error"]})
+    s = stats(agent)
+    fig = load.stop()
+    fig.update({"cycles": cycles, "outcomes": s["outcomes"],
+                "candidate_errors": s["replays"]["candidate"]["errors"]})
+    record_figure("candidate_flapping", fig)
+    assert fig["errors"] == 0, load.errors[:5]
+    assert s["replays"]["candidate"]["errors"].get("connect", 0) >= 30
+    assert s["outcomes"]["different"] == 0
+
+
+# --- Kafka dies --------------------------------------------------------------------
+
+class KillableKafka:
+    """build/miffy-mock-kafka on a fixed port, so that it can be SIGKILLed and
+    started again on the same bootstrap address (an empty new cluster)."""
+
+    def __init__(self, stack, port):
+        self.stack, self.port, self.n = stack, port, 0
+        self.start()
+
+    def start(self):
+        self.n += 1
+        self.proc = self.stack.start(f"mock-kafka-{self.n}", [BUILD / "miffy-mock-kafka", "--topic", "miffy",
+                                                               "--port", self.port], stdout_pipe=True)
+        self.bootstrap = self.proc.popen.stdout.readline().decode().strip()
+        assert self.bootstrap == f"127.0.0.1:{self.port}", (self.bootstrap, self.proc.log())
+
+    def kill(self):
+        self.proc.stop(signal.SIGKILL)
+
+
+def test_kafka_killed_and_restarted_under_load(stack):
+    kafka = KillableKafka(stack, free_port())
+    conf = Path(stack.tmp) / "kafka.conf"
+    conf.write_text('kafka_properties = {"message.timeout.ms=1500", "reconnect.backoff.max.ms=500", '
+                    '"reconnect.backoff.ms=100"}\n')
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=OTHER_BODY)
+    agent = stack.miffy(candidate=cand.url, admin=True, sink="kafka",
+                        args=["-f", conf, "--kafka", kafka.bootstrap])
+    hap = stack.haproxy(reference=ref, agent=agent)
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=1)
+    pub = lambda: stats(agent)["publish"]  # noqa: E731
+    wait_for(lambda: pub()["kafka_delivered"] >= 10, 20, what="10 deliveries before the kill")
+    before = pub()
+
+    kafka.kill()
+    t_kill = time.time()
+    load.wait_more(50)
+    wait_for(lambda: (lambda p: p["kafka_failed"] + p["kafka_dropped"] > 0)(pub()), 20,
+             what="failed deliveries counted while Kafka is dead")
+    during = pub()
+    assert agent.proc.alive()
+
+    kafka.start()
+    mark = pub()["kafka_delivered"]
+    wait_for(lambda: pub()["kafka_delivered"] >= mark + 10, 30, what="deliveries again after the restart")
+    t_back = time.time()
+    fig = load.stop()
+    final = wait_for(lambda: (lambda p: p if p["kafka_delivered"] + p["kafka_failed"] + p["kafka_dropped"]
+                              >= p["published"] and p["kafka_queue_depth"] == 0 else None)(pub()),
+                     20, what="every published message accounted for")
+    s = stats(agent)
+    fig.update({"before": before, "during": during, "final": final,
+                "different_outcomes": s["outcomes"]["different"],
+                "seconds_kill_to_delivering": round(t_back - t_kill, 2)})
+    record_figure("kafka_killed_restarted", fig)
+    assert fig["errors"] == 0, load.errors[:5]
+    assert final["kafka_failed"] + final["kafka_dropped"] >= 1
+    assert final["kafka_delivered"] > before["kafka_delivered"] + 10
+    assert "kafka" in agent.log()
+
+
+# --- exchanges whose response never comes --------------------------------------------
+
+def send_requests(port, n, prefix, per_frame=16):
+    """n miffy-req messages, 16 per NOTIFY (what the agent reads of one)."""
+    p = sp.Peer(port, timeout=30)
+    p.handshake()
+    sid = 0
+    pending = 0
+    for start in range(0, n, per_frame):
+        sid += 1
+        msgs = [sp.req_message(f"{prefix}-{i}", path=f"/api/never/{i}",
+                               headers=(("host", "h"), ("accept", "application/json"),
+                                        ("user-agent", "fault-test"), ("x-pad", "p" * 200)))
+                for i in range(start, min(n, start + per_frame))]
+        p.send(sp.notify(msgs, stream_id=sid, frame_id=sid))
+        pending += 1
+        if pending == 32:  # keep the peer reading its ACKs
+            for _ in range(pending):
+                assert p.recv_frame().type == sp.ACK
+            pending = 0
+    for _ in range(pending):
+        assert p.recv_frame().type == sp.ACK
+    p.close()
+
+
+def test_ten_thousand_unanswered_exchanges_expire_and_memory_returns(stack, monkeypatch):
+    # Freed memory must go back to the allocator at once for RSS to mean
+    # something under ASan: no quarantine, frequent release to the OS.
+    monkeypatch.setenv("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:quarantine_size_mb=0:"
+                                       "allocator_release_to_os_interval_ms=100")
+    dead = free_port()   # the candidate refuses at once: no response will ever complete
+    agent = stack.miffy(candidate=f"http://127.0.0.1:{dead}", admin=True,
+                        args=["-o", "exchange_ttl=4", "-o", "max_exchanges=20000"])
+    time.sleep(0.5)
+    rounds = []
+    baseline = vmrss_kib(agent.proc.pid)
+    n = 10000
+    nrounds = int(os.environ.get("FAULT_ROUNDS", "3"))
+    for r in range(nrounds):
+        t = time.time()
+        send_requests(agent.port, n, f"r{r}")
+        sent_s = time.time() - t
+        peak = vmrss_kib(agent.proc.pid)
+        inflight = stats(agent)["exchanges"]["inflight"]
+        wait_for(lambda: stats(agent)["outcomes"]["expired"] >= n * (r + 1), 30,
+                 what=f"{n} exchanges expired (round {r})")
+        wait_for(lambda: stats(agent)["exchanges"]["inflight"] == 0, 10, what="an empty table")
+        time.sleep(1.0)   # the allocator's release interval
+        rounds.append({"send_s": round(sent_s, 2), "inflight_after_send": inflight,
+                       "rss_peak_kib": peak, "rss_after_ttl_kib": vmrss_kib(agent.proc.pid)})
+    s = stats(agent)
+    fig = {"exchanges_per_round": n, "rss_baseline_kib": baseline, "rounds": rounds,
+           "expired": s["outcomes"]["expired"], "dropped": s["outcomes"]["dropped"],
+           "candidate_errors": s["replays"]["candidate"]["errors"]}
+    record_figure("unanswered_exchanges", fig)
+    assert s["outcomes"]["expired"] == nrounds * n
+    assert s["outcomes"]["dropped"] == 0
+    grown = max(rd["rss_peak_kib"] for rd in rounds) - baseline
+    assert grown > 0
+    for rd in rounds:
+        # Back near the baseline once the table is empty: the allocator keeps
+        # some of its caches (ASan's size classes, glibc's arenas), at most
+        # half of what the round added.
+        assert rd["rss_after_ttl_kib"] - baseline <= grown // 2, fig
+    # Later rounds reuse that memory: no growth from round to round.
+    for rd in rounds[1:]:
+        assert rd["rss_peak_kib"] <= rounds[0]["rss_peak_kib"] * 1.1 + 4096, fig
+        assert rd["rss_after_ttl_kib"] <= rounds[0]["rss_after_ttl_kib"] * 1.1 + 4096, fig
+    assert agent.stop() == 0
+
+
+# --- a connection flood on the agent port -----------------------------------------------
+
+def test_connection_flood_is_bounded_and_the_agent_recovers(stack):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 3500:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 8192), hard))
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    agent = stack.miffy(candidate=cand.url, admin=True,
+                        args=["-o", "max_connections=256", "-o", "idle_timeout=3"])
+    hap = stack.haproxy(reference=ref, agent=agent)
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 0 and hap_agent_status(hap) == "UP", 10,
+             what="agent UP")
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=1)
+
+    flood = []
+    t = time.time()
+    for _ in range(3000):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", agent.port))
+        except BlockingIOError:
+            pass
+        flood.append(s)
+    open_s = time.time() - t
+    during = wait_for(lambda: (lambda s: s if s["spop"]["connections_refused"] >= 2500 else None)(stats(agent)),
+                      20, what="extra connections refused")
+    active_max = during["spop"]["connections_active"]
+    assert active_max <= 256
+    log = agent.log()
+    assert "connection limit reached (max_connections=256)" in log
+    limit_lines = log.count("connection limit reached")
+
+    # The flood's idle connections time out (no HELLO, no frame): the agent
+    # frees its slots and serves HAProxy again while the flood is still open.
+    wait_for(lambda: stats(agent)["spop"]["idle_timeouts"] >= 200, 20, what="flood connections timed out")
+    good = wait_for(lambda: good_peer(agent.port), 20, what="a good peer served")
+    mark = stats(agent)["outcomes"]["equal"]
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= mark + 10, 20, what="HAProxy traffic counted again")
+    for s in flood:
+        s.close()
+    fig = load.stop()
+    after = stats(agent)
+    fig.update({"flood_connections": 3000, "open_s": round(open_s, 2),
+                "accepted": after["spop"]["connections_accepted"],
+                "refused": after["spop"]["connections_refused"],
+                "active_max_seen": active_max, "idle_timeouts": after["spop"]["idle_timeouts"],
+                "limit_log_lines": limit_lines, "good_peer": good})
+    record_figure("connection_flood", fig)
+    assert fig["errors"] == 0, load.errors[:5]
+    assert agent.stop() == 0
+
+
+def good_peer(port):
+    try:
+        p = sp.Peer(port, timeout=2)
+        p.handshake()
+        p.send(sp.notify([sp.res_message("flood-probe")]))
+        ok = p.recv_frame().type == sp.ACK
+        p.close()
+        return ok
+    except (OSError, ConnectionError, AssertionError):
+        return False
