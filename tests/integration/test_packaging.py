@@ -133,6 +133,27 @@ def test_docker_haproxy_config_has_the_same_miffy_rules_as_the_example():
         frontend_rules(os.path.join(ROOT, "haproxy", "haproxy.cfg"))
 
 
+def agents_backend(path):
+    """The miffy-agents backend lines, with the server address left out."""
+    lines, inside = [], False
+    for line in open(path).read().splitlines():
+        if line.startswith("backend "):
+            inside = line.split()[1] == "miffy-agents"
+            continue
+        if inside and line.strip() and not line.strip().startswith("#"):
+            words = line.split()
+            if words[0] == "server":
+                words[2] = "ADDR"
+            lines.append(" ".join(words))
+    return lines
+
+
+def test_docker_haproxy_config_has_the_same_agent_backend_as_the_example():
+    example = agents_backend(os.path.join(ROOT, "haproxy", "haproxy.cfg"))
+    assert "option spop-check" in example
+    assert agents_backend(os.path.join(ROOT, "haproxy", "haproxy-docker.cfg")) == example
+
+
 # --- Dockerfile --------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
