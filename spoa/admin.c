@@ -8,10 +8,11 @@
  *    mutex that is only ever held for a few pointer moves.
  *  - The MHD thread asks for a fresh snapshot with ev_async_send() and waits
  *    (at most RENDER_WAIT seconds, on a condition variable) for the loop to
- *    publish it; renders are coalesced and throttled to one per
- *    RENDER_MIN_INTERVAL, so a flood of admin requests costs the loop a
- *    bounded amount of work. If the loop does not answer, the last snapshot
- *    is served, with its age in X-Miffy-Snapshot-Age.
+ *    publish it; renders are coalesced and throttled (render_interval: at
+ *    most 10 /metrics and 2 /stats renders a second), so a flood of admin
+ *    requests costs the loop a bounded amount of work. If the loop does not
+ *    answer, the last snapshot is served, with its age in
+ *    X-Miffy-Snapshot-Age.
  *  - A loop timer writes a heartbeat (monotonic time) and the few numbers
  *    /health shows every HEARTBEAT_INTERVAL; /health answers 503 when the
  *    heartbeat is older than HEALTH_STALL_SECONDS.
@@ -36,7 +37,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <microhttpd.h>
 
 #include "config.h"
@@ -44,13 +44,16 @@
 
 #define HEARTBEAT_INTERVAL 0.5      /* s, loop timer */
 #define HEALTH_STALL_SECONDS 5.0    /* heartbeat older than this: 503 */
-#define RENDER_MIN_INTERVAL 0.05    /* s between two renders on the loop */
+enum snap_kind { SNAP_METRICS = 0, SNAP_STATS, SNAP_KIND_COUNT };
+
+/* Seconds between two renders of a document on the loop, whatever the
+ * admin traffic. At the cardinality caps a /metrics render costs the loop
+ * ~0.3 ms and a /stats render ~2.5 ms. */
+static const double render_interval[] = { 0.1, 0.5 };
 #define RENDER_WAIT 1.0             /* s an admin request waits for a render */
 #define ADMIN_CONNECTION_LIMIT 64
 #define ADMIN_CONNECTION_TIMEOUT 10 /* s of client silence before closing */
 #define ADMIN_MEMORY_LIMIT (32 * 1024)
-
-enum snap_kind { SNAP_METRICS = 0, SNAP_STATS, SNAP_KIND_COUNT };
 
 /* An immutable rendered document, shared by the admin and MHD threads. */
 struct snapshot {
@@ -66,7 +69,7 @@ struct admin {
 	ev_timer heartbeat;
 	ev_async wake;
 	ev_timer throttle;
-	ev_tstamp last_render;          /* ev_now() of the last render, loop only */
+	ev_tstamp last_render[SNAP_KIND_COUNT];  /* ev_now() of the last render, loop only */
 
 	pthread_mutex_t lock;
 	pthread_cond_t rendered;
@@ -124,43 +127,36 @@ static struct snapshot *render(enum snap_kind k)
 	size_t len = 0;
 	char *text = NULL;
 
-	if (k == SNAP_METRICS) {
+	if (k == SNAP_METRICS)
 		text = stats_metrics_text(&len);
-	} else {
-		cJSON *doc = stats_json();
-
-		text = doc ? cJSON_PrintUnformatted(doc) : NULL;
-		cJSON_Delete(doc);
-		len = text ? strlen(text) : 0;
-		if (text) {
-			char *t = realloc(text, len + 2);
-
-			if (t) {
-				text = t;
-				text[len++] = '\n';
-				text[len] = '\0';
-			}
-		}
-	}
+	else
+		text = stats_json_text(&len);
 	return snapshot_new(text, len);
 }
 
+/* Renders each document asked for whose interval has passed; arms the
+ * throttle timer for the others. */
 static void render_wanted(struct admin *a)
 {
-	uint64_t want[SNAP_KIND_COUNT];
+	ev_tstamp now = ev_now(a->loop), next = 0;
+	uint64_t want[SNAP_KIND_COUNT], done[SNAP_KIND_COUNT];
 
-	a->last_render = ev_now(a->loop);
 	pthread_mutex_lock(&a->lock);
 	memcpy(want, a->wanted, sizeof(want));
+	memcpy(done, a->done, sizeof(done));
 	pthread_mutex_unlock(&a->lock);
 	for (int k = 0; k < SNAP_KIND_COUNT; k++) {
+		ev_tstamp wait = a->last_render[k] + render_interval[k] - now;
 		struct snapshot *s, *old = NULL;
 
-		pthread_mutex_lock(&a->lock);
-		bool needed = a->done[k] < want[k];
-		pthread_mutex_unlock(&a->lock);
-		if (!needed)
+		if (done[k] >= want[k])
 			continue;
+		if (wait > 0) {
+			if (next <= 0 || wait < next)
+				next = wait;
+			continue;
+		}
+		a->last_render[k] = now;
 		/* Rendering happens outside the lock: the MHD thread only ever
 		 * waits for pointer moves. */
 		s = render((enum snap_kind)k);
@@ -175,6 +171,10 @@ static void render_wanted(struct admin *a)
 		pthread_mutex_unlock(&a->lock);
 		snapshot_unref(old);
 	}
+	if (next > 0 && !ev_is_active(&a->throttle)) {
+		ev_timer_set(&a->throttle, next, 0.);
+		ev_timer_start(a->loop, &a->throttle);
+	}
 }
 
 static void on_throttle(struct ev_loop *loop, ev_timer *w, int revents)
@@ -186,16 +186,9 @@ static void on_throttle(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void on_wake(struct ev_loop *loop, ev_async *w, int revents)
 {
-	struct admin *a = w->data;
-	ev_tstamp wait = a->last_render + RENDER_MIN_INTERVAL - ev_now(loop);
-
+	(void)loop;
 	(void)revents;
-	if (wait <= 0) {
-		render_wanted(a);
-	} else if (!ev_is_active(&a->throttle)) {
-		ev_timer_set(&a->throttle, wait, 0.);
-		ev_timer_start(loop, &a->throttle);
-	}
+	render_wanted(w->data);
 }
 
 static void beat(struct admin *a)

@@ -328,8 +328,8 @@ static cJSON *make_headers(const struct build *b, const struct header_list *list
 	cJSON *obj = cJSON_CreateObject();
 	char lname[256];
 
-	if (!obj || !b->p->cfg)
-		return obj;
+	if (!obj)
+		return NULL;
 	for (size_t i = 0; i < list->count; i++) {
 		const struct header *h = &list->items[i];
 		const char *value = header_redacted(b->p->cfg, h->name) ? "[redacted]" : h->value;

@@ -187,15 +187,29 @@ static char *sbuf_take(struct sbuf *b, size_t *len)
 
 /* ---- Prometheus text helpers ------------------------------------------ */
 
-static void prom_escape_to(struct sbuf *b, const char *s)
+static size_t utf8_len(const unsigned char *s);
+
+/* Label values must be UTF-8: bytes that are not (a path is whatever the
+ * client sent) become U+FFFD, or one bad request would break the scrape. */
+static void prom_escape_to(struct sbuf *b, const char *str)
 {
-	for (; *s; s++) {
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		size_t n = utf8_len(s);
+
+		if (n == 0) {
+			sbuf_add(b, "\xef\xbf\xbd", 3);
+			s++;
+			continue;
+		}
 		switch (*s) {
 		case '\\': sbuf_add(b, "\\\\", 2); break;
 		case '"': sbuf_add(b, "\\\"", 2); break;
 		case '\n': sbuf_add(b, "\\n", 2); break;
-		default: sbuf_add(b, s, 1); break;
+		default: sbuf_add(b, (const char *)s, n); break;
 		}
+		s += n;
 	}
 }
 
@@ -748,14 +762,102 @@ char *stats_metrics_text(size_t *len)
 
 /* ---- /stats ------------------------------------------------------------ */
 
-static double round3(double v)
-{
-	return round(v * 1000.0) / 1000.0;
-}
+/* The document is written as text, not built with cJSON: at the caps (100
+ * endpoints x 100 fields) cJSON's number printing alone takes tens of
+ * milliseconds, time the loop owes HAProxy. */
 
 static double pct(uint64_t part, uint64_t whole)
 {
-	return whole ? round3(100.0 * (double)part / (double)whole) : 0;
+	return whole ? 100.0 * (double)part / (double)whole : 0;
+}
+
+/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
+static size_t utf8_len(const unsigned char *s)
+{
+	size_t n;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/* s as a JSON string; bytes that are not UTF-8 (a path is whatever the
+ * client sent) become U+FFFD so the document always parses. */
+static void json_str(struct sbuf *b, const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	sbuf_add(b, "\"", 1);
+	while (*s) {
+		size_t n, run = 0;
+
+		/* Plain ASCII goes in runs. */
+		while (s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
+			run++;
+		if (run) {
+			sbuf_add(b, (const char *)s, run);
+			s += run;
+			continue;
+		}
+		n = utf8_len(s);
+		if (n == 0) {
+			sbuf_puts(b, "\\ufffd");
+			s++;
+		} else if (*s == '"' || *s == '\\') {
+			sbuf_add(b, "\\", 1);
+			sbuf_add(b, (const char *)s++, 1);
+		} else if (*s < 0x20) {
+			sbuf_printf(b, "\\u%04x", *s++);
+		} else {
+			sbuf_add(b, (const char *)s, n);
+			s += n;
+		}
+	}
+	sbuf_add(b, "\"", 1);
+}
+
+/* `"key":` preceded by a comma unless first; *first is then cleared. */
+static void json_key(struct sbuf *b, bool *first, const char *key)
+{
+	if (!*first)
+		sbuf_add(b, ",", 1);
+	*first = false;
+	json_str(b, key);
+	sbuf_add(b, ":", 1);
+}
+
+static void json_u64(struct sbuf *b, bool *first, const char *key, uint64_t v)
+{
+	char digits[24], *p = digits + sizeof(digits);
+
+	json_key(b, first, key);
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	sbuf_add(b, p, (size_t)(digits + sizeof(digits) - p));
+}
+
+static void json_ms(struct sbuf *b, bool *first, const char *key, double v)
+{
+	json_key(b, first, key);
+	sbuf_printf(b, "%.3f", v);
 }
 
 static void time_string(double t, char *buf, size_t len)
@@ -769,169 +871,231 @@ static void time_string(double t, char *buf, size_t len)
 	snprintf(buf, len, "%s.%03dZ", stamp, (int)((t - (double)secs) * 1000.0) % 1000);
 }
 
-static cJSON *latency_json(const struct pct_hist *h)
+static void latency_text(struct sbuf *b, const struct pct_hist *h)
 {
-	cJSON *o = cJSON_CreateObject();
+	bool first = true;
 
-	if (!o)
-		return NULL;
-	cJSON_AddNumberToObject(o, "count", (double)h->count);
-	cJSON_AddNumberToObject(o, "p50", round3(pct_quantile(h, 0.50)));
-	cJSON_AddNumberToObject(o, "p90", round3(pct_quantile(h, 0.90)));
-	cJSON_AddNumberToObject(o, "p99", round3(pct_quantile(h, 0.99)));
-	cJSON_AddNumberToObject(o, "max", round3(h->max_ms));
-	return o;
+	sbuf_add(b, "{", 1);
+	json_u64(b, &first, "count", h->count);
+	json_ms(b, &first, "p50", pct_quantile(h, 0.50));
+	json_ms(b, &first, "p90", pct_quantile(h, 0.90));
+	json_ms(b, &first, "p99", pct_quantile(h, 0.99));
+	json_ms(b, &first, "max", h->max_ms);
+	sbuf_add(b, "}", 1);
 }
 
-static cJSON *endpoint_json(const struct endpoint_stats *e)
+static bool endpoint_shown(size_t i)
 {
-	cJSON *o = cJSON_CreateObject(), *sub, *arr;
-	uint64_t total = 0, compared;
+	const struct endpoint_stats *e = &st.endpoints[i];
+	uint64_t any = 0;
 
-	if (!o)
-		return NULL;
+	if (!e->name || (i >= st.nendpoints && i != STATS_MAX_ENDPOINTS))
+		return false;
+	if (i < STATS_MAX_ENDPOINTS)
+		return true;
+	for (int k = 0; k < OUTCOME_COUNT; k++)
+		any |= e->outcomes[k];
+	return any != 0;
+}
+
+static void endpoint_text(struct sbuf *b, const struct endpoint_stats *e)
+{
+	uint64_t total = 0, compared;
+	bool first = true, f2;
+
 	for (int i = 0; i < OUTCOME_COUNT; i++)
 		total += e->outcomes[i];
 	compared = e->outcomes[OUTCOME_EQUAL] + e->outcomes[OUTCOME_DIFFERENT] + e->outcomes[OUTCOME_NOISE];
-	cJSON_AddNumberToObject(o, "total", (double)total);
-	cJSON_AddNumberToObject(o, "compared", (double)compared);
-	cJSON_AddNumberToObject(o, "different", (double)e->outcomes[OUTCOME_DIFFERENT]);
-	cJSON_AddNumberToObject(o, "different_pct", pct(e->outcomes[OUTCOME_DIFFERENT], compared));
-	cJSON_AddNumberToObject(o, "noise", (double)e->outcomes[OUTCOME_NOISE]);
-	cJSON_AddNumberToObject(o, "noise_pct", pct(e->outcomes[OUTCOME_NOISE], compared));
-	sub = cJSON_AddObjectToObject(o, "outcomes");
-	for (int i = 0; sub && i < OUTCOME_COUNT; i++)
-		cJSON_AddNumberToObject(sub, outcome_name((enum outcome)i), (double)e->outcomes[i]);
-	sub = cJSON_AddObjectToObject(o, "latency_ms");
-	for (int s = 0; sub && s < LAT_SOURCE_COUNT; s++) {
+	sbuf_add(b, "{", 1);
+	json_u64(b, &first, "total", total);
+	json_u64(b, &first, "compared", compared);
+	json_u64(b, &first, "different", e->outcomes[OUTCOME_DIFFERENT]);
+	json_ms(b, &first, "different_pct", pct(e->outcomes[OUTCOME_DIFFERENT], compared));
+	json_u64(b, &first, "noise", e->outcomes[OUTCOME_NOISE]);
+	json_ms(b, &first, "noise_pct", pct(e->outcomes[OUTCOME_NOISE], compared));
+	json_key(b, &first, "outcomes");
+	f2 = true;
+	sbuf_add(b, "{", 1);
+	for (int i = 0; i < OUTCOME_COUNT; i++)
+		json_u64(b, &f2, outcome_name((enum outcome)i), e->outcomes[i]);
+	sbuf_add(b, "}", 1);
+	json_key(b, &first, "latency_ms");
+	f2 = true;
+	sbuf_add(b, "{", 1);
+	for (int s = 0; s < LAT_SOURCE_COUNT; s++) {
 		if (s == LAT_SECONDARY && !e->latency[s].count)
 			continue;
-		cJSON_AddItemToObject(sub, lat_source_names[s], latency_json(&e->latency[s]));
+		json_key(b, &f2, lat_source_names[s]);
+		latency_text(b, &e->latency[s]);
 	}
-	sub = cJSON_AddObjectToObject(o, "fields");
-	for (size_t i = 0; sub && e->fields && i <= STATS_MAX_FIELDS; i++) {
+	sbuf_add(b, "}", 1);
+	json_key(b, &first, "fields");
+	f2 = true;
+	sbuf_add(b, "{", 1);
+	for (size_t i = 0; e->fields && i <= STATS_MAX_FIELDS; i++) {
 		const struct field_count *f = &e->fields[i];
-		cJSON *fo;
+		bool f3 = true;
 
 		if ((i >= e->nfields && i != STATS_MAX_FIELDS) || !f->key || !f->raw)
 			continue;
-		fo = cJSON_CreateObject();
-		if (!fo)
-			continue;
-		cJSON_AddNumberToObject(fo, "raw", (double)f->raw);
-		cJSON_AddNumberToObject(fo, "noise", (double)f->noise);
-		cJSON_AddItemToObject(sub, f->key, fo);
+		json_key(b, &f2, f->key);
+		sbuf_add(b, "{", 1);
+		json_u64(b, &f3, "raw", f->raw);
+		json_u64(b, &f3, "noise", f->noise);
+		sbuf_add(b, "}", 1);
 	}
+	sbuf_add(b, "}", 1);
 	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
 		cJSON *n = noise_stats_json(st.noise, e->name);
+		char *text = n && cJSON_GetArraySize(n) > 0 ? cJSON_PrintUnformatted(n) : NULL;
 
 		/* Empty unless a secondary is configured. */
-		if (n && cJSON_GetArraySize(n) > 0)
-			cJSON_AddItemToObject(o, "noise_fields", n);
-		else
-			cJSON_Delete(n);
+		if (text) {
+			json_key(b, &first, "noise_fields");
+			sbuf_puts(b, text);
+		}
+		free(text);
+		cJSON_Delete(n);
 	}
-	arr = cJSON_AddArrayToObject(o, "last_differences");
+	json_key(b, &first, "last_differences");
+	sbuf_add(b, "[", 1);
 	/* Newest first. */
-	for (unsigned k = 0; arr && k < STATS_LAST_IDS; k++) {
+	for (unsigned k = 0; k < STATS_LAST_IDS; k++) {
 		const struct last_diff *l = &e->last[(e->last_next + STATS_LAST_IDS - 1 - k) % STATS_LAST_IDS];
-		cJSON *item;
+		bool f3 = true;
 		char t[48];
 
 		if (!l->id)
 			break;
-		item = cJSON_CreateObject();
-		if (!item)
-			break;
+		if (k)
+			sbuf_add(b, ",", 1);
 		time_string(l->time, t, sizeof(t));
-		cJSON_AddStringToObject(item, "id", l->id);
-		cJSON_AddStringToObject(item, "outcome", outcome_name(l->outcome));
-		cJSON_AddStringToObject(item, "time", t);
-		cJSON_AddItemToArray(arr, item);
+		sbuf_add(b, "{", 1);
+		json_key(b, &f3, "id");
+		json_str(b, l->id);
+		json_key(b, &f3, "outcome");
+		json_str(b, outcome_name(l->outcome));
+		json_key(b, &f3, "time");
+		json_str(b, t);
+		sbuf_add(b, "}", 1);
 	}
-	return o;
+	sbuf_add(b, "]}", 2);
+}
+
+char *stats_json_text(size_t *len)
+{
+	struct sbuf b = { 0 };
+	bool first = true, f2;
+	char slot[16];
+
+	sbuf_add(&b, "{", 1);
+	json_ms(&b, &first, "uptime_seconds", uptime_seconds());
+	json_key(&b, &first, "spop");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	json_u64(&b, &f2, "connections_accepted", stats.conn_accepted);
+	json_u64(&b, &f2, "connections_active", stats.conn_active);
+	json_u64(&b, &f2, "connections_refused", stats.conn_refused);
+	json_u64(&b, &f2, "healthchecks", stats.conn_healthchecks);
+	json_u64(&b, &f2, "frames_in", stats.frames_in);
+	json_u64(&b, &f2, "frames_out", stats.frames_out);
+	json_u64(&b, &f2, "notify", stats.notify_frames);
+	json_u64(&b, &f2, "ack", stats.ack_frames);
+	json_u64(&b, &f2, "messages", stats.messages);
+	json_u64(&b, &f2, "disconnects_received", stats.disconnect_received);
+	json_u64(&b, &f2, "idle_timeouts", stats.idle_timeouts);
+	json_key(&b, &f2, "disconnects_sent");
+	{
+		bool f3 = true;
+
+		sbuf_add(&b, "{", 1);
+		for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
+			if (stats.disconnect_sent[i])
+				json_u64(&b, &f3, disconnect_label(i, slot, sizeof(slot)), stats.disconnect_sent[i]);
+		sbuf_add(&b, "}", 1);
+	}
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "outcomes");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	for (int i = 0; i < OUTCOME_COUNT; i++)
+		json_u64(&b, &f2, outcome_name((enum outcome)i), stats.outcomes[i]);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "skipped");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	for (int i = 1; i < SKIP_REASON_COUNT; i++)
+		json_u64(&b, &f2, skip_reason_name((enum skip_reason)i), stats.skips[i]);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "anomalies");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	for (int i = 0; i < ANOMALY_COUNT; i++)
+		json_u64(&b, &f2, anomaly_name((enum anomaly)i), stats.anomalies[i]);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "exchanges");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	json_u64(&b, &f2, "started", stats.exchanges_started);
+	json_u64(&b, &f2, "inflight", stats.exchanges_inflight);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "replays");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		const struct error_reason *slots = st.errors[r];
+		bool f3 = true, f4 = true;
+
+		json_key(&b, &f2, role_name((enum replay_role)r));
+		sbuf_add(&b, "{", 1);
+		json_u64(&b, &f3, "started", stats.replays_started[r]);
+		json_key(&b, &f3, "errors");
+		sbuf_add(&b, "{", 1);
+		for (size_t i = 0; i <= STATS_MAX_ERROR_REASONS; i++) {
+			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
+
+			if (reason && slots[i].count)
+				json_u64(&b, &f4, reason, slots[i].count);
+		}
+		sbuf_add(&b, "}}", 2);
+	}
+	json_u64(&b, &f2, "inflight", stats.replays_inflight);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "compare");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	json_u64(&b, &f2, "json_depth_exceeded", stats.json_depth_exceeded);
+	json_u64(&b, &f2, "decompress_failed", stats.decompress_failed);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "publish");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	json_u64(&b, &f2, "published", stats.published);
+	json_u64(&b, &f2, "messages_cut", stats.messages_cut);
+	json_u64(&b, &f2, "sink_errors", stats.sink_errors);
+	json_u64(&b, &f2, "kafka_delivered", stats.kafka_delivered);
+	json_u64(&b, &f2, "kafka_failed", stats.kafka_failed);
+	json_u64(&b, &f2, "kafka_dropped", stats.kafka_dropped);
+	json_u64(&b, &f2, "kafka_queue_depth", stats.kafka_queue_depth);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "endpoints");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		if (!endpoint_shown(i))
+			continue;
+		json_key(&b, &f2, st.endpoints[i].name);
+		endpoint_text(&b, &st.endpoints[i]);
+	}
+	sbuf_add(&b, "}}\n", 3);
+	return sbuf_take(&b, len);
 }
 
 cJSON *stats_json(void)
 {
-	cJSON *doc = cJSON_CreateObject(), *o, *sub;
+	char *text = stats_json_text(NULL);
+	cJSON *doc = text ? cJSON_Parse(text) : NULL;
 
-	if (!doc)
-		return NULL;
-	cJSON_AddNumberToObject(doc, "uptime_seconds", round3(uptime_seconds()));
-	o = cJSON_AddObjectToObject(doc, "spop");
-	cJSON_AddNumberToObject(o, "connections_accepted", (double)stats.conn_accepted);
-	cJSON_AddNumberToObject(o, "connections_active", (double)stats.conn_active);
-	cJSON_AddNumberToObject(o, "connections_refused", (double)stats.conn_refused);
-	cJSON_AddNumberToObject(o, "healthchecks", (double)stats.conn_healthchecks);
-	cJSON_AddNumberToObject(o, "frames_in", (double)stats.frames_in);
-	cJSON_AddNumberToObject(o, "frames_out", (double)stats.frames_out);
-	cJSON_AddNumberToObject(o, "notify", (double)stats.notify_frames);
-	cJSON_AddNumberToObject(o, "ack", (double)stats.ack_frames);
-	cJSON_AddNumberToObject(o, "messages", (double)stats.messages);
-	cJSON_AddNumberToObject(o, "disconnects_received", (double)stats.disconnect_received);
-	cJSON_AddNumberToObject(o, "idle_timeouts", (double)stats.idle_timeouts);
-	sub = cJSON_AddObjectToObject(o, "disconnects_sent");
-	for (size_t i = 0; sub && i < STATS_DISCONNECT_SLOTS; i++) {
-		char slot[16];
-
-		if (stats.disconnect_sent[i])
-			cJSON_AddNumberToObject(sub, disconnect_label(i, slot, sizeof(slot)),
-						(double)stats.disconnect_sent[i]);
-	}
-	o = cJSON_AddObjectToObject(doc, "outcomes");
-	for (int i = 0; i < OUTCOME_COUNT; i++)
-		cJSON_AddNumberToObject(o, outcome_name((enum outcome)i), (double)stats.outcomes[i]);
-	o = cJSON_AddObjectToObject(doc, "skipped");
-	for (int i = 1; i < SKIP_REASON_COUNT; i++)
-		cJSON_AddNumberToObject(o, skip_reason_name((enum skip_reason)i), (double)stats.skips[i]);
-	o = cJSON_AddObjectToObject(doc, "anomalies");
-	for (int i = 0; i < ANOMALY_COUNT; i++)
-		cJSON_AddNumberToObject(o, anomaly_name((enum anomaly)i), (double)stats.anomalies[i]);
-	o = cJSON_AddObjectToObject(doc, "exchanges");
-	cJSON_AddNumberToObject(o, "started", (double)stats.exchanges_started);
-	cJSON_AddNumberToObject(o, "inflight", (double)stats.exchanges_inflight);
-	o = cJSON_AddObjectToObject(doc, "replays");
-	for (int r = 0; o && r < ROLE_COUNT; r++) {
-		const struct error_reason *slots = st.errors[r];
-		cJSON *ro = cJSON_AddObjectToObject(o, role_name((enum replay_role)r)), *eo;
-
-		cJSON_AddNumberToObject(ro, "started", (double)stats.replays_started[r]);
-		eo = cJSON_AddObjectToObject(ro, "errors");
-		for (size_t i = 0; eo && i <= STATS_MAX_ERROR_REASONS; i++) {
-			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
-
-			if (reason && slots[i].count)
-				cJSON_AddNumberToObject(eo, reason, (double)slots[i].count);
-		}
-	}
-	cJSON_AddNumberToObject(o, "inflight", (double)stats.replays_inflight);
-	o = cJSON_AddObjectToObject(doc, "compare");
-	cJSON_AddNumberToObject(o, "json_depth_exceeded", (double)stats.json_depth_exceeded);
-	cJSON_AddNumberToObject(o, "decompress_failed", (double)stats.decompress_failed);
-	o = cJSON_AddObjectToObject(doc, "publish");
-	cJSON_AddNumberToObject(o, "published", (double)stats.published);
-	cJSON_AddNumberToObject(o, "messages_cut", (double)stats.messages_cut);
-	cJSON_AddNumberToObject(o, "sink_errors", (double)stats.sink_errors);
-	cJSON_AddNumberToObject(o, "kafka_delivered", (double)stats.kafka_delivered);
-	cJSON_AddNumberToObject(o, "kafka_failed", (double)stats.kafka_failed);
-	cJSON_AddNumberToObject(o, "kafka_dropped", (double)stats.kafka_dropped);
-	cJSON_AddNumberToObject(o, "kafka_queue_depth", (double)stats.kafka_queue_depth);
-	o = cJSON_AddObjectToObject(doc, "endpoints");
-	for (size_t i = 0; o && st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
-
-		if ((i >= st.nendpoints && i != STATS_MAX_ENDPOINTS) || !e->name)
-			continue;
-		if (i == STATS_MAX_ENDPOINTS) {
-			uint64_t any = 0;
-
-			for (int k = 0; k < OUTCOME_COUNT; k++)
-				any |= e->outcomes[k];
-			if (!any)
-				continue;
-		}
-		cJSON_AddItemToObject(o, e->name, endpoint_json(e));
-	}
+	free(text);
 	return doc;
 }

@@ -83,6 +83,11 @@ void stats_candidate_error(enum replay_role role, const char *reason);
 struct cJSON;
 struct cJSON *stats_json(void);
 
+/* The same document as text (one line of JSON and a line feed), written
+ * directly: cheap enough to render on the loop. The caller frees; NULL on
+ * allocation failure. len may be NULL. */
+char *stats_json_text(size_t *len);
+
 /* The /metrics document in the Prometheus text exposition format 0.0.4.
  * Returns a NUL-terminated string the caller frees and sets *len to its
  * length; NULL on allocation failure. */

@@ -13,6 +13,8 @@ Modes (--mode, or at run time with GET /__candidate/mode/<mode>):
   garbage  read the request, answer bytes that are not HTTP, close
   close    read the request, close without answering
 
+With --tls-cert and --tls-key it speaks HTTPS.
+
 GET /__candidate/stats answers {"accepted", "open", "requests", "mode"}.
 Every other request is appended as one JSON line to --record (if given):
 {"method", "target", "version", "headers": [[name, value], ...], "body",
@@ -22,6 +24,7 @@ import argparse
 import asyncio
 import json
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -45,7 +48,8 @@ class Candidate:
         try:
             while await self.one_request(reader, writer, conn):
                 pass
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, ValueError,
+                ssl.SSLError):
             pass
         finally:
             self.open -= 1
@@ -129,8 +133,12 @@ class Candidate:
 
 async def serve(args):
     cand = Candidate(args)
+    tls = None
+    if args.tls_cert:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(args.tls_cert, args.tls_key)
     server = await asyncio.start_server(cand.handle, "127.0.0.1", args.port, backlog=4096,
-                                        limit=1 << 20)
+                                        limit=1 << 20, ssl=tls)
     print("listening", args.port, flush=True)
     async with server:
         await server.serve_forever()
@@ -142,6 +150,8 @@ def main():
     ap.add_argument("--mode", default="echo", choices=MODES)
     ap.add_argument("--delay-ms", type=int, default=0)
     ap.add_argument("--record")
+    ap.add_argument("--tls-cert")
+    ap.add_argument("--tls-key")
     args = ap.parse_args()
     try:
         asyncio.run(serve(args))

@@ -28,6 +28,10 @@ BUILD = Path(os.environ.get("MIFFY_BUILD", ROOT / "build"))
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
 
+# MIFFY_WRAPPER runs miffy under a tool, e.g. valgrind on a build without
+# sanitizers (docs/hardening.md); its error and leak summaries are checked too.
+WRAPPER = os.environ.get("MIFFY_WRAPPER", "").split()
+VALGRIND_PROBLEM = re.compile(r"ERROR SUMMARY: [1-9]|(definitely|indirectly) lost: [1-9]")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
                      "ERROR: UndefinedBehaviorSanitizer")
 
@@ -135,7 +139,7 @@ class Miffy:
         self.port = listen_port or free_port()
         self.admin_port = free_port() if admin else None
         self.sink_path = Path(stack.tmp) / f"{name}.sink.jsonl"
-        argv = [BUILD / "miffy", "--listen", f"127.0.0.1:{self.port}"]
+        argv = WRAPPER + [BUILD / "miffy", "--listen", f"127.0.0.1:{self.port}"]
         if candidate:
             argv += ["--candidate", candidate]
         if secondary:
@@ -266,7 +270,7 @@ class Stack:
             p.stop()
         for p in self.sanitized:
             text = p.log_path.read_text(errors="replace")
-            if any(m in text for m in SANITIZER_MARKERS):
+            if any(m in text for m in SANITIZER_MARKERS) or VALGRIND_PROBLEM.search(text):
                 problems.append(f"{p.name}: sanitizer report in {p.log_path}:\n{text[-4000:]}")
         return problems
 

@@ -8,10 +8,9 @@ connection it came on.
 """
 import concurrent.futures
 import json
-import socket
-import threading
-import time
 import http.client
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,14 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
 
 
 class CandidateServer:
-    def __init__(self, stack, name="candidate", mode="echo", delay_ms=0):
+    def __init__(self, stack, name="candidate", mode="echo", delay_ms=0, tls=None):
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.record_path = Path(stack.tmp) / f"{name}.requests.jsonl"
         argv = [PYTHON, HERE / "candidate_server.py", "--port", self.port, "--mode", mode,
                 "--delay-ms", delay_ms, "--record", self.record_path]
+        if tls:
+            argv += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         self.proc = stack.start(name, argv)
         wait_port(self.port, proc=self.proc.popen)
 
@@ -49,10 +50,10 @@ class CandidateServer:
         return self.control("stats")
 
 
-def shadow_stack(stack, mode="echo", delay_ms=0, args=(), candidate_url=None):
+def shadow_stack(stack, mode="echo", delay_ms=0, args=(), candidate_url=None, tls=None):
     """reference + candidate + miffy + HAProxy, with the agent seen UP."""
     ref = stack.backend(name="ref")
-    cand = CandidateServer(stack, mode=mode, delay_ms=delay_ms)
+    cand = CandidateServer(stack, mode=mode, delay_ms=delay_ms, tls=tls)
     agent = stack.miffy(candidate=candidate_url or cand.url, args=list(args))
     hap = stack.haproxy(reference=ref, agent=agent)
     wait_for(lambda: hap.agent_status() == "UP", 15, what="agent UP")
@@ -214,11 +215,43 @@ def test_failing_candidate_is_a_counted_error_and_clients_do_not_notice(stack, m
         t0 = time.time()
         status, _, body = http_request(hap.port, "GET", f"/api/f/{i}")
         assert status == 200 and json.loads(body)["path"] == f"/api/f/{i}"
-        assert time.time() - t0 < 0.4, "the client waited for the candidate"
+        assert time.time() - t0 < 0.45, "the client waited for the candidate"
     stats = wait_outcomes(agent, n)
     assert stats["outcomes"]["candidate_error"] == n
     wait_for(lambda: len(candidate_errors(agent)) == n, what="published errors")
     assert candidate_errors(agent) == [reason] * n
+
+
+def self_signed(tmp):
+    """A certificate for 127.0.0.1 that is its own CA: (cert, key)."""
+    cert, key = Path(tmp) / "cand.crt", Path(tmp) / "cand.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    return cert, key
+
+
+@pytest.mark.parametrize("trust,reason", [
+    ("default", "tls"),      # verified against the system CAs: refused
+    ("ca_file", None),
+    ("insecure", None),
+])
+def test_https_candidate_is_verified_unless_told_otherwise(stack, trust, reason):
+    cert, key = self_signed(stack.tmp)
+    args = {"default": [], "ca_file": ["-o", f"ca_file={cert}"],
+            "insecure": ["-o", "insecure=true"]}[trust]
+    ref, cand, agent, hap = shadow_stack(stack, tls=(cert, key), args=args)
+    status, _, _ = http_request(hap.port, "GET", "/api/tls?x=1")
+    assert status == 200
+    stats = wait_outcomes(agent, 1)
+    if reason:
+        assert stats["outcomes"]["candidate_error"] == 1
+        wait_for(lambda: candidate_errors(agent), what="published error")
+        assert candidate_errors(agent) == [reason]
+        assert cand.requests() == []
+    else:
+        assert stats["outcomes"]["candidate_error"] == 0
+        assert [r["target"] for r in cand.requests()] == ["/api/tls?x=1"]
 
 
 # ---- connections, limits, memory ---------------------------------------------

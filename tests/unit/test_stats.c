@@ -117,6 +117,36 @@ static void test_label_values_are_escaped(void **state)
 	free(s);
 }
 
+static void test_bytes_that_are_not_utf8_become_replacement_characters(void **state)
+{
+	struct exchange x = make_exchange("i\x01d", "GET /caf\xc3\xa9/\xff\xfe\"\t", 1, 1);
+	struct diff_list d = { 0 };
+	size_t len;
+	char *s, *text;
+	cJSON *doc, *e;
+
+	(void)state;
+	s = stats_prom_escape("a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\xc3|\xed\xa0\x80|\xc0\xaf");
+	/* Valid sequences stay; a cut one, a surrogate and an overlong are replaced. */
+	assert_string_equal(s, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80|\xef\xbf\xbd|"
+			    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd|\xef\xbf\xbd\xef\xbf\xbd");
+	free(s);
+	add_diff(&d, DIFF_HEADER, "x-\xff", false);
+	stats_exchange_done(&x, OUTCOME_DIFFERENT, &d);
+	text = stats_metrics_text(&len);
+	assert_non_null(strstr(text, "endpoint=\"GET /caf\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd\\\"\t\""));
+	free(text);
+	doc = stats_json();                 /* parses the text rendering */
+	assert_non_null(doc);
+	e = endpoint_doc(doc, "GET /caf\xc3\xa9/\xef\xbf\xbd\xef\xbf\xbd\"\t");
+	assert_int_equal(num(e, "fields.header:x-\xef\xbf\xbd.raw"), 1);
+	assert_string_equal(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(e, "last_differences"), 0), "id")->valuestring,
+		"i\x01d");
+	cJSON_Delete(doc);
+	diff_list_clear(&d);
+}
+
 static void test_histogram_buckets_are_cumulative_with_inf_equal_to_count(void **state)
 {
 	struct stats_hist h;
@@ -507,6 +537,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_label_values_are_escaped, reset, reset),
+		cmocka_unit_test_setup_teardown(test_bytes_that_are_not_utf8_become_replacement_characters, reset, reset),
 		cmocka_unit_test_setup_teardown(test_histogram_buckets_are_cumulative_with_inf_equal_to_count, reset, reset),
 		cmocka_unit_test_setup_teardown(test_metrics_have_help_and_type_before_samples, reset, reset),
 		cmocka_unit_test_setup_teardown(test_fields_count_once_per_exchange_and_noise_apart, reset, reset),
