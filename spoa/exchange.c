@@ -34,7 +34,7 @@ static const char *const outcome_names[OUTCOME_COUNT] = {
 	"equal", "different", "noise", "candidate_error", "skipped", "expired", "dropped",
 };
 static const char *const skip_names[SKIP_REASON_COUNT] = {
-	"none", "method", "request_truncated", "overload", "shutdown",
+	"none", "method", "request_truncated", "overload", "shutdown", "unreplayable",
 };
 static const char *const anomaly_names[ANOMALY_COUNT] = {
 	"missing_id", "duplicate_id", "orphan_response", "bad_args", "unknown_message",
@@ -155,8 +155,8 @@ static void conclude(struct exchange_table *t, struct exchange *x, enum outcome 
 	if (t->deps.publish && o != OUTCOME_SKIPPED && o != OUTCOME_EXPIRED && o != OUTCOME_DROPPED)
 		publish_exchange(t->deps.publish, x, o, diffs);
 	if (log_enabled(LOG_LEVEL_DEBUG))
-		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s %s: %s%s%s (%zu differences)",
-			x->method ? x->method : "-", x->endpoint ? x->endpoint : "-", outcome_name(o),
+		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s: %s%s%s (%zu differences)",
+			x->endpoint ? x->endpoint : "-", outcome_name(o),
 			o == OUTCOME_SKIPPED ? "/" : "", o == OUTCOME_SKIPPED ? skip_reason_name(x->skip) : "",
 			diffs ? diffs->count : 0);
 	cancel_replays(t, x);
@@ -390,9 +390,10 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 			cancel_replays(t, x);
 			for (int k = 0; k < ROLE_COUNT; k++)
 				x->want[k] = false;
-			x->skip = SKIP_OVERLOAD;
+			x->skip = rc == -1 ? SKIP_OVERLOAD : SKIP_UNREPLAYABLE;
 			if (rc != -1)
-				log_msg(LOG_LEVEL_WARN, x->id, "cannot start the %s replay", role_name((enum replay_role)r));
+				log_msg(LOG_LEVEL_INFO, x->id, "%s %s cannot be replayed to the %s: skipped",
+					x->method, x->path, role_name((enum replay_role)r));
 			return;
 		}
 		x->want[r] = true;

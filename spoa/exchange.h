@@ -37,6 +37,7 @@ enum skip_reason {
 	SKIP_REQUEST_TRUNCATED,
 	SKIP_OVERLOAD,
 	SKIP_SHUTDOWN,
+	SKIP_UNREPLAYABLE,           /* a target the replay refuses, e.g. "OPTIONS *" */
 	SKIP_REASON_COUNT
 };
 

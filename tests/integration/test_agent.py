@@ -476,3 +476,13 @@ def test_listen_address_in_use_is_a_clear_error(stack):
                   "--sink", "stdout")
     assert r.returncode == 1
     assert "cannot listen on" in r.stderr and "in use" in r.stderr
+
+
+def test_request_the_replay_refuses_is_skipped_as_unreplayable(agent):
+    p = sp.Peer(agent.port)
+    p.handshake()
+    send_and_ack(p, [sp.req_message("star", method="OPTIONS", path="*"), sp.res_message("star")])
+    s = wait_for(lambda: (lambda s: s if s["outcomes"]["skipped"] else None)(agent.stats()),
+                 what="the exchange to end")
+    assert s["skipped"]["unreplayable"] == 1
+    assert "OPTIONS * cannot be replayed to the candidate" in agent.log()
