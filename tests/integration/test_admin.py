@@ -452,7 +452,8 @@ def listening_ports(pid):
 def test_admin_off_listens_on_nothing_but_spop(stack):
     cand = stack.backend(name="cand")
     miffy = stack.miffy(candidate=cand.url, admin=False)
-    assert "admin off" in miffy.log()
+    # The start line comes just after the SPOP port opens.
+    wait_for(lambda: "admin off" in miffy.log(), timeout=5, what="the start log line")
     assert listening_ports(miffy.proc.pid) == {miffy.port}
     on = stack.miffy(candidate=cand.url, admin=True, name="on")
     assert listening_ports(on.proc.pid) == {on.port, on.admin_port}

@@ -129,7 +129,7 @@ def test_agent_killed_and_restarted_under_load(stack):
     agent.proc.popen.wait(timeout=10)
     stack.sanitized.remove(agent.proc)  # SIGKILL leaves no sanitizer summary to check
     t_kill = time.time()
-    load.wait_more(100)
+    load.wait_more(30, timeout=30)
     wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the dead agent DOWN")
     served_while_down = load.count()
 
