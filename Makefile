@@ -86,7 +86,7 @@ deps:
 # The README's test command.
 test: deps
 	$(MAKE) SANITIZE=address,undefined all unit-bins
-	$(MAKE) -k SANITIZE=address,undefined unit integration
+	$(MAKE) -k SANITIZE=address,undefined unit integration fuzz-smoke
 
 unit-bins: $(UNIT_BINS)
 

@@ -284,6 +284,8 @@ static bool handle_hello(struct conn *c, const struct spop_frame *f)
 	c->wlen += (size_t)n;
 	stats.frames_out++;
 	c->hello_done = true;
+	c->timer.repeat = c->agent->cfg->idle_timeout;
+	ev_timer_again(c->agent->loop, &c->timer);
 	if (healthcheck) {
 		stats.conn_healthchecks++;
 		c->closing = true;
@@ -292,8 +294,36 @@ static bool handle_hello(struct conn *c, const struct spop_frame *f)
 	return conn_flush(c);
 }
 
-/* Returns false when c was closed. */
-static bool handle_notify(struct conn *c, const struct spop_frame *f)
+/* Queues the ACK of f when f is a NOTIFY that handle_notify() will accept
+ * and acknowledge; returns true then. Nothing is queued otherwise. */
+static bool notify_ack_ahead(struct conn *c, const struct spop_frame *f)
+{
+	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
+	uint8_t *out;
+	int n;
+
+	if (f->type != SPOP_FRAME_NOTIFY || !c->hello_done || !(f->flags & SPOP_FLAG_FIN) ||
+	    (f->flags & SPOP_FLAG_ABORT))
+		return false;
+	while (p < end) {
+		struct spop_message m;
+
+		if (spop_message_decode(&p, end, &m) < 0)
+			return false;
+	}
+	out = conn_reserve(c, 64);
+	if (!out)
+		return false;
+	n = spop_build_ack(out, 64, f->stream_id, f->frame_id, ACK_VAR);
+	if (n < 0)
+		return false;
+	c->wlen += (size_t)n;
+	return true;
+}
+
+/* acked: notify_ack_ahead() already queued and sent f's ACK. Returns false
+ * when c was closed. */
+static bool handle_notify(struct conn *c, const struct spop_frame *f, bool acked)
 {
 	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
 	struct spop_message msgs[MAX_MESSAGES];
@@ -322,23 +352,25 @@ static bool handle_notify(struct conn *c, const struct spop_frame *f)
 		if (nmsgs < MAX_MESSAGES)
 			msgs[nmsgs++] = m;
 	}
-	/* The ACK goes out before any other work: HAProxy waits for it. */
-	out = conn_reserve(c, 64);
-	if (!out) {
-		log_warn("HAProxy peer %s does not read its ACKs: closing", c->peer);
-		conn_close(c);
-		return false;
+	if (!acked) {
+		/* The ACK goes out before any other work: HAProxy waits for it. */
+		out = conn_reserve(c, 64);
+		if (!out) {
+			log_warn("HAProxy peer %s does not read its ACKs: closing", c->peer);
+			conn_close(c);
+			return false;
+		}
+		n = spop_build_ack(out, 64, f->stream_id, f->frame_id, ACK_VAR);
+		if (n < 0) {
+			conn_disconnect(c, SPOP_ERR_INVALID, "stream or frame id too large");
+			return false;
+		}
+		c->wlen += (size_t)n;
 	}
-	n = spop_build_ack(out, 64, f->stream_id, f->frame_id, ACK_VAR);
-	if (n < 0) {
-		conn_disconnect(c, SPOP_ERR_INVALID, "stream or frame id too large");
-		return false;
-	}
-	c->wlen += (size_t)n;
 	stats.notify_frames++;
 	stats.ack_frames++;
 	stats.frames_out++;
-	if (!conn_flush(c))
+	if (!acked && !conn_flush(c))
 		return false;
 	for (size_t i = 0; i < nmsgs; i++) {
 		struct spop_arg args[MAX_ARGS];
@@ -352,14 +384,14 @@ static bool handle_notify(struct conn *c, const struct spop_frame *f)
 }
 
 /* Returns false when c was closed. */
-static bool handle_frame(struct conn *c, const struct spop_frame *f)
+static bool handle_frame(struct conn *c, const struct spop_frame *f, bool acked)
 {
 	stats.frames_in++;
 	switch (f->type) {
 	case SPOP_FRAME_HAPROXY_HELLO:
 		return handle_hello(c, f);
 	case SPOP_FRAME_NOTIFY:
-		return handle_notify(c, f);
+		return handle_notify(c, f, acked);
 	case SPOP_FRAME_HAPROXY_DISCONNECT:
 		stats.disconnect_received++;
 		conn_disconnect(c, SPOP_ERR_NONE, "HAProxy disconnected");
@@ -381,6 +413,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
 	const uint8_t *p, *end;
+	size_t acked = 0;
 	ssize_t n;
 
 	(void)revents;
@@ -401,9 +434,23 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 	ev_timer_again(loop, &c->timer);
 	p = c->rbuf;
 	end = c->rbuf + c->rlen;
-	for (;;) {
+	/* HAProxy pipelines: one read often holds many NOTIFYs. Their ACKs go
+	 * out first, in one send instead of one per frame (the send is most of
+	 * the agent's per-frame cost), and still before any message is handled. */
+	for (const uint8_t *q = p;;) {
 		struct spop_frame f;
 		bool too_big;
+
+		if (spop_frame_decode(&q, end, c->frame_size, &f, &too_big) < 0 ||
+		    !notify_ack_ahead(c, &f))
+			break;
+		acked++;
+	}
+	if (acked && !conn_flush(c))
+		return;
+	for (;;) {
+		struct spop_frame f;
+		bool too_big, ahead = acked > 0;
 		int r = spop_frame_decode(&p, end, c->frame_size, &f, &too_big);
 
 		if (r == SPOP_INCOMPLETE)
@@ -419,7 +466,9 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 			}
 			return;
 		}
-		if (!handle_frame(c, &f) || c->closing)
+		if (ahead)
+			acked--;
+		if (!handle_frame(c, &f, ahead) || c->closing)
 			return;
 	}
 	c->rlen = (size_t)(end - p);
@@ -441,7 +490,7 @@ static void on_idle(struct ev_loop *loop, ev_timer *w, int revents)
 	(void)loop;
 	(void)revents;
 	stats.idle_timeouts++;
-	conn_disconnect(c, SPOP_ERR_TOUT, "idle timeout");
+	conn_disconnect(c, SPOP_ERR_TOUT, c->hello_done ? "idle timeout" : "no HELLO in time");
 }
 
 static void peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
@@ -498,7 +547,8 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		ev_io_init(&c->rio, on_read, fd, EV_READ);
 		ev_io_init(&c->wio, on_write, fd, EV_WRITE);
 		ev_init(&c->timer, on_idle);
-		c->timer.repeat = a->cfg->idle_timeout;
+		/* Until HELLO the short timeout applies: HAProxy sends it at once. */
+		c->timer.repeat = a->cfg->hello_timeout;
 		c->rio.data = c->wio.data = c->timer.data = c;
 		ev_io_start(loop, &c->rio);
 		ev_timer_again(loop, &c->timer);

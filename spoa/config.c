@@ -44,7 +44,8 @@ static const char usage[] =
 "\n"
 "configuration keys (file or --set; defaults in brackets):\n"
 "  agent:    listen [127.0.0.1:12345], max_frame_size [16380],\n"
-"            max_connections [1024], idle_timeout [60], drain_timeout [5]\n"
+"            max_connections [1024], hello_timeout [5], idle_timeout [60],\n"
+"            drain_timeout [5]\n"
 "  exchange: exchange_ttl [30], max_exchanges [100000]\n"
 "  replay:   candidate, secondary, preserve_host [false],\n"
 "            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
@@ -236,6 +237,7 @@ static cfg_opt_t options[] = {
 	CFG_STR("listen", "127.0.0.1:12345", CFGF_NONE),
 	CFG_INT("max_frame_size", 16380, CFGF_NONE),
 	CFG_INT("max_connections", 1024, CFGF_NONE),
+	CFG_FLOAT("hello_timeout", 5, CFGF_NONE),
 	CFG_FLOAT("idle_timeout", 60, CFGF_NONE),
 	CFG_FLOAT("drain_timeout", 5, CFGF_NONE),
 	CFG_FLOAT("exchange_ttl", 30, CFGF_NONE),
@@ -282,7 +284,7 @@ static cfg_opt_t options[] = {
 static void set_validators(cfg_t *c)
 {
 	static const char *const positive[] = {
-		"max_connections", "idle_timeout", "exchange_ttl", "max_exchanges",
+		"max_connections", "hello_timeout", "idle_timeout", "exchange_ttl", "max_exchanges",
 		"connect_timeout", "timeout", "max_concurrent", "max_body", "max_host_connections",
 		"max_depth", "max_decompressed", "max_message",
 	};
@@ -358,6 +360,7 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	cfg->listen = dup_opt(c, "listen");
 	cfg->max_frame_size = (unsigned)cfg_getint(c, "max_frame_size");
 	cfg->max_connections = (unsigned)cfg_getint(c, "max_connections");
+	cfg->hello_timeout = cfg_getfloat(c, "hello_timeout");
 	cfg->idle_timeout = cfg_getfloat(c, "idle_timeout");
 	cfg->drain_timeout = cfg_getfloat(c, "drain_timeout");
 	cfg->exchange_ttl = cfg_getfloat(c, "exchange_ttl");

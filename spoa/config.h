@@ -21,6 +21,7 @@ struct config {
 	char *listen;                /* "127.0.0.1:12345" */
 	unsigned max_frame_size;     /* upper bound offered to HAProxy, default 16380 */
 	unsigned max_connections;    /* accepted HAProxy connections, default 1024 */
+	double hello_timeout;        /* seconds a new connection has to send HELLO, 5 */
 	double idle_timeout;         /* seconds without a frame before closing, 60 */
 	double drain_timeout;        /* seconds to finish in-flight work on SIGTERM, 5 */
 

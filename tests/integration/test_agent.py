@@ -486,3 +486,19 @@ def test_request_the_replay_refuses_is_skipped_as_unreplayable(agent):
                  what="the exchange to end")
     assert s["skipped"]["unreplayable"] == 1
     assert "OPTIONS * cannot be replayed to the candidate" in agent.log()
+
+
+def test_connection_without_hello_is_closed_after_hello_timeout(stack):
+    cand = stack.backend(name="cand")
+    m = stack.miffy(candidate=cand.url, args=["-o", "hello_timeout=0.3", "-o", "idle_timeout=60"])
+    p = sp.Peer(m.port)
+    t = time.perf_counter()
+    kv = expect_disconnect(p, 2)
+    assert kv["message"] == "no HELLO in time"
+    assert time.perf_counter() - t < 2
+    # After HELLO the idle timeout applies instead.
+    q = sp.Peer(m.port)
+    q.handshake()
+    q.sock.settimeout(0.8)
+    with pytest.raises(socket.timeout):
+        q.sock.recv(1)

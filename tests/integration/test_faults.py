@@ -386,7 +386,7 @@ def test_connection_flood_is_bounded_and_the_agent_recovers(stack):
     ref = stack.backend(name="ref", mode="static", body=BODY)
     cand = stack.backend(name="cand", mode="static", body=BODY)
     agent = stack.miffy(candidate=cand.url, admin=True,
-                        args=["-o", "max_connections=256", "-o", "idle_timeout=3"])
+                        args=["-o", "max_connections=256", "-o", "hello_timeout=2"])
     hap = stack.haproxy(reference=ref, agent=agent)
     wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 0 and hap_agent_status(hap) == "UP", 10,
              what="agent UP")
@@ -411,8 +411,8 @@ def test_connection_flood_is_bounded_and_the_agent_recovers(stack):
     assert "connection limit reached (max_connections=256)" in log
     limit_lines = log.count("connection limit reached")
 
-    # The flood's idle connections time out (no HELLO, no frame): the agent
-    # frees its slots and serves HAProxy again while the flood is still open.
+    # The flood's connections never say HELLO: after hello_timeout the agent
+    # frees their slots and serves HAProxy again while the flood is still open.
     wait_for(lambda: stats(agent)["spop"]["idle_timeouts"] >= 200, 20, what="flood connections timed out")
     good = wait_for(lambda: good_peer(agent.port), 20, what="a good peer served")
     mark = stats(agent)["outcomes"]["equal"]
