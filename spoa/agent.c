@@ -431,7 +431,10 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	c->rlen += (size_t)n;
-	ev_timer_again(loop, &c->timer);
+	/* Before HELLO the deadline counts from accept: a peer trickling bytes
+	 * must not hold a connection slot by resetting it. */
+	if (c->hello_done)
+		ev_timer_again(loop, &c->timer);
 	p = c->rbuf;
 	end = c->rbuf + c->rlen;
 	/* HAProxy pipelines: one read often holds many NOTIFYs. Their ACKs go

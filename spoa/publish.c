@@ -535,6 +535,11 @@ static bool add_value(struct build *b, cJSON *obj, const char *key, const cJSON 
 	return cJSON_AddItemReferenceToObject(obj, key, (cJSON *)(uintptr_t)v);
 }
 
+/* What a redacted header's difference shows on each side: read-only, shared
+ * by reference (cJSON never frees a referenced item). */
+static char redacted_text[] = "[redacted]";
+static cJSON redacted_value = { .type = cJSON_String, .valuestring = redacted_text };
+
 static cJSON *make_differences(struct build *b, const struct shape *sh)
 {
 	cJSON *arr = cJSON_CreateArray();
@@ -548,6 +553,7 @@ static cJSON *make_differences(struct build *b, const struct shape *sh)
 	}
 	for (size_t i = 0; i < n; i++) {
 		const struct difference *d = &b->diffs->items[i];
+		const cJSON *ref = d->reference, *cand = d->candidate;
 		cJSON *obj = cJSON_CreateObject();
 		bool cut = false;
 
@@ -555,11 +561,17 @@ static cJSON *make_differences(struct build *b, const struct shape *sh)
 			cJSON_Delete(obj);
 			goto fail;
 		}
+		/* A header left out of ignore_headers (set-cookie, say) must not
+		 * leak through its difference what the headers objects redact. */
+		if (d->where == DIFF_HEADER && d->path && header_redacted(b->p->cfg, d->path)) {
+			ref = ref ? &redacted_value : NULL;
+			cand = cand ? &redacted_value : NULL;
+		}
 		if (!add_string(obj, "where", d->where < DIFF_WHERE_COUNT ? where_names[d->where] : "body") ||
 		    !add_string(obj, "path", d->path ? d->path : "") ||
 		    !add_string(obj, "kind", d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value") ||
-		    !add_value(b, obj, "reference", d->reference, sh->value_limit, &cut) ||
-		    !add_value(b, obj, "candidate", d->candidate, sh->value_limit, &cut) ||
+		    !add_value(b, obj, "reference", ref, sh->value_limit, &cut) ||
+		    !add_value(b, obj, "candidate", cand, sh->value_limit, &cut) ||
 		    !add_bool(obj, "noise", d->noise) || (cut && !add_bool(obj, "cut", true)))
 			goto fail;
 	}

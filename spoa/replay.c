@@ -658,6 +658,13 @@ static int set_options(struct replay *r, struct replay_xfer *xf, const struct ex
 	bad |= curl_easy_setopt(e, CURLOPT_PROXY, "") != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L) != CURLE_OK;
+#if LIBCURL_VERSION_NUM >= 0x075700
+	/* A transfer that ends (timeout, cancel) while its name is still being
+	 * resolved would otherwise join the resolver thread: the loop would
+	 * wait for getaddrinfo(). Quick exit detaches it instead. Best effort:
+	 * an older libcurl at run time refuses the option. */
+	curl_easy_setopt(e, CURLOPT_QUICK_EXIT, 1L);
+#endif
 	bad |= curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, r->connect_timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, r->timeout_ms) != CURLE_OK;
 	bad |= curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, r->insecure ? 0L : 1L) != CURLE_OK;

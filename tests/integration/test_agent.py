@@ -502,3 +502,26 @@ def test_connection_without_hello_is_closed_after_hello_timeout(stack):
     q.sock.settimeout(0.8)
     with pytest.raises(socket.timeout):
         q.sock.recv(1)
+
+
+def test_hello_trickled_byte_by_byte_still_times_out(stack):
+    """Bytes before HELLO do not push the HELLO deadline back: a peer that
+    trickles cannot hold a connection slot."""
+    cand = stack.backend(name="cand")
+    m = stack.miffy(candidate=cand.url, args=["-o", "hello_timeout=0.5", "-o", "idle_timeout=60"])
+    p = sp.Peer(m.port)
+    hello = sp.hello()
+    t = time.perf_counter()
+    closed_after = None
+    for i in range(15):   # one byte every 0.2 s for 3 s, far past the timeout
+        try:
+            p.send(hello[i:i + 1])
+        except (BrokenPipeError, ConnectionResetError):
+            closed_after = time.perf_counter() - t
+            break
+        if p.closed(timeout=0.2):
+            closed_after = time.perf_counter() - t
+            break
+    assert closed_after is not None, "a trickling peer kept its connection for 3 s"
+    assert closed_after < 1.5
+    assert b"no HELLO in time" in p.buf

@@ -443,6 +443,37 @@ static void redaction_list_comes_from_config(void **state)
 	cJSON_Delete(m);
 }
 
+static void redacted_header_differences_show_no_value(void **state)
+{
+	struct fixture *f = *state;
+	const cJSON *d;
+	cJSON *m;
+	char *raw;
+
+	/* set-cookie compared (taken out of ignore_headers): its difference
+	 * says where, not what. */
+	add_header(&f->x.replies[ROLE_CANDIDATE].headers, "set-cookie", "sid=456");
+	add_diff(&f->diffs, DIFF_HEADER, "set-cookie", DIFF_VALUE, cJSON_CreateString("sid=123"),
+		 cJSON_CreateString("sid=456"), false);
+	add_diff(&f->diffs, DIFF_HEADER, "authorization", DIFF_EXTRA, NULL,
+		 cJSON_CreateString("Bearer leaked"), false);
+	m = publish_one(f, OUTCOME_DIFFERENT);
+	d = cJSON_GetArrayItem(get(m, "differences"), 1);
+	assert_string_equal(get_str(d, "path"), "set-cookie");
+	assert_string_equal(get_str(d, "reference"), "[redacted]");
+	assert_string_equal(get_str(d, "candidate"), "[redacted]");
+	d = cJSON_GetArrayItem(get(m, "differences"), 2);
+	assert_string_equal(get_str(d, "kind"), "extra");
+	assert_null(cJSON_GetObjectItemCaseSensitive(d, "reference"));
+	assert_string_equal(get_str(d, "candidate"), "[redacted]");
+	cJSON_Delete(m);
+	raw = read_file(f->path);
+	assert_null(strstr(raw, "sid=123"));
+	assert_null(strstr(raw, "sid=456"));
+	assert_null(strstr(raw, "leaked"));
+	free(raw);
+}
+
 static void repeated_headers_are_joined(void **state)
 {
 	struct fixture *f = *state;
@@ -810,6 +841,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(gzip_body_is_shown_decoded, setup, teardown),
 		cmocka_unit_test_setup_teardown(sensitive_headers_are_redacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(redaction_list_comes_from_config, setup, teardown),
+		cmocka_unit_test_setup_teardown(redacted_header_differences_show_no_value, setup, teardown),
 		cmocka_unit_test_setup_teardown(repeated_headers_are_joined, setup, teardown),
 		cmocka_unit_test_setup_teardown(invalid_utf8_in_a_header_still_gives_valid_json, setup, teardown),
 		cmocka_unit_test_setup_teardown(candidate_error_has_reason_and_detail, setup, teardown),
