@@ -9,6 +9,7 @@
 
 #include "body.h"
 #include "config.h"
+#include "stats.h"
 
 /* A response that differs everywhere still makes a message of bounded size;
  * past this many differences the rest are not recorded. */
@@ -17,6 +18,10 @@
 /* Finding a reordering costs a comparison per pair of elements that differ
  * by index; above this many such elements arrays are compared by index only. */
 #define COMPARE_MAX_MATCH 1024
+/* Node comparisons one comparison may spend pairing reordered elements.
+ * Nested arrays multiply the pairing work (k^3 and worse) and it runs on the
+ * loop that ACKs HAProxy: past this, differences are reported by index. */
+#define COMPARE_MATCH_STEPS 200000
 
 /* Bytes of context shown on each side of the first text difference. */
 #define EXCERPT_BEFORE 32
@@ -68,6 +73,8 @@ struct walk {
 	struct path path;
 	unsigned depth;
 	bool quick;         /* only tell whether they differ; record nothing */
+	unsigned long steps;  /* diff_node calls, bounded while pairing */
+	bool budget_spent;
 };
 
 const char *diff_where_name(enum diff_where w)
@@ -632,7 +639,8 @@ static bool order_irrelevant(const struct walk *w)
 
 /* Pairs elements that differ by index with equal elements at other
  * indices. ra/rb list the unpaired elements of each side (their index in
- * ia/ib); a paired one is set to NULL. Returns the number paired, or -1. */
+ * ia/ib); a paired one is set to NULL. Returns the number paired, -1 on
+ * allocation failure, -2 when the step budget ran out. */
 static int match_elements(struct walk *w, const cJSON **ra, const size_t *ia, size_t na,
 			  const cJSON **rb, size_t nb)
 {
@@ -646,6 +654,11 @@ static int match_elements(struct walk *w, const cJSON **ra, const size_t *ia, si
 
 			if (!rb[j])
 				continue;
+			if (w->steps > COMPARE_MATCH_STEPS) {
+				w->budget_spent = true;
+				w->quick = quick;
+				return -2;
+			}
 			if (path_push_index(&w->path, ia[i]) < 0) {
 				w->quick = quick;
 				return -1;
@@ -733,6 +746,8 @@ static int diff_array(struct walk *w, const cJSON *a, const cJSON *b)
 	if ((na != nb && !unordered) || ca > COMPARE_MAX_MATCH || cb > COMPARE_MAX_MATCH)
 		goto by_index;
 	paired = match_elements(w, ra, ia, ca, rb, cb);
+	if (paired == -2)
+		goto by_index;
 	if (paired < 0)
 		goto done;
 	if ((size_t)paired == ca && ca == cb) {
@@ -774,13 +789,14 @@ static int diff_array(struct walk *w, const cJSON *a, const cJSON *b)
 	rc = differs;
 	goto done;
 by_index:
-	/* The index differences are recorded; the tails are missing or extra. */
+	/* The index differences are recorded; the tails are missing or extra.
+	 * Walked from the arrays: an abandoned pairing may have cleared ra/rb. */
 	rc = 1;
-	for (size_t k = 0; k < ca; k++)
-		if (ia[k] >= n && ra[k] && diff_child(w, NULL, ia[k], ra[k], NULL) < 0)
+	for (i = 0, ea = a->child; ea; ea = ea->next, i++)
+		if (i >= n && diff_child(w, NULL, i, ea, NULL) < 0)
 			rc = -1;
-	for (size_t k = 0; k < cb; k++)
-		if (ib[k] >= n && rb[k] && diff_child(w, NULL, ib[k], NULL, rb[k]) < 0)
+	for (i = 0, eb = b->child; eb; eb = eb->next, i++)
+		if (i >= n && diff_child(w, NULL, i, NULL, eb) < 0)
 			rc = -1;
 done:
 	free(ra);
@@ -795,6 +811,7 @@ static int diff_node(struct walk *w, const cJSON *a, const cJSON *b)
 	enum json_class ka = json_class(a), kb = json_class(b);
 	int rc;
 
+	w->steps++;
 	if (ka != kb)
 		return record(w, DIFF_TYPE, a, b);
 	switch (ka) {
@@ -835,6 +852,11 @@ static int compare_json(const struct compare *c, const cJSON *ref, const cJSON *
 	path_pop(&w.path);
 	/* The root is the empty pointer: a rule "" ignores the whole body. */
 	rc = rule_set_matches(&c->ignore_paths, &w.path) ? 0 : diff_node(&w, ref, cand);
+	if (w.budget_spent) {
+		stats.compare_budget_exceeded++;
+		if (out)
+			out->order_unchecked = true;
+	}
 	free(w.path.buf);
 	free(w.path.starts);
 	return rc < 0 ? -1 : 0;

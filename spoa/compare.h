@@ -32,6 +32,7 @@ struct diff_list {
 	bool reference_truncated;  /* compared on the reference's prefix */
 	bool candidate_truncated;
 	bool depth_exceeded;       /* a body nested deeper than max_depth */
+	bool order_unchecked;      /* pairing budget spent: reported by index */
 };
 
 /* Compiles the rules of cfg (ignore lists, tolerances, caps). Returns NULL

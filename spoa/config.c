@@ -46,7 +46,7 @@ static const char usage[] =
 "  agent:    listen [127.0.0.1:12345], max_frame_size [16380],\n"
 "            max_connections [1024], hello_timeout [5], idle_timeout [60],\n"
 "            drain_timeout [5]\n"
-"  exchange: exchange_ttl [30], max_exchanges [100000]\n"
+"  exchange: exchange_ttl [30], max_exchanges [100000], max_buffered [268435456]\n"
 "  replay:   candidate, secondary, preserve_host [false],\n"
 "            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
 "            connect_timeout [1], timeout [5], max_concurrent [1000],\n"
@@ -242,6 +242,7 @@ static cfg_opt_t options[] = {
 	CFG_FLOAT("drain_timeout", 5, CFGF_NONE),
 	CFG_FLOAT("exchange_ttl", 30, CFGF_NONE),
 	CFG_INT("max_exchanges", 100000, CFGF_NONE),
+	CFG_INT("max_buffered", 268435456, CFGF_NONE),
 	CFG_STR("candidate", NULL, CFGF_NONE),
 	CFG_STR("secondary", NULL, CFGF_NONE),
 	CFG_BOOL("preserve_host", cfg_false, CFGF_NONE),
@@ -284,7 +285,7 @@ static cfg_opt_t options[] = {
 static void set_validators(cfg_t *c)
 {
 	static const char *const positive[] = {
-		"max_connections", "hello_timeout", "idle_timeout", "exchange_ttl", "max_exchanges",
+		"max_connections", "hello_timeout", "idle_timeout", "exchange_ttl", "max_exchanges", "max_buffered",
 		"connect_timeout", "timeout", "max_concurrent", "max_body", "max_host_connections",
 		"max_depth", "max_decompressed", "max_message",
 	};
@@ -365,6 +366,7 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	cfg->drain_timeout = cfg_getfloat(c, "drain_timeout");
 	cfg->exchange_ttl = cfg_getfloat(c, "exchange_ttl");
 	cfg->max_exchanges = (unsigned)cfg_getint(c, "max_exchanges");
+	cfg->max_buffered = (size_t)cfg_getint(c, "max_buffered");
 	cfg->candidate = dup_opt(c, "candidate");
 	cfg->secondary = dup_opt(c, "secondary");
 	cfg->preserve_host = cfg_getbool(c, "preserve_host");

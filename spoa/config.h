@@ -28,6 +28,7 @@ struct config {
 	/* exchange table */
 	double exchange_ttl;         /* seconds, 30 */
 	unsigned max_exchanges;      /* hard cap on in-flight exchanges, 100000 */
+	size_t max_buffered;         /* bytes of bodies held by exchanges, 256 MiB */
 
 	/* replay */
 	char *candidate;             /* URL, required */

@@ -20,6 +20,7 @@ struct exchange_table {
 	struct exchange **buckets;
 	size_t nbuckets;             /* power of two */
 	size_t count;
+	size_t held;                 /* body bytes of all exchanges, <= max_buffered */
 	struct exchange *oldest, *newest;  /* TTL order: deadlines grow with creation */
 	ev_timer ttl_timer;
 };
@@ -121,8 +122,27 @@ static void table_remove(struct exchange_table *t, struct exchange *x)
 		ttl_arm(t);
 }
 
+/* Takes len body bytes from the budget; false (nothing taken) when the
+ * exchange must drop the body instead. */
+static bool hold(struct exchange_table *t, struct exchange *x, size_t len)
+{
+	if (len > t->deps.cfg->max_buffered - t->held) {
+		if (x->skip == SKIP_NONE) {
+			x->skip = SKIP_OVERLOAD;
+			log_msg(LOG_LEVEL_WARN, x->id, "max_buffered (%zu bytes) reached: exchange skipped",
+				t->deps.cfg->max_buffered);
+		}
+		return false;
+	}
+	t->held += len;
+	x->held += len;
+	return true;
+}
+
 static void exchange_free(struct exchange *x)
 {
+	if (x->table)
+		x->table->held -= x->held;
 	free(x->id);
 	free(x->endpoint);
 	free(x->method);
@@ -213,6 +233,11 @@ static void on_replay_done(void *arg, enum replay_role role, struct http_respons
 	http_response_clear(&x->replies[role]);
 	x->replies[role] = *resp;
 	memset(resp, 0, sizeof(*resp));
+	if (!hold(x->table, x, x->replies[role].body_len)) {
+		free(x->replies[role].body);
+		x->replies[role].body = NULL;
+		x->replies[role].body_len = 0;
+	}
 	x->have[role] = true;
 	x->xfer[role] = NULL;
 	if (x->replies[role].error[0])
@@ -369,6 +394,8 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 {
 	const struct config *cfg = t->deps.cfg;
 
+	if (x->skip != SKIP_NONE)
+		return;
 	if (!method_allowed(cfg, x->method)) {
 		x->skip = SKIP_METHOD;
 		return;
@@ -443,6 +470,11 @@ static void on_request(struct exchange_table *t, const struct message_args *m)
 		return;
 	}
 	x->req_truncated = body_cut(m);
+	if (!hold(t, x, x->req_body_len)) {
+		free(x->req_body);
+		x->req_body = NULL;
+		x->req_body_len = 0;
+	}
 	x->endpoint = t->deps.route ? route_name(t->deps.route, x->method, x->path) : NULL;
 	if (!x->endpoint && asprintf(&x->endpoint, "%s %s", x->method, x->path) < 0) {
 		x->endpoint = NULL;
@@ -496,6 +528,11 @@ static void on_response(struct exchange_table *t, const struct message_args *m)
 		http_headers_clear(&x->reference.headers);
 		log_msg(LOG_LEVEL_ERROR, x->id, "out of memory copying the reference body");
 		return;
+	}
+	if (!hold(t, x, x->reference.body_len)) {
+		free(x->reference.body);
+		x->reference.body = NULL;
+		x->reference.body_len = 0;
 	}
 	x->have_reference = true;
 	maybe_finish(t, x);

@@ -81,6 +81,7 @@ struct exchange {
 
 	/* table links (private to exchange.c) */
 	struct exchange_table *table;
+	size_t held;                 /* body bytes counted in the table's budget */
 	struct exchange *hnext;
 	struct exchange *older, *newer;
 };

@@ -739,6 +739,9 @@ char *stats_metrics_text(size_t *len)
 	/* compare */
 	prom_u64(&b, "miffy_json_depth_exceeded_total", "counter",
 		 "Bodies nested deeper than max_depth.", stats.json_depth_exceeded);
+	prom_u64(&b, "miffy_compare_budget_exceeded_total", "counter",
+		 "Comparisons whose reordered-array pairing hit its step budget (reported by index).",
+		 stats.compare_budget_exceeded);
 	prom_u64(&b, "miffy_decompress_failures_total", "counter",
 		 "Bodies whose gzip/deflate decoding failed.", stats.decompress_failed);
 
@@ -1065,6 +1068,7 @@ char *stats_json_text(size_t *len)
 	f2 = true;
 	sbuf_add(&b, "{", 1);
 	json_u64(&b, &f2, "json_depth_exceeded", stats.json_depth_exceeded);
+	json_u64(&b, &f2, "compare_budget_exceeded", stats.compare_budget_exceeded);
 	json_u64(&b, &f2, "decompress_failed", stats.decompress_failed);
 	sbuf_add(&b, "}", 1);
 	json_key(&b, &first, "publish");

@@ -52,6 +52,7 @@ struct stats {
 
 	/* compare */
 	uint64_t json_depth_exceeded;
+	uint64_t compare_budget_exceeded;  /* reordering not checked: too costly */
 	uint64_t decompress_failed;
 
 	/* publish */

@@ -525,3 +525,21 @@ def test_hello_trickled_byte_by_byte_still_times_out(stack):
     assert closed_after is not None, "a trickling peer kept its connection for 3 s"
     assert closed_after < 1.5
     assert b"no HELLO in time" in p.buf
+
+
+def test_body_memory_budget_sheds_and_counts(stack):
+    cand = stack.backend(name="cand", mode="hang")
+    m = stack.miffy(candidate=cand.url, args=["-o", "max_buffered=25000", "-o", "exchange_ttl=60",
+                                              "-o", "methods={GET,POST}"])
+    p = sp.Peer(m.port)
+    p.handshake()
+    # Two 10 kB request bodies fit the 25 kB budget; the third does not.
+    for i in range(3):
+        send_and_ack(p, [sp.req_message(f"mem-{i}", method="POST", body=b"b" * 10000)], sid=10 + i)
+    wait_for(lambda: "max_buffered (25000 bytes) reached: exchange skipped" in m.log(),
+             what="the shedding log line")
+    send_and_ack(p, [sp.res_message("mem-2")], sid=2)
+    s = wait_for(lambda: (lambda s: s if s["outcomes"]["skipped"] else None)(m.stats()),
+                 what="the shed exchange to end")
+    assert s["skipped"]["overload"] == 1
+    assert s["outcomes"]["skipped"] == 1

@@ -14,6 +14,7 @@
 #include "compare.h"
 #include "config.h"
 #include "http.h"
+#include "stats.h"
 
 #define DEFAULT_IGNORE_HEADERS "date,server,age,content-length,transfer-encoding,connection," \
 	"keep-alive,via,etag,last-modified,expires,set-cookie,x-request-id"
@@ -322,6 +323,91 @@ static void test_order_difference_holds_both_arrays(void **state)
 	http_response_clear(&ref);
 	http_response_clear(&cand);
 	config_clear(&cfg);
+}
+
+/* k arrays of k elements, each differing only in its last element: pairing
+ * them costs k^3 node comparisons. The budget stops it; nothing is lost. */
+static char *nested_arrays(int k, int offset)
+{
+	size_t cap = (size_t)k * (size_t)k * 8 + 16, len = 0;
+	char *s = malloc(cap);
+
+	assert_non_null(s);
+	s[len++] = '[';
+	for (int i = 0; i < k; i++) {
+		len += (size_t)snprintf(s + len, cap - len, "%s[", i ? "," : "");
+		for (int j = 0; j < k - 1; j++)
+			len += (size_t)snprintf(s + len, cap - len, "%d,", j);
+		len += (size_t)snprintf(s + len, cap - len, "%d]", i + offset);
+	}
+	s[len++] = ']';
+	s[len] = '\0';
+	return s;
+}
+
+static void test_costly_pairing_is_cut_short_and_reported_by_index(void **state)
+{
+	struct http_response ref, cand;
+	struct config cfg;
+	struct diff_list out;
+	char *a = nested_arrays(120, 0), *b = nested_arrays(120, 1000);
+	uint64_t before = stats.compare_budget_exceeded;
+
+	config_defaults(&cfg);
+	resp_json(&ref, a);
+	resp_json(&cand, b);
+	run_compare(&cfg, &ref, &cand, &out);
+	assert_true(out.order_unchecked);
+	assert_int_equal(stats.compare_budget_exceeded, before + 1);
+	assert_int_equal(out.count, 120);
+	for (size_t i = 0; i < out.count; i++) {
+		char path[32];
+
+		snprintf(path, sizeof(path), "/%zu/119", i);
+		assert_string_equal(out.items[i].path, path);
+		assert_int_equal(out.items[i].kind, DIFF_VALUE);
+	}
+	diff_list_clear(&out);
+	http_response_clear(&ref);
+	http_response_clear(&cand);
+	config_clear(&cfg);
+	free(a);
+	free(b);
+}
+
+static void test_small_reordering_stays_within_budget(void **state)
+{
+	struct http_response ref, cand;
+	struct config cfg;
+	struct diff_list out;
+	char *a = nested_arrays(20, 0), *b = nested_arrays(20, 0);
+	char *swap;
+
+	/* b: the same 20 inner arrays, first and last exchanged. */
+	swap = strdup(a);
+	assert_non_null(swap);
+	cJSON *arr = cJSON_Parse(a);
+	cJSON *first = cJSON_DetachItemFromArray(arr, 0);
+	cJSON *last = cJSON_DetachItemFromArray(arr, 18);
+	cJSON_InsertItemInArray(arr, 0, last);
+	cJSON_AddItemToArray(arr, first);
+	free(b);
+	b = cJSON_PrintUnformatted(arr);
+	cJSON_Delete(arr);
+	free(swap);
+	config_defaults(&cfg);
+	resp_json(&ref, a);
+	resp_json(&cand, b);
+	run_compare(&cfg, &ref, &cand, &out);
+	assert_false(out.order_unchecked);
+	assert_int_equal(out.count, 1);
+	assert_int_equal(out.items[0].kind, DIFF_ORDER);
+	diff_list_clear(&out);
+	http_response_clear(&ref);
+	http_response_clear(&cand);
+	config_clear(&cfg);
+	free(a);
+	free(b);
 }
 
 static void test_status_difference_is_value_with_numbers(void **state)
@@ -949,6 +1035,8 @@ int main(void)
 		cmocka_unit_test(test_difference_values_are_copies_of_the_sub_values),
 		cmocka_unit_test(test_order_difference_holds_both_arrays),
 		cmocka_unit_test(test_status_difference_is_value_with_numbers),
+		cmocka_unit_test(test_costly_pairing_is_cut_short_and_reported_by_index),
+		cmocka_unit_test(test_small_reordering_stays_within_budget),
 		cmocka_unit_test(test_default_ignore_list_hides_volatile_headers),
 		cmocka_unit_test(test_header_differences_are_value_missing_and_extra),
 		cmocka_unit_test(test_repeated_headers_are_joined_with_comma),
