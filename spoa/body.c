@@ -311,6 +311,23 @@ void body_clear(struct body *b)
 	memset(b, 0, sizeof(*b));
 }
 
+const struct body *body_shared_get(struct body_shared *s, const struct http_response *resp,
+				   size_t max_decompressed, unsigned max_depth)
+{
+	if (!s->decoded) {
+		body_decode(resp, max_decompressed, max_depth, &s->body);
+		s->decoded = true;
+	}
+	return &s->body;
+}
+
+void body_shared_clear(struct body_shared *s)
+{
+	if (s->decoded)
+		body_clear(&s->body);
+	s->decoded = false;
+}
+
 bool body_content_type_is_json(const char *content_type)
 {
 	const char *p, *slash, *end;

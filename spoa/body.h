@@ -32,6 +32,22 @@ void body_decode(const struct http_response *resp, size_t max_decompressed,
 
 void body_clear(struct body *b);
 
+/* A response's body decoded on first use and kept, so that compare and
+ * publish decode each body of an exchange once. Zero-initialised;
+ * body_shared_clear() frees. */
+struct body_shared {
+	struct body body;
+	bool decoded;
+};
+
+/* The decoded body of resp, decoding it on the first call; later calls
+ * return the same body (they must pass the same resp and limits). The
+ * body stays owned by *s. */
+const struct body *body_shared_get(struct body_shared *s, const struct http_response *resp,
+				   size_t max_decompressed, unsigned max_depth);
+
+void body_shared_clear(struct body_shared *s);
+
 /* True when content_type names JSON (application/json, application/x+json,
  * any/any+json), ignoring parameters and case. NULL is false. */
 bool body_content_type_is_json(const char *content_type);

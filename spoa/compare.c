@@ -1020,9 +1020,11 @@ static bool bodies_identical(const struct http_response *ref, const struct http_
 }
 
 static int compare_bodies(const struct compare *c, const struct http_response *ref,
-			  const struct http_response *cand, struct diff_list *out)
+			  const struct http_response *cand, struct body_shared *rshared,
+			  struct body_shared *cshared, struct diff_list *out)
 {
-	struct body rb, cb;
+	struct body_shared rlocal = { 0 }, clocal = { 0 };
+	const struct body *rb, *cb;
 	const char *rs, *cs;
 	size_t rlen, clen;
 	bool rcut, ccut;
@@ -1033,23 +1035,23 @@ static int compare_bodies(const struct compare *c, const struct http_response *r
 		out->candidate_truncated |= cand->truncated;
 		return 0;
 	}
-	body_decode(ref, c->max_decompressed, c->max_depth, &rb);
-	body_decode(cand, c->max_decompressed, c->max_depth, &cb);
-	rcut = ref->truncated || rb.size_exceeded;
-	ccut = cand->truncated || cb.size_exceeded;
+	rb = body_shared_get(rshared ? rshared : &rlocal, ref, c->max_decompressed, c->max_depth);
+	cb = body_shared_get(cshared ? cshared : &clocal, cand, c->max_decompressed, c->max_depth);
+	rcut = ref->truncated || rb->size_exceeded;
+	ccut = cand->truncated || cb->size_exceeded;
 	out->reference_truncated |= rcut;
 	out->candidate_truncated |= ccut;
-	out->depth_exceeded |= rb.depth_exceeded || cb.depth_exceeded;
+	out->depth_exceeded |= rb->depth_exceeded || cb->depth_exceeded;
 
-	if (rb.type == BODY_JSON && cb.type == BODY_JSON) {
-		rc = compare_json(c, rb.json, cb.json, out);
+	if (rb->type == BODY_JSON && cb->type == BODY_JSON) {
+		rc = compare_json(c, rb->json, cb->json, out);
 		goto done;
 	}
 	/* Not both JSON: say which side is what when one claimed JSON, unless
 	 * the reference failed only because it was cut. */
-	rs = body_state(&rb);
-	cs = body_state(&cb);
-	if ((rb.claims_json || cb.claims_json) && strcmp(rs, cs) != 0 &&
+	rs = body_state(rb);
+	cs = body_state(cb);
+	if ((rb->claims_json || cb->claims_json) && strcmp(rs, cs) != 0 &&
 	    !cut_unparsed(rcut, rs, cs) && !cut_unparsed(ccut, cs, rs)) {
 		rc = diff_add(out, DIFF_BODY, "", 0, DIFF_TYPE, cJSON_CreateString(rs),
 			      cJSON_CreateString(cs));
@@ -1057,24 +1059,25 @@ static int compare_bodies(const struct compare *c, const struct http_response *r
 			goto done;
 	}
 	/* A cut side is compared on its prefix only. */
-	rlen = rb.len;
-	clen = cb.len;
+	rlen = rb->len;
+	clen = cb->len;
 	if (rcut && clen > rlen)
 		clen = rlen;
 	if (ccut && rlen > clen)
 		rlen = clen;
-	if (rb.type == BODY_BINARY || cb.type == BODY_BINARY)
-		rc = compare_binary(rb.data, rlen, cb.data, clen, out);
+	if (rb->type == BODY_BINARY || cb->type == BODY_BINARY)
+		rc = compare_binary(rb->data, rlen, cb->data, clen, out);
 	else
-		rc = compare_text(rb.data, rlen, cb.data, clen, out);
+		rc = compare_text(rb->data, rlen, cb->data, clen, out);
 done:
-	body_clear(&rb);
-	body_clear(&cb);
+	body_shared_clear(&rlocal);
+	body_shared_clear(&clocal);
 	return rc;
 }
 
-int compare_responses(const struct compare *c, const struct http_response *ref,
-		      const struct http_response *cand, struct diff_list *out)
+int compare_responses_shared(const struct compare *c, const struct http_response *ref,
+			     const struct http_response *cand, struct body_shared *ref_body,
+			     struct body_shared *cand_body, struct diff_list *out)
 {
 	if (ref->status != cand->status &&
 	    diff_add(out, DIFF_STATUS, "", 0, DIFF_VALUE, cJSON_CreateNumber(ref->status),
@@ -1082,5 +1085,11 @@ int compare_responses(const struct compare *c, const struct http_response *ref,
 		return -1;
 	if (compare_headers(c, &ref->headers, &cand->headers, out) < 0)
 		return -1;
-	return compare_bodies(c, ref, cand, out);
+	return compare_bodies(c, ref, cand, ref_body, cand_body, out);
+}
+
+int compare_responses(const struct compare *c, const struct http_response *ref,
+		      const struct http_response *cand, struct diff_list *out)
+{
+	return compare_responses_shared(c, ref, cand, NULL, NULL, out);
 }

@@ -10,6 +10,7 @@
 
 #include "http.h"
 
+struct body_shared;
 struct config;
 struct compare;
 
@@ -44,6 +45,14 @@ void compare_free(struct compare *c);
  * by the caller). Returns 0, or -1 on allocation failure. */
 int compare_responses(const struct compare *c, const struct http_response *ref,
 		      const struct http_response *cand, struct diff_list *out);
+
+/* compare_responses, decoding the bodies through ref_body and cand_body
+ * (either may be NULL: decoded for this call only) so that the caller can
+ * reuse what was decoded, or hand in what it already decoded. Bodies that
+ * need no decoding (byte-identical) are left as they are. */
+int compare_responses_shared(const struct compare *c, const struct http_response *ref,
+			     const struct http_response *cand, struct body_shared *ref_body,
+			     struct body_shared *cand_body, struct diff_list *out);
 
 void diff_list_clear(struct diff_list *list);
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "body.h"
 #include "compare.h"
 #include "config.h"
 #include "log.h"
@@ -167,13 +168,16 @@ static void cancel_replays(struct exchange_table *t, struct exchange *x)
 	}
 }
 
-/* Ends x with outcome o: stats, publishing, removal. */
-static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
-		     const struct diff_list *diffs)
+/* Ends x with outcome o: stats, publishing, removal. bodies (NULL, or the
+ * reference's then one per role) are what the comparison decoded, reused
+ * by publishing; the caller clears them. */
+static void conclude_decoded(struct exchange_table *t, struct exchange *x, enum outcome o,
+			     const struct diff_list *diffs, struct body_shared *bodies)
 {
 	stats_exchange_done(x, o, diffs);
 	if (t->deps.publish && o != OUTCOME_SKIPPED && o != OUTCOME_EXPIRED && o != OUTCOME_DROPPED)
-		publish_exchange(t->deps.publish, x, o, diffs);
+		publish_exchange_shared(t->deps.publish, x, o, diffs, bodies ? &bodies[0] : NULL,
+					bodies ? &bodies[1] : NULL);
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s: %s%s%s (%zu differences)",
 			x->endpoint ? x->endpoint : "-", outcome_name(o),
@@ -184,9 +188,17 @@ static void conclude(struct exchange_table *t, struct exchange *x, enum outcome 
 	exchange_free(x);
 }
 
+static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
+		     const struct diff_list *diffs)
+{
+	conclude_decoded(t, x, o, diffs, NULL);
+}
+
 static void finish(struct exchange_table *t, struct exchange *x)
 {
 	struct diff_list diffs = { 0 }, sec = { 0 };
+	/* the reference's body, then one per role: each decoded at most once */
+	struct body_shared bodies[1 + ROLE_COUNT] = { 0 };
 	enum outcome o;
 
 	if (x->skip != SKIP_NONE) {
@@ -197,23 +209,31 @@ static void finish(struct exchange_table *t, struct exchange *x)
 		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL);
 		return;
 	}
-	if (!t->deps.compare || compare_responses(t->deps.compare, &x->reference,
-						  &x->replies[ROLE_CANDIDATE], &diffs) < 0) {
+	if (!t->deps.compare ||
+	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_CANDIDATE], &bodies[0],
+				     &bodies[1 + ROLE_CANDIDATE], &diffs) < 0) {
 		log_msg(LOG_LEVEL_ERROR, x->id, "comparison failed: out of memory");
 		diff_list_clear(&diffs);
+		for (int i = 0; i < 1 + ROLE_COUNT; i++)
+			body_shared_clear(&bodies[i]);
 		conclude(t, x, OUTCOME_DROPPED, NULL);
 		return;
 	}
 	o = diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
 	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
 	if (x->want[ROLE_SECONDARY] && !x->replies[ROLE_SECONDARY].error[0] && t->deps.noise &&
-	    compare_responses(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &sec) == 0) {
+	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &bodies[0],
+				     &bodies[1 + ROLE_SECONDARY], &sec) == 0) {
 		if (noise_mark(t->deps.noise, x->endpoint, &diffs, &sec))
 			o = OUTCOME_NOISE;
 	}
-	conclude(t, x, o, &diffs);
+	/* x and its responses are freed in conclude: the bodies decoded from
+	 * them are cleared after, but no longer read. */
+	conclude_decoded(t, x, o, &diffs, bodies);
 	diff_list_clear(&diffs);
 	diff_list_clear(&sec);
+	for (int i = 0; i < 1 + ROLE_COUNT; i++)
+		body_shared_clear(&bodies[i]);
 }
 
 static void maybe_finish(struct exchange_table *t, struct exchange *x)

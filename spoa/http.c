@@ -17,8 +17,12 @@ static char *dup_mem(const char *s, size_t len, bool lower)
 
 	if (!d)
 		return NULL;
-	for (size_t i = 0; i < len; i++)
-		d[i] = lower ? (char)tolower((unsigned char)s[i]) : s[i];
+	if (lower) {
+		for (size_t i = 0; i < len; i++)
+			d[i] = (char)tolower((unsigned char)s[i]);
+	} else {
+		memcpy(d, s, len);   /* values: every header of every exchange */
+	}
 	d[len] = '\0';
 	return d;
 }

@@ -96,8 +96,8 @@ struct build {
 	const struct exchange *x;
 	enum outcome outcome;
 	const struct diff_list *diffs;
-	struct body bodies[PART_COUNT];
-	bool has_body[PART_COUNT];
+	const struct body *bodies[PART_COUNT];  /* NULL: part not shown */
+	struct body_shared own[PART_COUNT];      /* decoded here, for this message */
 	bool cut;                    /* set by a build that left something out */
 };
 
@@ -471,7 +471,7 @@ static cJSON *make_request(struct build *b, const struct shape *sh)
 	item = sh->headers ? make_headers(b, &x->req_headers) : cJSON_CreateObject();
 	if (!item || !cJSON_AddItemToObject(obj, "headers", item))
 		goto fail_item;
-	item = make_body(b, &b->bodies[PART_REQUEST], sh->body_limit);
+	item = make_body(b, b->bodies[PART_REQUEST], sh->body_limit);
 	if (!item || !cJSON_AddItemToObject(obj, "body", item))
 		goto fail_item;
 	return obj;
@@ -503,7 +503,7 @@ static cJSON *make_response(struct build *b, const struct shape *sh, enum part p
 	item = sh->headers ? make_headers(b, &r->headers) : cJSON_CreateObject();
 	if (!item || !cJSON_AddItemToObject(obj, "headers", item))
 		goto fail_item;
-	item = make_body(b, &b->bodies[part], sh->body_limit);
+	item = make_body(b, b->bodies[part], sh->body_limit);
 	if (!item || !cJSON_AddItemToObject(obj, "body", item))
 		goto fail_item;
 	if (!add_bool(obj, "truncated", r->truncated) || !add_ms(obj, "latency_ms", r->latency_ms))
@@ -707,8 +707,8 @@ static char *build_within(struct build *b, size_t max, size_t *len, bool *cut)
 	sh.body_limit = 0;
 	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) == 1) {
 		for (int i = 0; i < PART_COUNT; i++)
-			if (b->has_body[i])
-				sizes[n++] = body_content_size(&b->bodies[i]);
+			if (b->bodies[i])
+				sizes[n++] = body_content_size(b->bodies[i]);
 		sh.body_limit = water_fill(sizes, n, max - *len);
 		if (sh.body_limit > 0 && sh.body_limit != SIZE_MAX)
 			rc = try_build(b, &sh, stamp, max, &s, len, cut);
@@ -1139,6 +1139,13 @@ static bool policy_selects(struct publish *p, enum outcome o)
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
 		      const struct diff_list *diffs)
 {
+	publish_exchange_shared(p, x, o, diffs, NULL, NULL);
+}
+
+void publish_exchange_shared(struct publish *p, const struct exchange *x, enum outcome o,
+			     const struct diff_list *diffs, struct body_shared *reference,
+			     struct body_shared *replies)
+{
 	const struct config *cfg = p->cfg;
 	struct build b = { .p = p, .x = x, .outcome = o, .diffs = diffs };
 	struct http_response req = { 0 };
@@ -1153,18 +1160,16 @@ void publish_exchange(struct publish *p, const struct exchange *x, enum outcome 
 	req.headers = x->req_headers;
 	req.body = x->req_body;
 	req.body_len = x->req_body_len;
-	body_decode(&req, cfg->max_decompressed, cfg->max_depth, &b.bodies[PART_REQUEST]);
-	b.has_body[PART_REQUEST] = true;
-	if (x->have_reference && !x->reference.error[0]) {
-		body_decode(&x->reference, cfg->max_decompressed, cfg->max_depth, &b.bodies[PART_REFERENCE]);
-		b.has_body[PART_REFERENCE] = true;
-	}
+	b.bodies[PART_REQUEST] = body_shared_get(&b.own[PART_REQUEST], &req, cfg->max_decompressed,
+						 cfg->max_depth);
+	if (x->have_reference && !x->reference.error[0])
+		b.bodies[PART_REFERENCE] = body_shared_get(reference ? reference : &b.own[PART_REFERENCE],
+							   &x->reference, cfg->max_decompressed, cfg->max_depth);
 	for (int r = 0; r < ROLE_COUNT; r++) {
-		if (x->have[r] && !x->replies[r].error[0] && (r == ROLE_CANDIDATE || x->want[r])) {
-			body_decode(&x->replies[r], cfg->max_decompressed, cfg->max_depth,
-				    &b.bodies[PART_CANDIDATE + r]);
-			b.has_body[PART_CANDIDATE + r] = true;
-		}
+		if (x->have[r] && !x->replies[r].error[0] && (r == ROLE_CANDIDATE || x->want[r]))
+			b.bodies[PART_CANDIDATE + r] =
+				body_shared_get(replies ? &replies[r] : &b.own[PART_CANDIDATE + r],
+						&x->replies[r], cfg->max_decompressed, cfg->max_depth);
 	}
 
 	msg = build_within(&b, max, &len, &cut);
@@ -1188,8 +1193,7 @@ void publish_exchange(struct publish *p, const struct exchange *x, enum outcome 
 	free(msg);
 out:
 	for (int i = 0; i < PART_COUNT; i++)
-		if (b.has_body[i])
-			body_clear(&b.bodies[i]);
+		body_shared_clear(&b.own[i]);
 }
 
 void publish_reopen(struct publish *p)

@@ -8,6 +8,7 @@
 #include "compare.h"
 #include "exchange.h"
 
+struct body_shared;
 struct config;
 struct publish;
 
@@ -18,6 +19,14 @@ struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char
  * Counts published / dropped; never blocks. */
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
 		      const struct diff_list *diffs);
+
+/* publish_exchange, taking the bodies of x's reference and replies from
+ * reference and replies[ROLE_COUNT] (decoded there when not yet, e.g. by
+ * compare_responses_shared; they stay the caller's to clear). Either may
+ * be NULL: decoded for this call only. */
+void publish_exchange_shared(struct publish *p, const struct exchange *x, enum outcome o,
+			     const struct diff_list *diffs, struct body_shared *reference,
+			     struct body_shared *replies);
 
 /* Reopens a file sink (SIGHUP). */
 void publish_reopen(struct publish *p);

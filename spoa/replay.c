@@ -40,6 +40,7 @@ struct replay_sock {
 	ev_io io;                    /* first: the callback casts back */
 	struct replay *r;
 	curl_socket_t fd;
+	int events;                  /* EV_READ | EV_WRITE the watcher waits for */
 	struct replay_sock *prev, *next;
 };
 
@@ -288,10 +289,16 @@ static int on_curl_socket(CURL *easy, curl_socket_t fd, int what, void *userp, v
 		events |= EV_READ;
 	if (what & CURL_POLL_OUT)
 		events |= EV_WRITE;
-	/* Re-set even when unchanged: the fd number may have been reused by a
-	 * new connection, and ev_io_set makes libev re-arm it. */
+	/* curl calls back on every transfer that uses the socket, mostly with
+	 * the same events: re-arming each time costs an epoll_ctl. The fd of a
+	 * replay_sock never changes (curl removes a socket before closing it,
+	 * and a reused number gets a new replay_sock, so libev re-registers
+	 * it), hence only a change of events needs a re-arm. */
+	if (events == s->events && ev_is_active(&s->io) == (events != 0))
+		return 0;
 	ev_io_stop(r->loop, &s->io);
 	ev_io_set(&s->io, fd, events);
+	s->events = events;
 	if (events)
 		ev_io_start(r->loop, &s->io);
 	return 0;

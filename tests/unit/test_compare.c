@@ -11,6 +11,7 @@
 
 #include <zlib.h>
 
+#include "body.h"
 #include "compare.h"
 #include "config.h"
 #include "http.h"
@@ -1017,6 +1018,48 @@ static void test_many_differences_are_capped(void **state)
 	free(b);
 }
 
+static void test_shared_bodies_are_decoded_once_and_kept(void **state)
+{
+	struct config cfg;
+	struct http_response ref, cand;
+	struct body_shared rb = { 0 }, cb = { 0 };
+	struct diff_list out = { 0 };
+	struct compare *c;
+	char err[256] = "";
+	const struct body *again;
+
+	config_defaults(&cfg);
+	c = compare_new(&cfg, err, sizeof(err));
+	assert_non_null(c);
+	resp_json(&ref, "{\"a\":1}");
+	resp_json(&cand, "{\"a\":2}");
+	assert_int_equal(compare_responses_shared(c, &ref, &cand, &rb, &cb, &out), 0);
+	assert_int_equal(out.count, 1);
+	assert_true(rb.decoded && cb.decoded);
+	assert_int_equal(rb.body.type, BODY_JSON);
+	assert_int_equal(cb.body.type, BODY_JSON);
+	/* a later user (publish) gets the same parse, not a new one */
+	again = body_shared_get(&cb, &cand, cfg.max_decompressed, cfg.max_depth);
+	assert_ptr_equal(again, &cb.body);
+	assert_ptr_equal(again->json, cb.body.json);
+	diff_list_clear(&out);
+	body_shared_clear(&rb);
+	body_shared_clear(&cb);
+	assert_false(rb.decoded);
+
+	/* byte-identical bodies need no decoding: none is done */
+	http_response_clear(&cand);
+	resp_json(&cand, "{\"a\":1}");
+	assert_int_equal(compare_responses_shared(c, &ref, &cand, &rb, &cb, &out), 0);
+	assert_int_equal(out.count, 0);
+	assert_false(rb.decoded || cb.decoded);
+	diff_list_clear(&out);
+	http_response_clear(&ref);
+	http_response_clear(&cand);
+	compare_free(c);
+	config_clear(&cfg);
+}
+
 static void test_names_of_where_and_kind(void **state)
 {
 	assert_string_equal(diff_where_name(DIFF_STATUS), "status");
@@ -1064,6 +1107,7 @@ int main(void)
 		cmocka_unit_test(test_double_star_rule_ignores_the_whole_body),
 		cmocka_unit_test(test_many_differences_are_capped),
 		cmocka_unit_test(test_names_of_where_and_kind),
+		cmocka_unit_test(test_shared_bodies_are_decoded_once_and_kept),
 	};
 	size_t ncases = sizeof(json_cases) / sizeof(json_cases[0]);
 	size_t nfixed = sizeof(fixed) / sizeof(fixed[0]);
