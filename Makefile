@@ -51,13 +51,20 @@ all: $(PROGS)
 
 # Objects depend on the flags they were built with, so switching between a
 # sanitizer build (make test) and a plain one rebuilds everything.
+# DEPS_FORMAT changes when the dependency files do, to rebuild old trees.
+DEPS_FORMAT := 2
 $(BUILD)/.flags: FORCE
 	@mkdir -p $(BUILD)
-	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS) deps-$(DEPS_FORMAT)' | cmp -s - $@ || \
+	  echo '$(CC) $(CFLAGS) $(LDFLAGS) deps-$(DEPS_FORMAT)' > $@
 
+# The dependency file names the object both relative and absolute: a build
+# directory reached both ways (BUILD=build, BUILD=$$PWD/build) must still see
+# header changes.
 $(BUILD)/obj/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ispoa -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ispoa -MMD -MP -MT $(abspath $@) \
+	  -MT $(patsubst $(CURDIR)/%,%,$(abspath $@)) -c $< -o $@
 
 $(BUILD)/libmiffy.a: $(LIB_OBJS)
 	@rm -f $@
