@@ -50,7 +50,9 @@ static const char usage[] =
 "  replay:   candidate, secondary, preserve_host [false],\n"
 "            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
 "            connect_timeout [1], timeout [5], max_concurrent [1000],\n"
-"            max_body [1048576], max_host_connections [64], ca_file, insecure [false]\n"
+"            max_body [1048576], max_host_connections [64], ca_file, insecure [false],\n"
+"            replay_engine [auto] (auto: built-in HTTP/1.1 client for http:// to an\n"
+"            IP address or localhost, libcurl otherwise; curl: libcurl always)\n"
 "  compare:  ignore_headers [date server age content-length transfer-encoding\n"
 "            connection keep-alive via etag last-modified expires set-cookie\n"
 "            x-request-id], ignore_paths [{}], unordered_paths [{}],\n"
@@ -163,6 +165,17 @@ static int validate_policy(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+static int validate_engine(cfg_t *cfg, cfg_opt_t *opt)
+{
+	const char *s = cfg_opt_getnstr(opt, 0);
+
+	if (!s || (strcmp(s, "auto") != 0 && strcmp(s, "curl") != 0)) {
+		cfg_error(cfg, "replay_engine must be auto or curl");
+		return -1;
+	}
+	return 0;
+}
+
 static int check_sink(const char *s, char *err, size_t errlen)
 {
 	if (strcmp(s, "kafka") == 0 || strcmp(s, "stdout") == 0)
@@ -255,6 +268,7 @@ static cfg_opt_t options[] = {
 	CFG_STR("ca_file", NULL, CFGF_NONE),
 	CFG_BOOL("insecure", cfg_false, CFGF_NONE),
 	CFG_INT("max_host_connections", 64, CFGF_NONE),
+	CFG_STR("replay_engine", "auto", CFGF_NONE),
 	CFG_STR_LIST("ignore_headers", default_ignore_headers, CFGF_NONE),
 	CFG_STR_LIST("ignore_paths", empty_list, CFGF_NONE),
 	CFG_STR_LIST("unordered_paths", empty_list, CFGF_NONE),
@@ -306,6 +320,7 @@ static void set_validators(cfg_t *c)
 	cfg_set_validate_func(c, "max_frame_size", validate_frame_size);
 	cfg_set_validate_func(c, "log_level", validate_level);
 	cfg_set_validate_func(c, "publish", validate_policy);
+	cfg_set_validate_func(c, "replay_engine", validate_engine);
 	cfg_set_validate_func(c, "sink", validate_sink);
 	cfg_set_validate_func(c, "listen", validate_addr);
 	cfg_set_validate_func(c, "admin", validate_addr);
@@ -376,6 +391,7 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	cfg->max_concurrent = (unsigned)cfg_getint(c, "max_concurrent");
 	cfg->max_body = (size_t)cfg_getint(c, "max_body");
 	cfg->ca_file = dup_opt(c, "ca_file");
+	cfg->replay_engine = dup_opt(c, "replay_engine");
 	cfg->insecure = cfg_getbool(c, "insecure");
 	cfg->max_host_connections = (unsigned)cfg_getint(c, "max_host_connections");
 	cfg->ignore_order = cfg_getbool(c, "ignore_order");
@@ -593,6 +609,7 @@ void config_free(struct config *cfg)
 	free(cfg->secondary);
 	free(cfg->marker_header);
 	free(cfg->ca_file);
+	free(cfg->replay_engine);
 	free(cfg->sink);
 	free(cfg->kafka_brokers);
 	free(cfg->topic);

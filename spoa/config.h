@@ -43,6 +43,7 @@ struct config {
 	char *ca_file;               /* or NULL */
 	bool insecure;               /* skip TLS verification */
 	unsigned max_host_connections; /* per candidate host, 64 */
+	char *replay_engine;         /* "auto" (native HTTP/1.1 where possible) | "curl"; NULL = auto */
 
 	/* compare */
 	struct str_list ignore_headers;   /* default list of DESIGN.md */

@@ -56,13 +56,23 @@ static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct app *app = w->data;
 	size_t left = exchange_table_count(app->table);
+	size_t conns = agent_connection_count(app->agent);
 
 	(void)revents;
-	if (left && ev_now(loop) < app->drain_deadline)
+	/* HAProxy must stop sending before we hang up: closing a connection
+	 * with an event in flight can leave HAProxy 2.6's stream waiting with no
+	 * timer (the client hangs). With the listener closed, its health check
+	 * marks the agent down and, with "on-marked-down shutdown-sessions",
+	 * HAProxy closes its connections itself; until then we keep ACKing. */
+	if ((left || conns) && ev_now(loop) < app->drain_deadline)
 		return;
 	if (left)
 		log_warn("drain timeout (%.1fs): %zu exchanges still in flight, counted as skipped/shutdown",
 			 app->cfg.drain_timeout, left);
+	if (conns)
+		log_warn("drain timeout (%.1fs): HAProxy still holds %zu connections, closing them "
+			 "(is on-marked-down shutdown-sessions set on the agent server?)",
+			 app->cfg.drain_timeout, conns);
 	ev_timer_stop(loop, w);
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -78,8 +88,10 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	app->draining = true;
-	log_info("signal %d: no new HAProxy connections; draining %zu in-flight exchanges (up to %.1fs)",
-		 w->signum, exchange_table_count(app->table), app->cfg.drain_timeout);
+	log_info("signal %d: no new HAProxy connections; draining %zu in-flight exchanges and "
+		 "waiting for HAProxy to close its %zu connections (up to %.1fs)", w->signum,
+		 exchange_table_count(app->table), agent_connection_count(app->agent),
+		 app->cfg.drain_timeout);
 	agent_stop_accepting(app->agent);
 	app->drain_deadline = ev_now(loop) + app->cfg.drain_timeout;
 	ev_timer_init(&app->drain, on_drain, 0., DRAIN_POLL_SECONDS);

@@ -8,6 +8,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "h1.h"
 #include "stats.h"
 
 /* Idle easy handles kept for reuse; connections themselves live in the multi
@@ -34,6 +35,9 @@
 struct target {
 	char *url;                   /* normalised, no trailing '/': connects */
 	char *prefix;                /* base path without trailing '/', may be "" */
+	/* the native engine, for http:// to an address literal (or NULL) */
+	struct h1_pool *h1;
+	char *host;                  /* Host header value: "127.0.0.1:8080" */
 };
 
 struct replay_sock {
@@ -46,7 +50,8 @@ struct replay_sock {
 
 struct replay_xfer {
 	struct replay *r;
-	CURL *easy;
+	CURL *easy;                  /* curl engine, else: */
+	struct h1_req *h1;           /* native engine, NULL once it called back */
 	enum replay_role role;
 	replay_done_fn done;
 	void *arg;
@@ -96,10 +101,54 @@ static const char *const role_values[ROLE_COUNT] = { "candidate", "secondary" };
 
 static void target_clear(struct target *t)
 {
+	h1_pool_free(t->h1);
+	free(t->host);
 	free(t->url);
 	free(t->prefix);
+	t->h1 = NULL;
+	t->host = NULL;
 	t->url = NULL;
 	t->prefix = NULL;
+}
+
+/* Sets up the native engine for t when the URL allows it: plain http, no
+ * user info, a host that needs no DNS (the loop must never wait for a
+ * resolver). Returns 0 (t->h1 may still be NULL: curl serves t), -1 on
+ * allocation failure. */
+static int target_init_native(struct target *t, struct ev_loop *loop, CURLU *u, const char *scheme,
+			      const char *host, const struct h1_limits *lim)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen = 0;
+	char *port = NULL, *user = NULL;
+	unsigned long portnum;
+	int ret = -1;
+
+	if (strcasecmp(scheme, "http") != 0)
+		return 0;
+	if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK) {
+		curl_free(user);
+		return 0;
+	}
+	if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK)
+		return 0;
+	portnum = strtoul(port, NULL, 10);
+	if (h1_literal_addr(host, (unsigned)portnum, &ss, &sslen) < 0) {
+		ret = 0;
+		goto out;
+	}
+	/* like curl: the port is left out of Host when it is the default */
+	if (portnum == 80 ? asprintf(&t->host, "%s", host) < 0 : asprintf(&t->host, "%s:%lu", host, portnum) < 0) {
+		t->host = NULL;
+		goto out;
+	}
+	t->h1 = h1_pool_new(loop, (struct sockaddr *)&ss, sslen, t->host, lim);
+	if (!t->h1)
+		goto out;
+	ret = 0;
+out:
+	curl_free(port);
+	return ret;
 }
 
 static void strip_trailing_slashes(char *s)
@@ -112,7 +161,8 @@ static void strip_trailing_slashes(char *s)
 
 /* Checks that url is an http(s) URL with a host and no query or fragment,
  * and splits it into what to connect to and the base path prefix. */
-static int target_init(struct target *t, const char *what, const char *url, char *err, size_t errlen)
+static int target_init(struct target *t, const char *what, const char *url, struct ev_loop *loop,
+		       const struct h1_limits *native, char *err, size_t errlen)
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL, *frag = NULL;
@@ -158,6 +208,11 @@ static int target_init(struct target *t, const char *what, const char *url, char
 		goto out;
 	}
 	strip_trailing_slashes(t->prefix);
+	if (native && target_init_native(t, loop, u, scheme, host, native) < 0) {
+		snprintf(err, errlen, "%s URL: out of memory", what);
+		target_clear(t);
+		goto out;
+	}
 	ret = 0;
 out:
 	curl_free(frag);
@@ -486,8 +541,12 @@ static CURL *pool_get(struct replay *r)
  * moved out or be freed here. */
 static void xfer_release(struct replay *r, struct replay_xfer *xf)
 {
-	curl_multi_remove_handle(r->multi, xf->easy);
-	pool_put(r, xf->easy);
+	if (xf->easy) {
+		curl_multi_remove_handle(r->multi, xf->easy);
+		pool_put(r, xf->easy);
+	} else if (xf->h1) {
+		h1_cancel(xf->h1);
+	}
 	if (xf->prev)
 		xf->prev->next = xf->next;
 	else
@@ -700,6 +759,134 @@ static int set_options(struct replay *r, struct replay_xfer *xf, const struct ex
 	return bad ? -1 : 0;
 }
 
+/* ---- the native engine ------------------------------------------------------ */
+
+static bool forwarded_header(const struct replay *r, const struct header_list *h, const struct header *hd)
+{
+	/* a header that could not go on one line is dropped, never split */
+	return !skip_request_header(r, h, hd->name) && is_token(hd->name) && safe_value(hd->value);
+}
+
+static char *put(char *p, const char *s, size_t len)
+{
+	memcpy(p, s, len);
+	return p + len;
+}
+
+static char *put_header(char *p, const char *name, const char *value)
+{
+	p = put(p, name, strlen(name));
+	/* an empty value goes as "name:", as curl sends it */
+	if (*value) {
+		p = put(p, ": ", 2);
+		p = put(p, value, strlen(value));
+	} else {
+		*p++ = ':';
+	}
+	return put(p, "\r\n", 2);
+}
+
+/* The request head the curl engine would send, built in one buffer: request
+ * line, Host, the client's end-to-end headers in order, the marker, and
+ * Content-Length when there is a body (or the method defines one). */
+static char *build_head(const struct replay *r, enum replay_role role, const struct exchange *x,
+			bool send_length, size_t *len)
+{
+	const struct target *t = &r->targets[role];
+	const struct header_list *h = &x->req_headers;
+	const char *host = http_headers_get(h, "host");
+	size_t plen = strlen(x->path), qlen = x->query ? strlen(x->query) : 0;
+	size_t cap, prefix_len = strlen(t->prefix);
+	char *head, *p;
+
+	if (!(r->preserve_host && host && safe_value(host)))
+		host = t->host;
+	cap = strlen(x->method) + 1 + prefix_len + 3 * (plen + qlen) + 2 + sizeof(" HTTP/1.1\r\n") +
+	      sizeof("Host: \r\n") + strlen(host) + sizeof("Content-Length: 18446744073709551615\r\n") + 2;
+	for (size_t i = 0; i < h->count; i++)
+		cap += strlen(h->items[i].name) + strlen(h->items[i].value) + 4;
+	if (r->marker)
+		cap += strlen(r->marker) + strlen(role_values[role]) + 4;
+	head = malloc(cap);
+	if (!head)
+		return NULL;
+	p = put(head, x->method, strlen(x->method));
+	*p++ = ' ';
+	p = put(p, t->prefix, prefix_len);
+	p = append_target(p, x->path, plen);
+	if (x->query) {
+		*p++ = '?';
+		p = append_target(p, x->query, qlen);
+	}
+	p = put(p, " HTTP/1.1\r\n", 11);
+	p = put_header(p, "Host", host);
+	for (size_t i = 0; i < h->count; i++)
+		if (forwarded_header(r, h, &h->items[i]))
+			p = put_header(p, h->items[i].name, h->items[i].value);
+	if (r->marker)
+		p = put_header(p, r->marker, role_values[role]);
+	if (send_length)
+		p += sprintf(p, "Content-Length: %zu\r\n", x->req_body_len);
+	p = put(p, "\r\n", 2);
+	*len = (size_t)(p - head);
+	return head;
+}
+
+static bool method_is(const char *m, const char *const *list)
+{
+	for (; *list; list++)
+		if (strcmp(m, *list) == 0)
+			return true;
+	return false;
+}
+
+static void native_done(void *arg, struct http_response *resp)
+{
+	struct replay_xfer *xf = arg;
+	struct replay *r = xf->r;
+	replay_done_fn done = xf->done;
+	void *done_arg = xf->arg;
+	enum replay_role role = xf->role;
+
+	xf->h1 = NULL;
+	resp->latency_ms = (ev_time() - xf->t_start) * 1000.0;
+	if (resp->error[0])
+		stats_candidate_error(role, resp->error);
+	xfer_release(r, xf);
+	done(done_arg, role, resp);
+}
+
+static int native_start(struct replay *r, struct replay_xfer *xf, const struct exchange *x)
+{
+	static const char *const with_body[] = { "POST", "PUT", "PATCH", NULL };
+	static const char *const idempotent[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL };
+	bool is_head = strcmp(x->method, "HEAD") == 0;
+	bool send_body = !is_head && (x->req_body_len > 0 || http_headers_get(&x->req_headers, "content-length") ||
+				      http_headers_get(&x->req_headers, "transfer-encoding") ||
+				      method_is(x->method, with_body));
+	unsigned flags = (is_head ? H1_HEAD : 0) | (method_is(x->method, idempotent) ? H1_IDEMPOTENT : 0);
+	uint8_t *body = NULL;
+	size_t head_len;
+	char *head;
+
+	if (send_body && x->req_body_len > 0) {
+		body = malloc(x->req_body_len);
+		if (!body)
+			return -1;
+		memcpy(body, x->req_body, x->req_body_len);
+	}
+	head = build_head(r, xf->role, x, send_body, &head_len);
+	if (!head) {
+		free(body);
+		return -1;
+	}
+	xf->t_start = ev_time();
+	/* h1_start owns head and body from here, and never calls back inside */
+	xf->h1 = h1_start(r->targets[xf->role].h1, head, head_len, body, send_body ? x->req_body_len : 0,
+			  flags, xf->t_start, native_done, xf);
+	return xf->h1 ? 0 : -1;
+}
+
 int replay_start(struct replay *r, enum replay_role role, const struct exchange *x,
 		 replay_done_fn done, void *arg, struct replay_xfer **xfer)
 {
@@ -722,6 +909,13 @@ int replay_start(struct replay *r, enum replay_role role, const struct exchange 
 	xf->role = role;
 	xf->done = done;
 	xf->arg = arg;
+	if (r->targets[role].h1) {
+		if (native_start(r, xf, x) < 0) {
+			free(xf);
+			return -2;
+		}
+		goto started;
+	}
 	if (x->req_body_len > 0) {
 		xf->body = malloc(x->req_body_len);
 		if (!xf->body)
@@ -740,6 +934,7 @@ int replay_start(struct replay *r, enum replay_role role, const struct exchange 
 	if (curl_multi_add_handle(r->multi, xf->easy) != CURLM_OK)
 		goto fail;
 
+started:
 	xf->next = r->xfers;
 	if (r->xfers)
 		r->xfers->prev = xf;
@@ -794,9 +989,21 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 	struct replay *r;
 	const char *marker = cfg->marker_header ? cfg->marker_header : "X-Miffy-Role";
 	long host_conns = cfg->max_host_connections ? (long)cfg->max_host_connections : 64;
+	const char *engine = cfg->replay_engine ? cfg->replay_engine : "auto";
+	struct h1_limits lim = {
+		.connect_timeout = seconds_to_ms(cfg->connect_timeout) / 1000.0,
+		.timeout = seconds_to_ms(cfg->timeout) / 1000.0,
+		.max_body = cfg->max_body,
+		.max_conns = (unsigned)host_conns,
+	};
+	const struct h1_limits *native = strcmp(engine, "auto") == 0 ? &lim : NULL;
 
 	if (!cfg->candidate || !*cfg->candidate) {
 		snprintf(err, errlen, "no candidate URL");
+		return NULL;
+	}
+	if (strcmp(engine, "auto") != 0 && strcmp(engine, "curl") != 0) {
+		snprintf(err, errlen, "replay_engine \"%s\" is not \"auto\" or \"curl\"", engine);
 		return NULL;
 	}
 	if (*marker && !is_token(marker)) {
@@ -813,11 +1020,11 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		goto fail_global;
 	}
 	r->loop = loop;
-	if (target_init(&r->targets[ROLE_CANDIDATE], "candidate", cfg->candidate, err, errlen) < 0)
+	if (target_init(&r->targets[ROLE_CANDIDATE], "candidate", cfg->candidate, loop, native, err, errlen) < 0)
 		goto fail_r;
 	r->have[ROLE_CANDIDATE] = true;
 	if (cfg->secondary && *cfg->secondary) {
-		if (target_init(&r->targets[ROLE_SECONDARY], "secondary", cfg->secondary, err, errlen) < 0)
+		if (target_init(&r->targets[ROLE_SECONDARY], "secondary", cfg->secondary, loop, native, err, errlen) < 0)
 			goto fail_targets;
 		r->have[ROLE_SECONDARY] = true;
 	}

@@ -1,5 +1,6 @@
-/* Replays requests to the candidate and the secondary: libcurl multi driven
- * by the agent's libev loop. */
+/* Replays requests to the candidate and the secondary on the agent's libev
+ * loop: a built-in HTTP/1.1 client (h1.c) for http:// targets given by an
+ * address literal, libcurl multi for the rest (config replay_engine). */
 #ifndef MIFFY_REPLAY_H
 #define MIFFY_REPLAY_H
 
@@ -18,7 +19,8 @@ struct replay_xfer;
 typedef void (*replay_done_fn)(void *arg, enum replay_role role, struct http_response *resp);
 
 /* Creates the replayer for cfg->candidate and cfg->secondary. Returns NULL
- * with a message in err on a bad URL or a libcurl failure. */
+ * with a message in err on a bad URL, a bad cfg->replay_engine or a libcurl
+ * failure. */
 struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
 
 /* Cancels all transfers (no callbacks) and frees everything. */

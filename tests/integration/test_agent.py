@@ -390,6 +390,8 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(stack):
     p = sp.Peer(m.port)
     p.handshake()
     send_and_ack(p, [sp.req_message("drain-1"), sp.res_message("drain-1")])
+    # HAProxy closes its connections once its check sees the agent gone.
+    p.close()
     t = time.perf_counter()
     m.proc.signal(signal.SIGTERM)
     time.sleep(0.1)
@@ -415,6 +417,8 @@ def test_drain_is_bounded_by_drain_timeout(stack):
     assert m.proc.popen.wait(timeout=10) == 0
     assert time.perf_counter() - t < 3
     assert "drain timeout" in m.log()
+    # The peer never closed: after the bound the agent hangs up on it.
+    assert "HAProxy still holds 1 connections" in m.log()
     assert '"shutdown":1' in m.log()
 
 

@@ -62,6 +62,7 @@ class Load:
                 if self.ok + len(self.errors) >= self.max_requests:
                     return
             i += 1
+            started = time.time()
             try:
                 status, _, body = http_get(self.port, f"{self.path}/{n}/{i}", timeout=10)
                 good = status == 200 and (self.expect_body is None or json.loads(body) == self.expect_body)
@@ -69,10 +70,10 @@ class Load:
                     if good:
                         self.ok += 1
                     else:
-                        self.errors.append((status, body[:100]))
+                        self.errors.append((status, body[:100], started))
             except Exception as e:  # noqa: BLE001 - any client failure is the finding
                 with self.lock:
-                    self.errors.append(repr(e))
+                    self.errors.append((repr(e), started))
             time.sleep(0.002)
 
     def count(self):
@@ -121,7 +122,7 @@ def test_agent_killed_and_restarted_under_load(stack):
     agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port)
     hap = stack.haproxy(reference=ref, agent=agent)
     wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
-    load = Load(hap.port, expect_body=json.loads(BODY))
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4)
     wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
     before = stats(agent)
 
@@ -144,11 +145,50 @@ def test_agent_killed_and_restarted_under_load(stack):
                 "notify_after_restart": after["spop"]["notify"],
                 "client_requests_before_restart": served_while_down,
                 "seconds_kill_to_up": round(t_up - t_kill, 2)})
+    # A crash (SIGKILL) with a miffy-res event on the wire can leave that
+    # request's stream in HAProxy 2.6.12 waiting with no timer at all: the
+    # client waits for its own timeout (docs/hardening.md, "Known HAProxy 2.6
+    # limitation"). Graceful stops never do (test below). So: only timeouts
+    # of requests already in flight at the kill are tolerated, at most one per
+    # client thread; every other request must succeed.
+    stranded = [e for e in load.errors
+                if "timed out" in str(e[0]) and t_kill - 1.0 <= e[-1] <= t_kill + 0.5]
+    other = [e for e in load.errors if e not in stranded]
+    fig["stranded_at_kill"] = len(stranded)
     record_figure("agent_killed_restarted", fig)
-    assert fig["errors"] == 0, load.errors[:5]
+    assert not other, other[:5]
+    assert len(stranded) <= len(load.threads), stranded
     assert after["spop"]["ack"] == after["spop"]["notify"] > 0
     assert after["anomalies"]["orphan_response"] <= 2   # a request sent just before the kill
     assert again.stop() == 0
+
+
+def test_agent_stopped_gracefully_under_load_strands_no_request(stack):
+    """SIGTERM: the agent closes its listener, keeps ACKing, and waits for
+    HAProxy's check to mark it down and close its connections before it
+    exits: no event is ever cut in flight, no client waits."""
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    port = free_port()
+    agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port)
+    hap = stack.haproxy(reference=ref, agent=agent)
+    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4)
+    exits = []
+    for round_ in range(3):
+        wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+        t = time.time()
+        agent.proc.signal(signal.SIGTERM)
+        exits.append((agent.proc.popen.wait(timeout=15), round(time.time() - t, 2)))
+        load.wait_more(20, timeout=30)
+        agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port, name=f"miffy-r{round_}")
+        wait_for(lambda: hap_agent_status(hap) == "UP", 15, what="agent UP again")
+    load.wait_more(50, timeout=30)
+    fig = load.stop()
+    fig["exits"] = exits
+    record_figure("agent_graceful_restarts", fig)
+    assert fig["errors"] == 0, load.errors[:5]
+    assert all(rc == 0 and took < 6 for rc, took in exits), exits
 
 
 # --- HAProxy reloads ---------------------------------------------------------------
@@ -189,7 +229,7 @@ def test_haproxy_reload_under_load_keeps_the_agent_working(stack, takeover):
                  what=f"exchanges through the new HAProxy (reload {i + 1})")
     after = stats(agent)
     fig = load.stop()
-    resets = [e for e in load.errors if isinstance(e, str) and e.startswith(RESET_ERRORS)]
+    resets = [e for e in load.errors if str(e[0]).startswith(RESET_ERRORS)]
     fig.update({"takeover": takeover, "resets": len(resets), "reloads": len(reloads),
                 "old_process_exit_s": reloads,
                 "equal_before": before["outcomes"]["equal"], "equal_after": after["outcomes"]["equal"],

@@ -106,8 +106,9 @@ CLIENT_END_TO_END = [["user-agent", "shadow-test/1"], ["accept", "application/js
                      ["authorization", "Bearer t0k"], ["x-empty", ""]]
 
 
-def test_candidate_receives_exactly_what_the_client_sent(stack):
-    ref, cand, agent, hap = shadow_stack(stack)
+@pytest.mark.parametrize("engine", ["auto", "curl"])
+def test_candidate_receives_exactly_what_the_client_sent(stack, engine):
+    ref, cand, agent, hap = shadow_stack(stack, args=["-o", f"replay_engine={engine}"])
     answer = raw_exchange(hap.port, CLIENT_REQUEST)
     assert answer.startswith(b"HTTP/1.1 200")
 
@@ -198,6 +199,7 @@ def test_cut_request_body_is_not_replayed(stack):
 
 # ---- candidate failures ------------------------------------------------------
 
+@pytest.mark.parametrize("engine", ["auto", "curl"])
 @pytest.mark.parametrize("mode,reason", [
     ("down", "connect"),
     ("slow", "timeout"),
@@ -205,11 +207,11 @@ def test_cut_request_body_is_not_replayed(stack):
     ("garbage", "malformed"),
     ("close", "reset"),
 ])
-def test_failing_candidate_is_a_counted_error_and_clients_do_not_notice(stack, mode, reason):
+def test_failing_candidate_is_a_counted_error_and_clients_do_not_notice(stack, mode, reason, engine):
     down_url = f"http://127.0.0.1:{free_port()}" if mode == "down" else None
     ref, cand, agent, hap = shadow_stack(stack, mode="echo" if mode == "down" else mode,
                                          delay_ms=3000, candidate_url=down_url,
-                                         args=["-o", "timeout=0.5"])
+                                         args=["-o", "timeout=0.5", "-o", f"replay_engine={engine}"])
     n = 5
     for i in range(n):
         t0 = time.time()
@@ -256,8 +258,13 @@ def test_https_candidate_is_verified_unless_told_otherwise(stack, trust, reason)
 
 # ---- connections, limits, memory ---------------------------------------------
 
-def test_keep_alive_replays_share_a_handful_of_connections(stack):
-    ref, cand, agent, hap = shadow_stack(stack)
+@pytest.mark.parametrize("engine", ["auto", "curl"])
+def test_keep_alive_replays_share_a_handful_of_connections(stack, engine):
+    # The pool is capped: with the default (64) a pause of the Python
+    # candidate lets replays pile up and open up to 64 connections, legitimately,
+    # which made a bound on the natural count flaky once the agent is fast.
+    ref, cand, agent, hap = shadow_stack(stack, args=["-o", f"replay_engine={engine}",
+                                                      "-o", "max_host_connections=8"])
     n, clients = 1000, 4
 
     def client(k):
@@ -272,7 +279,7 @@ def test_keep_alive_replays_share_a_handful_of_connections(stack):
     wait_for(lambda: cand.stats()["requests"] >= n, 30, what="1000 replays")
     conns = {r["conn"] for r in cand.requests()}
     print(f"\n{n} replays reached the candidate over {len(conns)} connections")
-    assert len(conns) <= 12
+    assert len(conns) <= 8
 
 
 def test_concurrency_cap_sheds_and_counts(stack):

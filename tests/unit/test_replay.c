@@ -1,5 +1,6 @@
-/* replay: real libcurl transfers on a real libev loop, against tiny HTTP
- * servers that run on the same loop. */
+/* replay: real transfers on a real libev loop, against tiny HTTP servers that
+ * run on the same loop. Every test runs with both engines: the native
+ * HTTP/1.1 client ("auto" picks it for http://127.0.0.1) and libcurl. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -29,6 +30,8 @@ enum srv_mode {
 	SRV_GARBAGE,       /* answer srv->response to the first bytes, close */
 	SRV_RESET,         /* on a complete request: RST */
 	SRV_CLOSE,         /* on a complete request: FIN without an answer */
+	SRV_TRICKLE,       /* like RESPOND, one byte per write */
+	SRV_ONE_SHOT,      /* like RESPOND, then close once the answer is out */
 	SRV_MODE_COUNT
 };
 
@@ -87,7 +90,9 @@ static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct srv_conn *c = w->data;
 	struct server *srv = c->srv;
-	ssize_t n = send(c->fd, srv->response + c->out_off, srv->response_len - c->out_off, MSG_NOSIGNAL);
+	size_t len = srv->response_len - c->out_off;
+	ssize_t n = send(c->fd, srv->response + c->out_off, srv->mode == SRV_TRICKLE && len > 1 ? 1 : len,
+			 MSG_NOSIGNAL);
 
 	if (n < 0) {
 		if (errno != EAGAIN)
@@ -98,6 +103,8 @@ static void conn_on_write(struct ev_loop *loop, ev_io *w, int revents)
 	if (c->out_off == srv->response_len) {
 		ev_io_stop(loop, &c->wio);
 		c->writing = false;
+		if (srv->mode == SRV_ONE_SHOT)
+			conn_close(c, false);
 	}
 }
 
@@ -161,6 +168,8 @@ static void conn_on_read(struct ev_loop *loop, ev_io *w, int revents)
 		c->in_len -= len;
 		switch (srv->mode) {
 		case SRV_RESPOND:
+		case SRV_TRICKLE:
+		case SRV_ONE_SHOT:
 			conn_respond(c);
 			break;
 		case SRV_RESET:
@@ -306,6 +315,10 @@ struct fixture {
 
 static struct fixture *current;
 
+/* The engine of the group being run: NULL is the default ("auto"). */
+static char *engine;
+static char engine_curl[] = "curl";
+
 static void on_done(void *arg, enum replay_role role, struct http_response *resp)
 {
 	struct result *res = arg;
@@ -358,6 +371,7 @@ static int setup(void **state)
 	f->cfg.max_concurrent = 16;
 	f->cfg.max_body = 1024 * 1024;
 	f->cfg.max_host_connections = 8;
+	f->cfg.replay_engine = engine;
 	f->x.method = strdup("GET");
 	f->x.path = strdup("/");
 	memset(&stats, 0, sizeof(stats));
@@ -1076,6 +1090,253 @@ static void test_request_data_is_copied(void **state)
 	assert_string_equal(req_body(&f->srv), "payload");
 }
 
+/* ---- response framing and connection reuse (both engines) ------------------ */
+
+static void test_chunked_body_with_extensions_and_trailers(void **state)
+{
+	struct fixture *f = *state;
+	struct http_response *r = &f->res[0].resp;
+
+	serve(f, SRV_RESPOND, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+	      "3;name=value\r\nabc\r\n2;x;y=\"q\"\r\nde\r\nA\r\n0123456789\r\n0;last\r\nX-Sum: 1\r\n\r\n", "");
+	make_replay(f);
+	replay_once(f);
+	assert_string_equal(r->error, "");
+	assert_int_equal(r->status, 200);
+	assert_int_equal(r->body_len, 15);
+	assert_memory_equal(r->body, "abcde0123456789", 15);
+	assert_null(http_headers_get(&r->headers, "x-sum"));
+	/* the whole message was consumed: the connection is reused */
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.body_len, 15);
+	assert_int_equal(f->srv.accepted, 1);
+}
+
+static void test_response_split_byte_by_byte(void **state)
+{
+	struct fixture *f = *state;
+	struct http_response *r = &f->res[0].resp;
+
+	serve(f, SRV_TRICKLE, "HTTP/1.1 100 Continue\r\n\r\n"
+	      "HTTP/1.1 200 OK\r\nX-A:  1 \r\nTransfer-Encoding: chunked\r\n\r\n"
+	      "4;e=1\r\nwxyz\r\n1\r\n!\r\n0\r\n\r\n", "");
+	make_replay(f);
+	replay_once(f);
+	assert_string_equal(r->error, "");
+	assert_int_equal(r->status, 200);
+	assert_string_equal(http_headers_get(&r->headers, "x-a"), "1");
+	assert_int_equal(r->headers.count, 2);
+	assert_int_equal(r->body_len, 5);
+	assert_memory_equal(r->body, "wxyz!", 5);
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 200);
+	assert_int_equal(f->srv.accepted, 1);
+}
+
+static void test_interim_response_then_200_with_length(void **state)
+{
+	struct fixture *f = *state;
+	struct http_response *r = &f->res[0].resp;
+
+	serve(f, SRV_RESPOND, "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "");
+	make_replay(f);
+	replay_once(f);
+	assert_string_equal(r->error, "");
+	assert_int_equal(r->status, 200);
+	assert_int_equal(r->headers.count, 1);
+	assert_memory_equal(r->body, "ok", 2);
+}
+
+static void test_head_with_content_length_keeps_the_connection(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_RESPOND, "HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n", "");
+	make_replay(f);
+	set_request(f, "HEAD", "/h", NULL, NULL);
+	for (int i = 0; i < 3; i++) {
+		replay_once(f);
+		assert_string_equal(f->res[0].resp.error, "");
+		assert_int_equal(f->res[0].resp.status, 200);
+		assert_int_equal(f->res[0].resp.body_len, 0);
+	}
+	assert_int_equal(f->srv.requests, 3);
+	assert_int_equal(f->srv.accepted, 1);
+}
+
+static void test_no_content_length_and_204_304(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_RESPOND, "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", "");
+	make_replay(f);
+	replay_once(f);
+	assert_string_equal(f->res[0].resp.error, "");
+	assert_int_equal(f->res[0].resp.status, 204);
+	assert_int_equal(f->res[0].resp.body_len, 0);
+	f->srv.response = "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n";
+	f->srv.response_len = strlen(f->srv.response);
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 304);
+	assert_int_equal(f->srv.accepted, 1);
+}
+
+static void test_response_without_length_is_read_until_close(void **state)
+{
+	struct fixture *f = *state;
+	struct http_response *r = &f->res[0].resp;
+
+	serve(f, SRV_GARBAGE, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it, until the close", "");
+	make_replay(f);
+	replay_once(f);
+	assert_string_equal(r->error, "");
+	assert_int_equal(r->status, 200);
+	assert_int_equal(r->body_len, strlen("all of it, until the close"));
+	assert_memory_equal(r->body, "all of it, until the close", r->body_len);
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 200);
+	assert_int_equal(f->srv.accepted, 2);
+}
+
+static void test_connection_close_is_not_reused(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_RESPOND, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", "");
+	make_replay(f);
+	for (int i = 0; i < 3; i++) {
+		replay_once(f);
+		assert_int_equal(f->res[0].resp.status, 200);
+	}
+	assert_int_equal(f->srv.accepted, 3);
+}
+
+static void test_http10_without_keep_alive_is_not_reused(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_RESPOND, "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", "");
+	make_replay(f);
+	replay_once(f);
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 200);
+	assert_memory_equal(f->res[0].resp.body, "ok", 2);
+	assert_int_equal(f->srv.accepted, 2);
+}
+
+static void test_sequential_replays_share_one_connection(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_RESPOND, OK_RESPONSE, "");
+	make_replay(f);
+	for (int i = 0; i < 10; i++) {
+		replay_once(f);
+		assert_int_equal(f->res[0].resp.status, 200);
+	}
+	assert_int_equal(f->srv.requests, 10);
+	assert_int_equal(f->srv.accepted, 1);
+}
+
+static void test_connection_closed_while_idle_is_retried_on_a_new_one(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_ONE_SHOT, OK_RESPONSE, "");
+	make_replay(f);
+	for (int i = 0; i < 3; i++) {
+		replay_once(f);
+		assert_string_equal(f->res[0].resp.error, "");
+		assert_int_equal(f->res[0].resp.status, 200);
+	}
+	assert_int_equal(f->srv.requests, 3);
+	assert_int_equal(f->srv.accepted, 3);
+}
+
+static void test_post_gets_a_content_length_even_when_empty(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_RESPOND, OK_RESPONSE, "");
+	make_replay(f);
+	set_request(f, "POST", "/e", NULL, NULL);
+	add_header(f, "content-length", "0");
+	replay_once(f);
+	assert_string_equal(req_header(&f->srv, "content-length", NULL), "0");
+}
+
+/* ---- native engine only ------------------------------------------------------ */
+
+static void test_header_block_over_64k_is_malformed(void **state)
+{
+	struct fixture *f = *state;
+	size_t cap = 80 * 1024, n = 0;
+	char *resp = malloc(cap);
+
+	assert_non_null(resp);
+	f->owned = resp;
+	n += (size_t)sprintf(resp, "HTTP/1.1 200 OK\r\n");
+	for (int i = 0; n < 66 * 1024; i++)
+		n += (size_t)sprintf(resp + n, "X-Pad-%d: %0900d\r\n", i, 0);
+	sprintf(resp + n, "Content-Length: 0\r\n\r\n");
+	serve(f, SRV_RESPOND, resp, "");
+	make_replay(f);
+	replay_once(f);
+	assert_error(&f->res[0], "malformed");
+}
+
+static void test_bad_framing_is_malformed(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const bad[] = {
+		"HTTP/1.1 200 OK\r\nContent-Length: 5x\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX",
+		"HTTP/2 200 OK\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		serve(f, SRV_GARBAGE, bad[i], "");
+		make_replay(f);
+		replay_once(f);
+		assert_error(&f->res[0], "malformed");
+		f->res[0].calls = 0;
+		replay_free(f->replay);
+		f->replay = NULL;
+		server_stop(&f->srv);
+		f->have_srv = false;
+	}
+}
+
+static void test_post_on_a_dead_reused_connection_is_reset(void **state)
+{
+	struct fixture *f = *state;
+
+	serve(f, SRV_ONE_SHOT, OK_RESPONSE, "");
+	make_replay(f);
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 200);
+	set_request(f, "POST", "/once", NULL, "x");
+	f->res[0].calls = 0;
+	replay_once(f);
+	assert_error(&f->res[0], "reset");
+	assert_int_equal(f->srv.accepted, 1);
+}
+
+static void test_localhost_is_served_without_a_resolver(void **state)
+{
+	struct fixture *f = *state;
+
+	/* "localhost" is 127.0.0.1 to the native engine: no lookup */
+	serve(f, SRV_RESPOND, OK_RESPONSE, "");
+	snprintf(f->url, sizeof(f->url), "http://localhost:%d", f->srv.port);
+	make_replay(f);
+	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 200);
+}
+
 /* ---- configuration --------------------------------------------------------- */
 
 static void assert_refused(struct fixture *f, const char *candidate, const char *secondary, const char *needle)
@@ -1094,6 +1355,7 @@ static void assert_refused(struct fixture *f, const char *candidate, const char 
 }
 
 static char bad_marker[] = "X Bad";
+static char bad_engine[] = "native";
 
 static void test_bad_urls_are_refused_with_a_clear_error(void **state)
 {
@@ -1111,6 +1373,9 @@ static void test_bad_urls_are_refused_with_a_clear_error(void **state)
 	assert_refused(f, "http://127.0.0.1:8080", "http://", "secondary URL \"http://\" is invalid");
 	f->cfg.marker_header = bad_marker;
 	assert_refused(f, "http://127.0.0.1:8080", NULL, "marker header");
+	f->cfg.marker_header = NULL;
+	f->cfg.replay_engine = bad_engine;
+	assert_refused(f, "http://127.0.0.1:8080", NULL, "replay_engine");
 }
 
 static void test_good_urls_are_accepted(void **state)
@@ -1167,9 +1432,32 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_from_a_callback_of_another_transfer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_with_transfers_in_flight, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_request_data_is_copied, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_chunked_body_with_extensions_and_trailers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_split_byte_by_byte, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interim_response_then_200_with_length, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_head_with_content_length_keeps_the_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_no_content_length_and_204_304, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_response_without_length_is_read_until_close, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_close_is_not_reused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http10_without_keep_alive_is_not_reused, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sequential_replays_share_one_connection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_connection_closed_while_idle_is_retried_on_a_new_one, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_gets_a_content_length_even_when_empty, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_urls_are_refused_with_a_clear_error, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_good_urls_are_accepted, setup, teardown),
 	};
+	const struct CMUnitTest native_only[] = {
+		cmocka_unit_test_setup_teardown(test_header_block_over_64k_is_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_framing_is_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_post_on_a_dead_reused_connection_is_reset, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_localhost_is_served_without_a_resolver, setup, teardown),
+	};
+	int failed;
 
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	engine = NULL;
+	failed = _cmocka_run_group_tests("replay_engine_auto", tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+	failed += cmocka_run_group_tests(native_only, NULL, NULL);
+	engine = engine_curl;
+	failed += _cmocka_run_group_tests("replay_engine_curl", tests, sizeof(tests) / sizeof(tests[0]), NULL, NULL);
+	return failed;
 }

@@ -1,0 +1,1188 @@
+#include "h1.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* A response head (status line, headers, blank line) longer than this is
+ * malformed; so is a trailer section. */
+#define H1_HEAD_MAX (64 * 1024)
+
+/* A chunk-size line (with extensions) longer than this is malformed. */
+#define H1_CHUNK_LINE_MAX 4096
+
+/* Same limits as the curl engine: see replay.c. */
+#define H1_DRAIN_MAX (1024 * 1024)
+#define H1_MAX_HEADERS 1000
+#define H1_BODY_INITIAL 4096
+
+#define H1_READ_CHUNK 16384
+
+enum conn_state {
+	CONN_CONNECTING = 0,
+	CONN_IDLE,                   /* in the pool, watched for EOF */
+	CONN_BUSY,                   /* serving its owner */
+	CONN_STATE_COUNT
+};
+
+enum body_mode {
+	BODY_NONE = 0,
+	BODY_LENGTH,
+	BODY_CHUNKED,
+	BODY_UNTIL_CLOSE,
+	BODY_MODE_COUNT
+};
+
+enum parse_state {
+	PS_HEAD = 0,
+	PS_BODY,                     /* BODY_LENGTH or BODY_UNTIL_CLOSE */
+	PS_CHUNK_SIZE,
+	PS_CHUNK_DATA,
+	PS_CHUNK_END,
+	PS_TRAILERS,
+	PS_DONE,
+	PS_STATE_COUNT
+};
+
+enum parse_result { PARSE_MORE = 0, PARSE_DONE, PARSE_ERROR, PARSE_RESULT_COUNT };
+
+enum req_state {
+	REQ_QUEUED = 0,              /* waiting for a connection */
+	REQ_ON_CONN,                 /* owns a connection (connecting or busy) */
+	REQ_FAILING,                 /* error set, callback fed to the loop */
+	REQ_STATE_COUNT
+};
+
+struct h1_conn {
+	ev_io io;
+	ev_timer connect_timer;
+	struct h1_pool *p;
+	int fd;
+	enum conn_state state;
+	int events;
+	bool reused;                 /* served a response before */
+	struct h1_req *owner;
+	char *buf;                   /* received, not yet parsed */
+	size_t len, cap;
+	size_t line_start;           /* head scan resumes here */
+	struct h1_conn *prev, *next; /* all connections of the pool */
+	struct h1_conn *idle_next;   /* LIFO of idle connections */
+};
+
+struct h1_req {
+	struct h1_pool *p;
+	enum req_state state;
+	struct h1_conn *conn;
+	ev_timer timer;              /* total timeout; EV_CUSTOM: fail_soon */
+	h1_done_fn done;
+	void *arg;
+	unsigned flags;
+	bool retried;
+	ev_tstamp t_start;
+
+	char *head;
+	size_t head_len;
+	uint8_t *body;
+	size_t body_len;
+	size_t sent;                 /* of head_len + body_len */
+
+	/* response */
+	struct http_response resp;
+	size_t body_cap;
+	size_t drained;
+	size_t received;             /* response bytes seen */
+	size_t trailer_bytes;
+	enum parse_state ps;
+	enum body_mode mode;
+	uint64_t remaining;
+	bool keep_alive;
+
+	struct h1_req *qprev, *qnext; /* FIFO of queued requests */
+};
+
+struct h1_pool {
+	struct ev_loop *loop;
+	ev_prepare kick;             /* dispatches new requests before polling */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char *name;
+	struct h1_limits lim;
+	unsigned open;
+	struct h1_conn *conns;
+	struct h1_conn *idle;
+	struct h1_req *qhead, *qtail;
+};
+
+int h1_literal_addr(const char *host, unsigned port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char buf[64];
+	size_t n = strlen(host);
+
+	memset(ss, 0, sizeof(*ss));
+	if (port == 0 || port > 65535)
+		return -1;
+	if (strcasecmp(host, "localhost") == 0)
+		host = "127.0.0.1";
+	if (n >= 2 && host[0] == '[' && host[n - 1] == ']') {
+		if (n - 2 >= sizeof(buf))
+			return -1;
+		memcpy(buf, host + 1, n - 2);
+		buf[n - 2] = '\0';
+		host = buf;
+	}
+	{
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+		if (inet_pton(AF_INET, host, &sin->sin_addr) == 1) {
+			sin->sin_family = AF_INET;
+			sin->sin_port = htons((uint16_t)port);
+			*len = sizeof(*sin);
+			return 0;
+		}
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) == 1) {
+			sin6->sin6_family = AF_INET6;
+			sin6->sin6_port = htons((uint16_t)port);
+			*len = sizeof(*sin6);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void pool_pump(struct h1_pool *p);
+static void conn_close(struct h1_conn *c);
+static int conn_open(struct h1_pool *p, struct h1_req *q);
+static int conn_send(struct h1_conn *c);
+
+static void req_free(struct h1_req *q)
+{
+	ev_timer_stop(q->p->loop, &q->timer);
+	free(q->head);
+	free(q->body);
+	http_response_clear(&q->resp);
+	free(q);
+}
+
+static void queue_push(struct h1_pool *p, struct h1_req *q)
+{
+	q->qnext = NULL;
+	q->qprev = p->qtail;
+	if (p->qtail)
+		p->qtail->qnext = q;
+	else
+		p->qhead = q;
+	p->qtail = q;
+}
+
+static void queue_remove(struct h1_pool *p, struct h1_req *q)
+{
+	if (q->qprev)
+		q->qprev->qnext = q->qnext;
+	else
+		p->qhead = q->qnext;
+	if (q->qnext)
+		q->qnext->qprev = q->qprev;
+	else
+		p->qtail = q->qprev;
+	q->qprev = q->qnext = NULL;
+}
+
+/* Sets q's error and has the loop deliver it: failures found while
+ * starting, pumping the queue or handling another request's event must
+ * not call back into the caller from there. q must already be detached
+ * from its connection and the queue. */
+static void req_fail_soon(struct h1_req *q, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	http_response_clear(&q->resp);
+	snprintf(q->resp.error, sizeof(q->resp.error), "%s", reason);
+	va_start(ap, fmt);
+	vsnprintf(q->resp.error_detail, sizeof(q->resp.error_detail), fmt, ap);
+	va_end(ap);
+	q->state = REQ_FAILING;
+	q->conn = NULL;
+	ev_timer_stop(q->p->loop, &q->timer);
+	ev_feed_event(q->p->loop, &q->timer, EV_CUSTOM);
+}
+
+/* Hands q's response to its callback and frees q: always the last thing an
+ * event handler does, since the callback may free the whole pool. */
+static void req_complete(struct h1_req *q)
+{
+	struct http_response resp = q->resp;
+	h1_done_fn done = q->done;
+	void *arg = q->arg;
+
+	memset(&q->resp, 0, sizeof(q->resp));
+	req_free(q);
+	done(arg, &resp);
+}
+
+/* The connection of q broke before a response was complete. A reused
+ * connection that had not delivered a byte may just have been closed by
+ * the server while idle: an idempotent request is sent again, once, on a
+ * fresh connection. */
+static void req_conn_failed(struct h1_req *q, const char *reason, const char *detail)
+{
+	struct h1_conn *c = q->conn;
+	struct h1_pool *p = q->p;
+	bool retry = c->reused && q->received == 0 && (q->flags & H1_IDEMPOTENT) && !q->retried;
+
+	c->owner = NULL;
+	q->conn = NULL;
+	conn_close(c);
+	if (retry) {
+		q->retried = true;
+		q->sent = 0;
+		http_response_clear(&q->resp);
+		q->ps = PS_HEAD;
+		if (conn_open(p, q) == 0) {
+			pool_pump(p);
+			return;
+		}
+	} else {
+		req_fail_soon(q, reason, "%s", detail);
+	}
+	pool_pump(p);
+}
+
+static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct h1_req *q = (struct h1_req *)((char *)w - offsetof(struct h1_req, timer));
+	struct h1_pool *p = q->p;
+
+	if (revents & EV_CUSTOM) {
+		req_complete(q);
+		return;
+	}
+	if (q->state == REQ_QUEUED) {
+		queue_remove(p, q);
+	} else if (q->state == REQ_ON_CONN) {
+		struct h1_conn *c = q->conn;
+
+		c->owner = NULL;
+		q->conn = NULL;
+		/* a connect in progress may still serve the next request */
+		if (c->state != CONN_CONNECTING)
+			conn_close(c);
+	}
+	http_response_clear(&q->resp);
+	snprintf(q->resp.error, sizeof(q->resp.error), "timeout");
+	snprintf(q->resp.error_detail, sizeof(q->resp.error_detail),
+		 "Operation timed out after %.0f milliseconds with %zu bytes received",
+		 p->lim.timeout * 1000.0, q->received);
+	pool_pump(p);
+	req_complete(q);
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static void conn_set_events(struct h1_conn *c, int events)
+{
+	struct ev_loop *loop = c->p->loop;
+
+	if (events == c->events && ev_is_active(&c->io))
+		return;
+	ev_io_stop(loop, &c->io);
+	ev_io_set(&c->io, c->fd, events);
+	c->events = events;
+	ev_io_start(loop, &c->io);
+}
+
+static void conn_close(struct h1_conn *c)
+{
+	struct h1_pool *p = c->p;
+
+	ev_io_stop(p->loop, &c->io);
+	ev_timer_stop(p->loop, &c->connect_timer);
+	if (c->state == CONN_IDLE) {
+		struct h1_conn **pp = &p->idle;
+
+		while (*pp != c)
+			pp = &(*pp)->idle_next;
+		*pp = c->idle_next;
+	}
+	close(c->fd);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	p->open--;
+	free(c->buf);
+	free(c);
+}
+
+/* Gives c to q and sends q's request. */
+static void conn_assign(struct h1_conn *c, struct h1_req *q)
+{
+	c->state = CONN_BUSY;
+	c->owner = q;
+	c->len = 0;
+	c->line_start = 0;
+	q->conn = c;
+	q->state = REQ_ON_CONN;
+	conn_send(c);
+}
+
+/* c finished an exchange cleanly (or just connected without an owner):
+ * the oldest queued request gets it, else it waits in the pool. */
+static void conn_release(struct h1_conn *c)
+{
+	struct h1_pool *p = c->p;
+	struct h1_req *q = p->qhead;
+
+	c->owner = NULL;
+	if (q) {
+		queue_remove(p, q);
+		conn_assign(c, q);
+		return;
+	}
+	c->state = CONN_IDLE;
+	c->len = 0;
+	c->idle_next = p->idle;
+	p->idle = c;
+	conn_set_events(c, EV_READ);
+}
+
+static void conn_connected(struct h1_conn *c)
+{
+	ev_timer_stop(c->p->loop, &c->connect_timer);
+	if (c->owner) {
+		c->state = CONN_BUSY;
+		conn_send(c);
+	} else {
+		conn_release(c);
+	}
+}
+
+static void conn_connect_failed(struct h1_conn *c, const char *reason, const char *detail)
+{
+	struct h1_req *q = c->owner;
+	struct h1_pool *p = c->p;
+
+	if (q) {
+		c->owner = NULL;
+		q->conn = NULL;
+	}
+	conn_close(c);
+	if (q)
+		req_fail_soon(q, reason, "%s", detail);
+	pool_pump(p);
+}
+
+static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct h1_conn *c = (struct h1_conn *)((char *)w - offsetof(struct h1_conn, connect_timer));
+	char detail[160];
+
+	snprintf(detail, sizeof(detail), "Connection to %s timed out after %.0f milliseconds",
+		 c->p->name, c->p->lim.connect_timeout * 1000.0);
+	conn_connect_failed(c, "timeout", detail);
+}
+
+/* Sends what is left of the owner's request; one sendmsg for head and body
+ * when the socket takes it. Returns 0, or -1 when the send failed: the
+ * owner was failed or retried elsewhere and c is closed. */
+static int conn_send(struct h1_conn *c)
+{
+	struct h1_req *q = c->owner;
+	size_t total = q->head_len + q->body_len;
+
+	while (q->sent < total) {
+		struct iovec iov[2];
+		struct msghdr msg = { .msg_iov = iov };
+		ssize_t n;
+
+		if (q->sent < q->head_len) {
+			iov[0].iov_base = q->head + q->sent;
+			iov[0].iov_len = q->head_len - q->sent;
+			iov[1].iov_base = q->body;
+			iov[1].iov_len = q->body_len;
+			msg.msg_iovlen = q->body_len ? 2 : 1;
+		} else {
+			iov[0].iov_base = q->body + (q->sent - q->head_len);
+			iov[0].iov_len = total - q->sent;
+			msg.msg_iovlen = 1;
+		}
+		n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+		if (n == -1) {
+			char detail[160];
+
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				conn_set_events(c, EV_READ | EV_WRITE);
+				return 0;
+			}
+			snprintf(detail, sizeof(detail), "Failed sending the request: %s", strerror(errno));
+			req_conn_failed(q, "reset", detail);
+			return -1;
+		}
+		q->sent += (size_t)n;
+	}
+	conn_set_events(c, EV_READ);
+	return 0;
+}
+
+/* ---- the response parser ------------------------------------------------- */
+
+static int fail_parse(struct h1_req *q, const char *reason, const char *detail)
+{
+	snprintf(q->resp.error, sizeof(q->resp.error), "%s", reason);
+	snprintf(q->resp.error_detail, sizeof(q->resp.error_detail), "%s", detail);
+	return PARSE_ERROR;
+}
+
+/* Keeps the first max_body bytes of the body and counts the rest. Returns 0,
+ * 1 when the drain limit is passed (the response ends here, the connection
+ * is not reused), -1 on allocation failure. */
+static int body_sink(struct h1_req *q, const char *data, size_t len)
+{
+	size_t max = q->p->lim.max_body;
+	size_t keep = len;
+
+	if (q->resp.body_len + keep > max) {
+		keep = max - q->resp.body_len;
+		q->resp.truncated = true;
+	}
+	if (keep > 0) {
+		size_t need = q->resp.body_len + keep;
+
+		if (need > q->body_cap) {
+			size_t cap = q->body_cap ? q->body_cap : H1_BODY_INITIAL;
+			uint8_t *b;
+
+			while (cap < need)
+				cap *= 2;
+			if (cap > max)
+				cap = max;
+			b = realloc(q->resp.body, cap);
+			if (!b)
+				return -1;
+			q->resp.body = b;
+			q->body_cap = cap;
+		}
+		memcpy(q->resp.body + q->resp.body_len, data, keep);
+		q->resp.body_len += keep;
+	}
+	q->drained += len - keep;
+	return q->drained > H1_DRAIN_MAX ? 1 : 0;
+}
+
+static bool token_in_list(const char *list, const char *token)
+{
+	size_t tlen = strlen(token);
+	const char *s = list;
+
+	while (*s) {
+		size_t n;
+
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		n = strcspn(s, ",");
+		{
+			size_t m = n;
+
+			while (m > 0 && (s[m - 1] == ' ' || s[m - 1] == '\t'))
+				m--;
+			if (m == tlen && strncasecmp(s, token, tlen) == 0)
+				return true;
+		}
+		s += n;
+	}
+	return false;
+}
+
+/* True when the last transfer coding of the response is chunked. */
+static bool chunked_last(const char *te)
+{
+	const char *last = strrchr(te, ',');
+	size_t n;
+
+	last = last ? last + 1 : te;
+	while (*last == ' ' || *last == '\t')
+		last++;
+	n = strlen(last);
+	while (n > 0 && (last[n - 1] == ' ' || last[n - 1] == '\t'))
+		n--;
+	return n == 7 && strncasecmp(last, "chunked", 7) == 0;
+}
+
+static bool is_tchar(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
+}
+
+static int append_continuation(struct header_list *list, const char *s, size_t len)
+{
+	struct header *h = &list->items[list->count - 1];
+	size_t old = strlen(h->value);
+	char *v = realloc(h->value, old + 1 + len + 1);
+
+	if (!v)
+		return -1;
+	v[old] = ' ';
+	memcpy(v + old + 1, s, len);
+	v[old + 1 + len] = '\0';
+	h->value = v;
+	return 0;
+}
+
+/* Parses one complete head block [s, s + len) (status line to blank line).
+ * Returns PARSE_DONE for a final response (q->ps set for the body),
+ * PARSE_MORE for an interim 1xx one, PARSE_ERROR. */
+static int parse_head(struct h1_req *q, const char *s, size_t len)
+{
+	const char *end = s + len, *line = s;
+	const char *te = NULL, *conn_hdr = NULL;
+	bool have_len = false, http10 = false;
+	uint64_t clen = 0;
+	int status = 0;
+
+	http_headers_clear(&q->resp.headers);
+	for (bool first = true; line < end; first = false) {
+		const char *nl = memchr(line, '\n', (size_t)(end - line));
+		const char *eol = nl ? nl : end;
+		const char *next = nl ? nl + 1 : end;
+
+		if (eol > line && eol[-1] == '\r')
+			eol--;
+		if (first) {
+			size_t n = (size_t)(eol - line);
+
+			if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
+			    line[8] != ' ' || line[9] < '1' || line[9] > '9' || line[10] < '0' || line[10] > '9' ||
+			    line[11] < '0' || line[11] > '9' || (n > 12 && line[12] != ' '))
+				return fail_parse(q, "malformed", "Invalid status line from the server");
+			http10 = line[7] == '0';
+			status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
+			line = next;
+			continue;
+		}
+		if (eol == line)
+			break;              /* the blank line */
+		if (*line == ' ' || *line == '\t') {
+			/* obsolete line folding (RFC 9112 5.2): joined with a space */
+			while (line < eol && (*line == ' ' || *line == '\t'))
+				line++;
+			if (q->resp.headers.count > 0 &&
+			    append_continuation(&q->resp.headers, line, (size_t)(eol - line)) < 0)
+				return fail_parse(q, "other", "Out of memory reading the response headers");
+			line = next;
+			continue;
+		}
+		{
+			const char *colon = memchr(line, ':', (size_t)(eol - line));
+			const char *v, *ve = eol;
+
+			if (!colon || colon == line)
+				return fail_parse(q, "malformed", "Header line without a name and a colon");
+			for (const char *c = line; c < colon; c++)
+				if (!is_tchar((unsigned char)*c))
+					return fail_parse(q, "malformed", "Invalid character in a header name");
+			v = colon + 1;
+			while (v < ve && (*v == ' ' || *v == '\t'))
+				v++;
+			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
+				ve--;
+			if (q->resp.headers.count >= H1_MAX_HEADERS)
+				return fail_parse(q, "malformed", "Too many response headers");
+			if (http_headers_add(&q->resp.headers, line, (size_t)(colon - line), v, (size_t)(ve - v)) < 0)
+				return fail_parse(q, "other", "Out of memory reading the response headers");
+		}
+		line = next;
+	}
+	if (status < 200) {
+		if (status == 101)
+			return fail_parse(q, "malformed", "Unexpected 101 Switching Protocols");
+		http_headers_clear(&q->resp.headers);
+		return PARSE_MORE;
+	}
+	/* the framing is read from the stored headers (folds included) */
+	for (size_t i = 0; i < q->resp.headers.count; i++) {
+		const struct header *h = &q->resp.headers.items[i];
+
+		if (strcmp(h->name, "content-length") == 0) {
+			const char *d = h->value;
+			uint64_t v = 0;
+
+			if (!*d)
+				return fail_parse(q, "malformed", "Invalid Content-Length");
+			for (; *d; d++) {
+				if (*d < '0' || *d > '9' || v > (UINT64_MAX - 9) / 10)
+					return fail_parse(q, "malformed", "Invalid Content-Length");
+				v = v * 10 + (uint64_t)(*d - '0');
+			}
+			if (have_len && v != clen)
+				return fail_parse(q, "malformed", "Conflicting Content-Length values");
+			have_len = true;
+			clen = v;
+		} else if (strcmp(h->name, "transfer-encoding") == 0) {
+			te = h->value;      /* the last one holds the last coding */
+		} else if (strcmp(h->name, "connection") == 0 && !conn_hdr) {
+			conn_hdr = h->value;
+		}
+	}
+	q->resp.status = status;
+	q->keep_alive = http10 ? (conn_hdr && token_in_list(conn_hdr, "keep-alive"))
+			       : !(conn_hdr && token_in_list(conn_hdr, "close"));
+	if ((q->flags & H1_HEAD) || status == 204 || status == 304) {
+		q->mode = BODY_NONE;
+		q->ps = PS_DONE;
+	} else if (te) {
+		/* with both, Transfer-Encoding wins and the connection is not
+		 * reused (RFC 9112 6.3) */
+		if (have_len)
+			q->keep_alive = false;
+		if (chunked_last(te)) {
+			q->mode = BODY_CHUNKED;
+			q->ps = PS_CHUNK_SIZE;
+		} else {
+			q->mode = BODY_UNTIL_CLOSE;
+			q->keep_alive = false;
+			q->ps = PS_BODY;
+		}
+	} else if (have_len) {
+		q->mode = BODY_LENGTH;
+		q->remaining = clen;
+		q->ps = clen ? PS_BODY : PS_DONE;
+	} else {
+		q->mode = BODY_UNTIL_CLOSE;
+		q->keep_alive = false;
+		q->ps = PS_BODY;
+	}
+	return PARSE_DONE;
+}
+
+/* Finds the end of a block of lines ending with an empty one in
+ * [s, s + len), resuming at *line_start. Returns its length or 0. */
+static size_t block_end(const char *s, size_t len, size_t *line_start)
+{
+	size_t start = *line_start;
+
+	for (;;) {
+		const char *nl = memchr(s + start, '\n', len - start);
+		size_t n;
+
+		if (!nl) {
+			*line_start = start;
+			return 0;
+		}
+		n = (size_t)(nl - (s + start));
+		if (n == 0 || (n == 1 && s[start] == '\r')) {
+			*line_start = 0;
+			return (size_t)(nl - s) + 1;
+		}
+		start = (size_t)(nl - s) + 1;
+	}
+}
+
+/* Consumes what it can of c->buf for its owner. */
+static int parse(struct h1_conn *c, struct h1_req *q)
+{
+	size_t pos = 0;
+	int ret = PARSE_MORE;
+
+	while (ret == PARSE_MORE && q->ps != PS_DONE) {
+		const char *s = c->buf + pos;
+		size_t avail = c->len - pos;
+
+		if (avail == 0)
+			break;
+		switch (q->ps) {
+		case PS_HEAD: {
+			size_t n;
+
+			if (memcmp(s, "HTTP/", avail < 5 ? avail : 5) != 0) {
+				ret = fail_parse(q, "malformed", "The server did not answer with an HTTP/1.x status line");
+				break;
+			}
+			n = block_end(s, avail, &c->line_start);
+			if (n == 0) {
+				if (avail > H1_HEAD_MAX)
+					ret = fail_parse(q, "malformed", "Response header block over 65536 bytes");
+				goto out;
+			}
+			if (n > H1_HEAD_MAX) {
+				ret = fail_parse(q, "malformed", "Response header block over 65536 bytes");
+				break;
+			}
+			ret = parse_head(q, s, n);
+			pos += n;
+			if (ret == PARSE_DONE)
+				ret = PARSE_MORE;   /* now the body */
+			break;
+		}
+		case PS_BODY: {
+			size_t n = avail;
+			int sunk;
+
+			if (q->mode == BODY_LENGTH && n > q->remaining)
+				n = (size_t)q->remaining;
+			sunk = body_sink(q, s, n);
+			pos += n;
+			if (q->mode == BODY_LENGTH) {
+				q->remaining -= n;
+				if (q->remaining == 0)
+					q->ps = PS_DONE;
+			}
+			if (sunk < 0) {
+				ret = fail_parse(q, "other", "Out of memory reading the response body");
+			} else if (sunk > 0) {
+				q->keep_alive = false;
+				q->ps = PS_DONE;
+			}
+			break;
+		}
+		case PS_CHUNK_SIZE: {
+			const char *nl = memchr(s, '\n', avail);
+			const char *d = s;
+			uint64_t size = 0;
+
+			if (!nl) {
+				if (avail > H1_CHUNK_LINE_MAX)
+					ret = fail_parse(q, "malformed", "Chunk size line too long");
+				goto out;
+			}
+			if (d == nl || !strchr("0123456789abcdefABCDEF", *d) || *d == '\0')
+				return fail_parse(q, "malformed", "Invalid chunk size");
+			for (; d < nl; d++) {
+				int v;
+
+				if (*d >= '0' && *d <= '9')
+					v = *d - '0';
+				else if (*d >= 'a' && *d <= 'f')
+					v = *d - 'a' + 10;
+				else if (*d >= 'A' && *d <= 'F')
+					v = *d - 'A' + 10;
+				else
+					break;
+				if (size >> 56)
+					return fail_parse(q, "malformed", "Chunk size too large");
+				size = size * 16 + (uint64_t)v;
+			}
+			while (d < nl && (*d == ' ' || *d == '\t'))
+				d++;
+			if (d < nl && *d != ';' && !(*d == '\r' && d + 1 == nl))
+				return fail_parse(q, "malformed", "Invalid chunk size line");
+			pos += (size_t)(nl - s) + 1;
+			if (size == 0) {
+				q->ps = PS_TRAILERS;
+				c->line_start = 0;
+			} else {
+				q->remaining = size;
+				q->ps = PS_CHUNK_DATA;
+			}
+			break;
+		}
+		case PS_CHUNK_DATA: {
+			size_t n = avail < q->remaining ? avail : (size_t)q->remaining;
+			int sunk = body_sink(q, s, n);
+
+			pos += n;
+			q->remaining -= n;
+			if (q->remaining == 0)
+				q->ps = PS_CHUNK_END;
+			if (sunk < 0) {
+				ret = fail_parse(q, "other", "Out of memory reading the response body");
+			} else if (sunk > 0) {
+				q->keep_alive = false;
+				q->ps = PS_DONE;
+			}
+			break;
+		}
+		case PS_CHUNK_END:
+			if (s[0] == '\n') {
+				pos += 1;
+			} else if (s[0] == '\r') {
+				if (avail < 2)
+					goto out;
+				if (s[1] != '\n')
+					return fail_parse(q, "malformed", "Chunk not followed by CRLF");
+				pos += 2;
+			} else {
+				return fail_parse(q, "malformed", "Chunk not followed by CRLF");
+			}
+			q->ps = PS_CHUNK_SIZE;
+			break;
+		case PS_TRAILERS: {
+			/* trailers are read and ignored, as the curl engine does */
+			const char *nl = memchr(s, '\n', avail);
+			size_t n;
+
+			if (!nl) {
+				if (q->trailer_bytes + avail > H1_HEAD_MAX)
+					ret = fail_parse(q, "malformed", "Trailer section over 65536 bytes");
+				goto out;
+			}
+			n = (size_t)(nl - s) + 1;
+			q->trailer_bytes += n;
+			if (q->trailer_bytes > H1_HEAD_MAX) {
+				ret = fail_parse(q, "malformed", "Trailer section over 65536 bytes");
+				break;
+			}
+			pos += n;
+			if (n == 1 || (n == 2 && s[0] == '\r'))
+				q->ps = PS_DONE;
+			break;
+		}
+		default:
+			goto out;
+		}
+	}
+out:
+	if (ret == PARSE_ERROR)
+		return ret;
+	/* an incomplete head's line_start is relative to s, which becomes
+	 * c->buf here */
+	if (pos > 0) {
+		memmove(c->buf, c->buf + pos, c->len - pos);
+		c->len -= pos;
+	}
+	return q->ps == PS_DONE ? PARSE_DONE : PARSE_MORE;
+}
+
+/* ---- connection events --------------------------------------------------- */
+
+/* The owner's response is complete: the connection goes back to the pool
+ * (or closes), then the owner is called back. */
+static void conn_response_done(struct h1_conn *c)
+{
+	struct h1_req *q = c->owner;
+	struct h1_pool *p = c->p;
+	bool reuse = q->keep_alive && c->len == 0 && q->sent == q->head_len + q->body_len;
+
+	c->owner = NULL;
+	q->conn = NULL;
+	if (reuse) {
+		c->reused = true;
+		conn_release(c);
+	} else {
+		conn_close(c);
+		pool_pump(p);
+	}
+	req_complete(q);
+}
+
+static void conn_on_idle_event(struct h1_conn *c)
+{
+	struct h1_pool *p = c->p;
+	char b[1];
+
+	/* EOF, an error or unexpected bytes: the connection is not reusable */
+	if (recv(c->fd, b, sizeof(b), MSG_PEEK) == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	conn_close(c);
+	pool_pump(p);
+}
+
+static void conn_on_read(struct h1_conn *c)
+{
+	struct h1_req *q = c->owner;
+
+	for (;;) {
+		ssize_t n;
+		size_t room;
+		int ret;
+
+		if (c->cap - c->len < 1024) {
+			size_t cap = c->cap ? c->cap * 2 : H1_READ_CHUNK;
+			char *b;
+
+			if (cap > H1_HEAD_MAX * 2 + H1_READ_CHUNK) {
+				/* only a head or a line in progress stays buffered */
+				req_conn_failed(q, "malformed", "Response header block over 65536 bytes");
+				return;
+			}
+			b = realloc(c->buf, cap);
+			if (!b) {
+				req_conn_failed(q, "other", "Out of memory reading the response");
+				return;
+			}
+			c->buf = b;
+			c->cap = cap;
+		}
+		room = c->cap - c->len;
+		n = recv(c->fd, c->buf + c->len, room, 0);
+		if (n == -1) {
+			char detail[160];
+
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			snprintf(detail, sizeof(detail), "Failure receiving the response: %s", strerror(errno));
+			req_conn_failed(q, "reset", detail);
+			return;
+		}
+		if (n == 0) {
+			if (q->ps == PS_BODY && q->mode == BODY_UNTIL_CLOSE) {
+				q->keep_alive = false;
+				q->ps = PS_DONE;
+				conn_response_done(c);
+				return;
+			}
+			req_conn_failed(q, "reset", q->received == 0 ? "Empty reply from server"
+					: "Connection closed before the end of the response");
+			return;
+		}
+		c->len += (size_t)n;
+		q->received += (size_t)n;
+		ret = parse(c, q);
+		if (ret == PARSE_ERROR) {
+			char reason[sizeof(q->resp.error)], detail[sizeof(q->resp.error_detail)];
+
+			memcpy(reason, q->resp.error, sizeof(reason));
+			memcpy(detail, q->resp.error_detail, sizeof(detail));
+			q->retried = true;      /* a bad answer is not retried */
+			req_conn_failed(q, reason, detail);
+			return;
+		}
+		if (ret == PARSE_DONE) {
+			conn_response_done(c);
+			return;
+		}
+		if ((size_t)n < room)
+			return;
+	}
+}
+
+static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct h1_conn *c = (struct h1_conn *)w;
+
+	switch (c->state) {
+	case CONN_CONNECTING: {
+		int err = 0;
+		socklen_t len = sizeof(err);
+		char detail[200];
+
+		if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) == -1)
+			err = errno;
+		if (err == 0) {
+			conn_connected(c);
+			return;
+		}
+		snprintf(detail, sizeof(detail), "Failed to connect to %s: %s", c->p->name, strerror(err));
+		conn_connect_failed(c, "connect", detail);
+		return;
+	}
+	case CONN_IDLE:
+		conn_on_idle_event(c);
+		return;
+	case CONN_BUSY:
+		if (!c->owner) {
+			struct h1_pool *p = c->p;
+
+			conn_close(c);
+			pool_pump(p);
+			return;
+		}
+		if ((revents & EV_WRITE) && conn_send(c) < 0)
+			return;
+		if (revents & EV_READ)
+			conn_on_read(c);
+		return;
+	default:
+		return;
+	}
+}
+
+/* Opens a connection for q. Returns 0 (q now owns a connection, connecting
+ * or sending), or -1 with q failed soon. */
+static int conn_open(struct h1_pool *p, struct h1_req *q)
+{
+	struct h1_conn *c;
+	int fd, one = 1;
+
+	fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		req_fail_soon(q, "connect", "socket: %s", strerror(errno));
+		return -1;
+	}
+	/* small requests and answers: Nagle would only add latency */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		req_fail_soon(q, "other", "Out of memory opening a connection");
+		return -1;
+	}
+	c->p = p;
+	c->fd = fd;
+	ev_init(&c->io, on_conn_io);
+	ev_init(&c->connect_timer, on_connect_timer);
+	c->next = p->conns;
+	if (p->conns)
+		p->conns->prev = c;
+	p->conns = c;
+	p->open++;
+	c->owner = q;
+	q->conn = c;
+	q->state = REQ_ON_CONN;
+	if (connect(fd, (struct sockaddr *)&p->addr, p->addrlen) == -1) {
+		if (errno == EINPROGRESS) {
+			c->state = CONN_CONNECTING;
+			conn_set_events(c, EV_WRITE);
+			ev_timer_set(&c->connect_timer, p->lim.connect_timeout, 0.);
+			ev_timer_start(p->loop, &c->connect_timer);
+			return 0;
+		}
+		{
+			int err = errno;
+
+			c->owner = NULL;
+			q->conn = NULL;
+			conn_close(c);
+			req_fail_soon(q, "connect", "Failed to connect to %s: %s", p->name, strerror(err));
+			return -1;
+		}
+	}
+	c->state = CONN_BUSY;
+	conn_send(c);
+	/* a failed send has failed or retried q: it is handled either way */
+	return 0;
+}
+
+/* Serves queued requests while connections are free or may be opened. */
+static void pool_pump(struct h1_pool *p)
+{
+	while (p->qhead && (p->idle || p->open < p->lim.max_conns)) {
+		struct h1_req *q = p->qhead;
+
+		queue_remove(p, q);
+		if (p->idle) {
+			struct h1_conn *c = p->idle;
+
+			p->idle = c->idle_next;
+			c->idle_next = NULL;
+			conn_assign(c, q);
+		} else {
+			conn_open(p, q);
+		}
+	}
+}
+
+static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct h1_pool *p = (struct h1_pool *)((char *)w - offsetof(struct h1_pool, kick));
+
+	ev_prepare_stop(loop, w);
+	pool_pump(p);
+}
+
+/* ---- API ------------------------------------------------------------------- */
+
+struct h1_req *h1_start(struct h1_pool *p, char *head, size_t head_len, uint8_t *body, size_t body_len,
+			unsigned flags, ev_tstamp t_start, h1_done_fn done, void *arg)
+{
+	struct h1_req *q = calloc(1, sizeof(*q));
+	double delay;
+
+	if (!q) {
+		free(head);
+		free(body);
+		return NULL;
+	}
+	q->p = p;
+	q->head = head;
+	q->head_len = head_len;
+	q->body = body;
+	q->body_len = body_len;
+	q->flags = flags;
+	q->t_start = t_start;
+	q->done = done;
+	q->arg = arg;
+	q->state = REQ_QUEUED;
+	/* counted from t_start, whatever the loop's cached time */
+	delay = p->lim.timeout - (ev_now(p->loop) - t_start);
+	ev_timer_init(&q->timer, on_req_timer, delay > 0 ? delay : 0.001, 0.);
+	ev_timer_start(p->loop, &q->timer);
+	/* A connection is picked just before the loop polls again, not now:
+	 * answers already read in this iteration free their connections
+	 * first, so a burst reuses them instead of opening new ones. */
+	queue_push(p, q);
+	if (!ev_is_active(&p->kick))
+		ev_prepare_start(p->loop, &p->kick);
+	return q;
+}
+
+void h1_cancel(struct h1_req *q)
+{
+	struct h1_pool *p = q->p;
+
+	if (q->state == REQ_QUEUED) {
+		queue_remove(p, q);
+	} else if (q->state == REQ_ON_CONN) {
+		struct h1_conn *c = q->conn;
+
+		c->owner = NULL;
+		q->conn = NULL;
+		if (c->state != CONN_CONNECTING)
+			conn_close(c);
+		pool_pump(p);
+	}
+	req_free(q);
+}
+
+struct h1_pool *h1_pool_new(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
+			    const char *name, const struct h1_limits *lim)
+{
+	struct h1_pool *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return NULL;
+	p->name = strdup(name);
+	if (!p->name || salen > sizeof(p->addr)) {
+		free(p->name);
+		free(p);
+		return NULL;
+	}
+	p->loop = loop;
+	ev_prepare_init(&p->kick, on_kick);
+	memcpy(&p->addr, sa, salen);
+	p->addrlen = salen;
+	p->lim = *lim;
+	if (p->lim.max_conns == 0)
+		p->lim.max_conns = 1;
+	return p;
+}
+
+void h1_pool_free(struct h1_pool *p)
+{
+	if (!p)
+		return;
+	ev_prepare_stop(p->loop, &p->kick);
+	while (p->qhead) {
+		struct h1_req *q = p->qhead;
+
+		queue_remove(p, q);
+		req_free(q);
+	}
+	while (p->conns) {
+		struct h1_conn *c = p->conns;
+
+		if (c->owner) {
+			c->owner->conn = NULL;
+			req_free(c->owner);
+			c->owner = NULL;
+		}
+		conn_close(c);
+	}
+	free(p->name);
+	free(p);
+}
