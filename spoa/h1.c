@@ -22,7 +22,6 @@
 /* Same limits as the curl engine: see replay.c. */
 #define H1_DRAIN_MAX (1024 * 1024)
 #define H1_MAX_HEADERS 1000
-#define H1_BODY_INITIAL 4096
 
 #define H1_READ_CHUNK 16384
 
@@ -452,34 +451,11 @@ static int fail_parse(struct h1_req *q, const char *reason, const char *detail)
  * is not reused), -1 on allocation failure. */
 static int body_sink(struct h1_req *q, const char *data, size_t len)
 {
-	size_t max = q->p->lim.max_body;
-	size_t keep = len;
+	long dropped = http_body_append(&q->resp, &q->body_cap, q->p->lim.max_body, data, len);
 
-	if (q->resp.body_len + keep > max) {
-		keep = max - q->resp.body_len;
-		q->resp.truncated = true;
-	}
-	if (keep > 0) {
-		size_t need = q->resp.body_len + keep;
-
-		if (need > q->body_cap) {
-			size_t cap = q->body_cap ? q->body_cap : H1_BODY_INITIAL;
-			uint8_t *b;
-
-			while (cap < need)
-				cap *= 2;
-			if (cap > max)
-				cap = max;
-			b = realloc(q->resp.body, cap);
-			if (!b)
-				return -1;
-			q->resp.body = b;
-			q->body_cap = cap;
-		}
-		memcpy(q->resp.body + q->resp.body_len, data, keep);
-		q->resp.body_len += keep;
-	}
-	q->drained += len - keep;
+	if (dropped < 0)
+		return -1;
+	q->drained += (size_t)dropped;
 	return q->drained > H1_DRAIN_MAX ? 1 : 0;
 }
 

@@ -94,6 +94,38 @@ void http_headers_clear(struct header_list *list)
 	list->count = 0;
 }
 
+long http_body_append(struct http_response *resp, size_t *cap, size_t max,
+		      const void *data, size_t len)
+{
+	size_t keep = len;
+
+	if (resp->body_len + keep > max) {
+		keep = max > resp->body_len ? max - resp->body_len : 0;
+		resp->truncated = true;
+	}
+	if (keep > 0) {
+		size_t need = resp->body_len + keep;
+
+		if (need > *cap) {
+			size_t c = *cap ? *cap : 4096;
+			uint8_t *b;
+
+			while (c < need)
+				c *= 2;
+			if (c > max)
+				c = max;
+			b = realloc(resp->body, c);
+			if (!b)
+				return -1;
+			resp->body = b;
+			*cap = c;
+		}
+		memcpy(resp->body + resp->body_len, data, keep);
+		resp->body_len += keep;
+	}
+	return (long)(len - keep);
+}
+
 void http_response_clear(struct http_response *resp)
 {
 	http_headers_clear(&resp->headers);

@@ -44,6 +44,13 @@ int http_headers_add(struct header_list *list, const char *name, size_t name_len
 const char *http_headers_get(const struct header_list *list, const char *lname);
 
 void http_headers_clear(struct header_list *list);
+
+/* Appends data to resp->body, keeping at most max bytes in all (capacity
+ * tracked in *cap, grown geometrically); the part beyond max is not kept and
+ * sets resp->truncated. Returns the number of bytes dropped, or -1 on
+ * allocation failure (nothing appended). */
+long http_body_append(struct http_response *resp, size_t *cap, size_t max,
+		      const void *data, size_t len);
 void http_response_clear(struct http_response *resp);
 
 /* True for hop-by-hop headers that a proxy must not forward (RFC 9110 7.6.1)

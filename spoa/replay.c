@@ -21,7 +21,6 @@
  * the timeout. */
 #define REPLAY_DRAIN_MAX (1024 * 1024)
 
-#define REPLAY_BODY_INITIAL 4096
 
 /* After a burst of at least this many transfers in flight has drained to a
  * sixteenth of its peak, the freed heap is handed back to the OS: glibc
@@ -437,37 +436,14 @@ nomem:
 static size_t on_body(char *data, size_t size, size_t nitems, void *userp)
 {
 	struct replay_xfer *xf = userp;
-	size_t max = xf->r->max_body;
 	size_t total = size * nitems;
-	size_t keep = total;
+	long dropped = http_body_append(&xf->resp, &xf->body_cap, xf->r->max_body, data, total);
 
-	if (xf->resp.body_len + keep > max) {
-		keep = max - xf->resp.body_len;
-		xf->resp.truncated = true;
+	if (dropped < 0) {
+		xf->fail_reason = "other";
+		return 0;
 	}
-	if (keep > 0) {
-		size_t need = xf->resp.body_len + keep;
-
-		if (need > xf->body_cap) {
-			size_t cap = xf->body_cap ? xf->body_cap : REPLAY_BODY_INITIAL;
-			uint8_t *b;
-
-			while (cap < need)
-				cap *= 2;
-			if (cap > max)
-				cap = max;
-			b = realloc(xf->resp.body, cap);
-			if (!b) {
-				xf->fail_reason = "other";
-				return 0;
-			}
-			xf->resp.body = b;
-			xf->body_cap = cap;
-		}
-		memcpy(xf->resp.body + xf->resp.body_len, data, keep);
-		xf->resp.body_len += keep;
-	}
-	xf->drained += total - keep;
+	xf->drained += (size_t)dropped;
 	if (xf->drained > REPLAY_DRAIN_MAX) {
 		xf->drain_abort = true;
 		return 0;
