@@ -45,7 +45,7 @@ static const char usage[] =
 "configuration keys (file or --set; defaults in brackets):\n"
 "  agent:    listen [127.0.0.1:12345], max_frame_size [16380],\n"
 "            max_connections [1024], hello_timeout [5], idle_timeout [60],\n"
-"            drain_timeout [5]\n"
+"            drain_timeout [10]\n"
 "  exchange: exchange_ttl [30], max_exchanges [100000], max_buffered [268435456]\n"
 "  replay:   candidate, secondary, preserve_host [false],\n"
 "            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
@@ -252,7 +252,7 @@ static cfg_opt_t options[] = {
 	CFG_INT("max_connections", 1024, CFGF_NONE),
 	CFG_FLOAT("hello_timeout", 5, CFGF_NONE),
 	CFG_FLOAT("idle_timeout", 60, CFGF_NONE),
-	CFG_FLOAT("drain_timeout", 5, CFGF_NONE),
+	CFG_FLOAT("drain_timeout", 10, CFGF_NONE),
 	CFG_FLOAT("exchange_ttl", 30, CFGF_NONE),
 	CFG_INT("max_exchanges", 100000, CFGF_NONE),
 	CFG_INT("max_buffered", 268435456, CFGF_NONE),

@@ -23,7 +23,7 @@ struct config {
 	unsigned max_connections;    /* accepted HAProxy connections, default 1024 */
 	double hello_timeout;        /* seconds a new connection has to send HELLO, 5 */
 	double idle_timeout;         /* seconds without a frame before closing, 60 */
-	double drain_timeout;        /* seconds to finish in-flight work on SIGTERM, 5 */
+	double drain_timeout;        /* seconds to finish in-flight work on SIGTERM, 10 */
 
 	/* exchange table */
 	double exchange_ttl;         /* seconds, 30 */

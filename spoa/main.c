@@ -69,10 +69,11 @@ static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 	if (left)
 		log_warn("drain timeout (%.1fs): %zu exchanges still in flight, counted as skipped/shutdown",
 			 app->cfg.drain_timeout, left);
+	/* Expected: HAProxy often keeps its idle connections to an agent it has
+	 * marked down; it no longer sends on them, so closing is now safe. */
 	if (conns)
-		log_warn("drain timeout (%.1fs): HAProxy still holds %zu connections, closing them "
-			 "(is on-marked-down shutdown-sessions set on the agent server?)",
-			 app->cfg.drain_timeout, conns);
+		log_info("drain: closing the %zu connections HAProxy still holds after %.1fs",
+			 conns, app->cfg.drain_timeout);
 	ev_timer_stop(loop, w);
 	ev_break(loop, EVBREAK_ALL);
 }

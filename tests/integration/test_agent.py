@@ -418,7 +418,7 @@ def test_drain_is_bounded_by_drain_timeout(stack):
     assert time.perf_counter() - t < 3
     assert "drain timeout" in m.log()
     # The peer never closed: after the bound the agent hangs up on it.
-    assert "HAProxy still holds 1 connections" in m.log()
+    assert "closing the 1 connections HAProxy still holds" in m.log()
     assert '"shutdown":1' in m.log()
 
 
