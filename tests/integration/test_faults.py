@@ -159,7 +159,8 @@ def test_agent_killed_and_restarted_under_load(stack):
     assert not other, other[:5]
     assert len(stranded) <= len(load.threads), stranded
     assert after["spop"]["ack"] == after["spop"]["notify"] > 0
-    assert after["anomalies"]["orphan_response"] <= 2   # a request sent just before the kill
+    # requests in flight at the kill: their miffy-res reaches the new agent
+    assert after["anomalies"]["orphan_response"] <= len(load.threads)
     assert again.stop() == 0
 
 
