@@ -459,30 +459,6 @@ static int body_sink(struct h1_req *q, const char *data, size_t len)
 	return q->drained > H1_DRAIN_MAX ? 1 : 0;
 }
 
-static bool token_in_list(const char *list, const char *token)
-{
-	size_t tlen = strlen(token);
-	const char *s = list;
-
-	while (*s) {
-		size_t n;
-
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		n = strcspn(s, ",");
-		{
-			size_t m = n;
-
-			while (m > 0 && (s[m - 1] == ' ' || s[m - 1] == '\t'))
-				m--;
-			if (m == tlen && strncasecmp(s, token, tlen) == 0)
-				return true;
-		}
-		s += n;
-	}
-	return false;
-}
-
 /* True when the last transfer coding of the response is chunked. */
 static bool chunked_last(const char *te)
 {
@@ -501,21 +477,6 @@ static bool chunked_last(const char *te)
 static bool is_tchar(unsigned char c)
 {
 	return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
-
-static int append_continuation(struct header_list *list, const char *s, size_t len)
-{
-	struct header *h = &list->items[list->count - 1];
-	size_t old = strlen(h->value);
-	char *v = realloc(h->value, old + 1 + len + 1);
-
-	if (!v)
-		return -1;
-	v[old] = ' ';
-	memcpy(v + old + 1, s, len);
-	v[old + 1 + len] = '\0';
-	h->value = v;
-	return 0;
 }
 
 /* Parses one complete head block [s, s + len) (status line to blank line).
@@ -556,7 +517,7 @@ static int parse_head(struct h1_req *q, const char *s, size_t len)
 			while (line < eol && (*line == ' ' || *line == '\t'))
 				line++;
 			if (q->resp.headers.count > 0 &&
-			    append_continuation(&q->resp.headers, line, (size_t)(eol - line)) < 0)
+			    http_headers_fold(&q->resp.headers, line, (size_t)(eol - line)) < 0)
 				return fail_parse(q, "other", "Out of memory reading the response headers");
 			line = next;
 			continue;
@@ -614,8 +575,8 @@ static int parse_head(struct h1_req *q, const char *s, size_t len)
 		}
 	}
 	q->resp.status = status;
-	q->keep_alive = http10 ? (conn_hdr && token_in_list(conn_hdr, "keep-alive"))
-			       : !(conn_hdr && token_in_list(conn_hdr, "close"));
+	q->keep_alive = http10 ? (conn_hdr && http_token_in_list(conn_hdr, "keep-alive"))
+			       : !(conn_hdr && http_token_in_list(conn_hdr, "close"));
 	if ((q->flags & H1_HEAD) || status == 204 || status == 304) {
 		q->mode = BODY_NONE;
 		q->ps = PS_DONE;

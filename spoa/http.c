@@ -133,7 +133,7 @@ void http_response_clear(struct http_response *resp)
 	memset(resp, 0, sizeof(*resp));
 }
 
-static bool token_in_list(const char *list, const char *token)
+bool http_token_in_list(const char *list, const char *token)
 {
 	size_t tlen = strlen(token);
 	const char *p = list;
@@ -151,6 +151,21 @@ static bool token_in_list(const char *list, const char *token)
 	return false;
 }
 
+int http_headers_fold(struct header_list *list, const char *s, size_t len)
+{
+	struct header *h = &list->items[list->count - 1];
+	size_t old = strlen(h->value);
+	char *v = realloc(h->value, old + 1 + len + 1);
+
+	if (!v)
+		return -1;
+	v[old] = ' ';
+	memcpy(v + old + 1, s, len);
+	v[old + 1 + len] = '\0';
+	h->value = v;
+	return 0;
+}
+
 bool http_header_is_hop_by_hop(const struct header_list *list, const char *lname)
 {
 	static const char *const hop[] = {
@@ -163,7 +178,7 @@ bool http_header_is_hop_by_hop(const struct header_list *list, const char *lname
 			return true;
 	for (size_t i = 0; list && i < list->count; i++)
 		if (strcmp(list->items[i].name, "connection") == 0 &&
-		    token_in_list(list->items[i].value, lname))
+		    http_token_in_list(list->items[i].value, lname))
 			return true;
 	return false;
 }

@@ -53,6 +53,15 @@ long http_body_append(struct http_response *resp, size_t *cap, size_t max,
 		      const void *data, size_t len);
 void http_response_clear(struct http_response *resp);
 
+/* True when the comma-separated list (a Connection header, say) holds token,
+ * case-insensitively. */
+bool http_token_in_list(const char *list, const char *token);
+
+/* Appends an obs-fold continuation line to the last header of list, joined
+ * with one space (as curl does). The list must not be empty. Returns 0 or -1
+ * (ENOMEM). */
+int http_headers_fold(struct header_list *list, const char *s, size_t len);
+
 /* True for hop-by-hop headers that a proxy must not forward (RFC 9110 7.6.1)
  * plus those listed in a Connection header of the list. */
 bool http_header_is_hop_by_hop(const struct header_list *list, const char *lname);

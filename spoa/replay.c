@@ -367,21 +367,6 @@ static size_t trim_len(const char *s, size_t len)
 	return len;
 }
 
-static int append_continuation(struct header_list *list, const char *s, size_t len)
-{
-	struct header *h = &list->items[list->count - 1];
-	size_t old = strlen(h->value);
-	char *v = realloc(h->value, old + 1 + len + 1);
-
-	if (!v)
-		return -1;
-	v[old] = ' ';
-	memcpy(v + old + 1, s, len);
-	v[old + 1 + len] = '\0';
-	h->value = v;
-	return 0;
-}
-
 /* Called per header line, status lines included. Only the final response's
  * headers are kept: a new status line (after a 1xx) starts over, and lines
  * after the blank one are trailers. */
@@ -409,7 +394,7 @@ static size_t on_header(char *data, size_t size, size_t nitems, void *userp)
 			data++;
 			len--;
 		}
-		if (xf->resp.headers.count > 0 && append_continuation(&xf->resp.headers, data, len) < 0)
+		if (xf->resp.headers.count > 0 && http_headers_fold(&xf->resp.headers, data, len) < 0)
 			goto nomem;
 		return total;
 	}
