@@ -177,10 +177,17 @@ def test_agent_stopped_gracefully_under_load(stack):
     agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port)
     hap = stack.haproxy(reference=ref, agent=agent)
     wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
-    load = Load(hap.port, expect_body=json.loads(BODY), threads=4)
+    # Three drains of up to drain_timeout (10 s) each: the cap must outlast
+    # them, or the clients stop and the last rounds see no traffic at all.
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=150000)
     exits = []
+
+    def twenty_equal():
+        assert load.count() < load.max_requests, "the clients ran out of requests"
+        return stats(agent)["outcomes"]["equal"] >= 20
+
     for round_ in range(3):
-        wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 30, what="20 equal exchanges")
+        wait_for(twenty_equal, 30, what="20 equal exchanges")
         t = time.time()
         agent.proc.signal(signal.SIGTERM)
         exits.append((agent.proc.popen.wait(timeout=20), round(time.time() - t, 2)))
