@@ -112,4 +112,20 @@ cmp_seed("small-decompress-cap", '{"a":"' + "x" * 200 + '"}', '{"a":"' + "x" * 2
 cmp_seed("wildcards", '{"a":{"b":[{"c":1,"d":[3,2]}]}}', '{"a":{"b":[{"c":2,"d":[2,3]}]}}',
          ["i /**/c", "u /a/*/0/d", "i /x~0y~1z", "i /*"])
 cmp_seed("bad-rule", "{}", "{}", ["i no-slash"])
+
+# ---- json: any bytes, read as JSON text and written as a string ----
+for name, data in [
+        ("object", b' { "a" : [ 1 , 2.50 , -0 , 1E+3 ] , "b" : { } , "c" : [ ] } '),
+        ("strings", '"caf\u00e9 \" \\ \/ \n é €"'.encode()),
+        ("numbers", b"[0,-1,1.5e-300,12345678901234567890123,1e999]"),
+        ("literals", b"[true,false,null]"),
+        ("nested", b"[" * 50 + b"{}" + b"]" * 50),
+        ("api-body", b'{"id":42,"items":[{"id":0,"name":"item-0","price":9.5,"tags":["bench","shadow","t0"],'
+         b'"in_stock":true}],"pad":"xxxx"}'),
+        ("invalid-utf8", b'{"k":"\xff\xc3"}'),
+        ("control-chars", b'"a\x01b\tc"'),
+        ("trailing-comma", b"[1,2,]"),
+        ("leading-plus", b"+1"),
+]:
+    write("json", name, data)
 print("seeds written")

@@ -12,11 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
 #include <librdkafka/rdkafka.h>
 
 #include "body.h"
 #include "config.h"
+#include "jsonw.h"
 #include "log.h"
 #include "stats.h"
 
@@ -62,6 +62,7 @@ struct publish {
 	ev_timer tick;
 	uint64_t rng;
 	struct ratelog drop_log, fail_log, err_log, write_log;
+	struct jsonw msg;            /* reused by every message */
 
 	/* kafka */
 	rd_kafka_t *rk;
@@ -93,6 +94,7 @@ struct shape {
 
 struct build {
 	const struct publish *p;
+	struct jsonw *w;             /* the message being written */
 	const struct exchange *x;
 	enum outcome outcome;
 	const struct diff_list *diffs;
@@ -138,177 +140,32 @@ static void ratelog_flush(struct publish *p, struct ratelog *rl, bool force)
 /* ---- JSON text helpers ------------------------------------------------- */
 
 /* Length of the longest prefix of s[0..len) that is valid UTF-8. */
-static size_t utf8_valid_prefix(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
-			break;
-		if (len - i <= n)
-			break;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return i;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			break;
-		i += n + 1;
-	}
-	return i;
-}
-
-/* Bytes cJSON writes for an ASCII byte c inside a string. */
-static size_t escaped_len(uint8_t c)
-{
-	if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
-		return 2;
-	return c < 0x20 ? 6 : 1;
-}
-
-/* Walks s as make_string() will write it (quotes included) and returns the
- * longest prefix, not splitting a character, whose JSON text fits in limit;
- * *json_len gets that text's size. */
-static size_t text_fit(const uint8_t *s, size_t len, size_t limit, size_t *json_len)
-{
-	size_t i = 0, used = 2;
-
-	while (i < len) {
-		size_t step, cost;
-
-		if (s[i] < 0x80) {
-			step = 1;
-			cost = escaped_len(s[i]);
-		} else {
-			step = utf8_valid_prefix(s + i, len - i > 4 ? 4 : len - i);
-			if (step == 0) {
-				step = 1;   /* becomes U+FFFD */
-				cost = 3;
-			} else {
-				/* One whole character: its lead byte says how long. */
-				step = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
-				cost = step;
-			}
-		}
-		if (used + cost > limit)
-			break;
-		used += cost;
-		i += step;
-	}
-	*json_len = used;
-	return i;
-}
-
-/* A JSON string from len arbitrary bytes: invalid UTF-8 sequences become
- * U+FFFD and NULs a space, so the message stays valid JSON whatever a peer
- * sent. */
-static cJSON *make_string(const char *s, size_t len)
-{
-	const uint8_t *u = (const uint8_t *)s;
-	char *copy, *w;
-	cJSON *item;
-
-	copy = malloc(len * 3 + 1);
-	if (!copy)
-		return NULL;
-	w = copy;
-	for (size_t i = 0; i < len;) {
-		size_t good = utf8_valid_prefix(u + i, len - i);
-
-		memcpy(w, u + i, good);
-		w += good;
-		i += good;
-		if (i < len) {
-			memcpy(w, "\xef\xbf\xbd", 3);
-			w += 3;
-			i++;
-		}
-	}
-	*w = '\0';
-	for (char *q = copy; q < w; q++)
-		if (*q == '\0')
-			*q = ' ';
-	item = cJSON_CreateString(copy);
-	free(copy);
-	return item;
-}
-
-/* The same for a C string, without a copy in the usual (valid) case. */
-static cJSON *make_cstring(const char *s)
-{
-	size_t len = strlen(s);
-
-	if (utf8_valid_prefix((const uint8_t *)s, len) == len)
-		return cJSON_CreateString(s);
-	return make_string(s, len);
-}
-
-static bool add_string(cJSON *obj, const char *key, const char *s)
-{
-	cJSON *item = s ? make_cstring(s) : cJSON_CreateNull();
-
-	if (item && cJSON_AddItemToObject(obj, key, item))
-		return true;
-	cJSON_Delete(item);
-	return false;
-}
-
-static bool add_number(cJSON *obj, const char *key, double v)
-{
-	return cJSON_AddNumberToObject(obj, key, v) != NULL;
-}
-
-/* Latencies to the microsecond: more digits are noise, and long. */
-static bool add_ms(cJSON *obj, const char *key, double ms)
-{
-	return add_number(obj, key, round(ms * 1000.0) / 1000.0);
-}
-
-static bool add_bool(cJSON *obj, const char *key, bool v)
-{
-	return cJSON_AddBoolToObject(obj, key, v) != NULL;
-}
-
-static char *base64(const uint8_t *s, size_t len)
+static void write_base64(struct jsonw *w, const uint8_t *s, size_t len)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	char *out = malloc((len + 2) / 3 * 4 + 1), *w = out;
+	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
 	size_t i;
 
-	if (!out)
-		return NULL;
+	if (!out) {
+		w->oom = true;
+		return;
+	}
 	for (i = 0; i + 2 < len; i += 3) {
 		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-		*w++ = tab[v >> 18];
-		*w++ = tab[(v >> 12) & 63];
-		*w++ = tab[(v >> 6) & 63];
-		*w++ = tab[v & 63];
+		*o++ = tab[v >> 18];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = tab[(v >> 6) & 63];
+		*o++ = tab[v & 63];
 	}
 	if (i < len) {
 		uint32_t v = (uint32_t)s[i] << 16 | (i + 1 < len ? (uint32_t)s[i + 1] << 8 : 0);
-		*w++ = tab[v >> 18];
-		*w++ = tab[(v >> 12) & 63];
-		*w++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
-		*w++ = '=';
+		*o++ = tab[v >> 18];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = i + 1 < len ? tab[(v >> 6) & 63] : '=';
+		*o++ = '=';
 	}
-	*w = '\0';
-	return out;
+	jsonw_string(w, out, (size_t)(o - out));
+	free(out);
 }
 
 /* ---- message ----------------------------------------------------------- */
@@ -322,51 +179,61 @@ static bool header_redacted(const struct config *cfg, const char *name)
 }
 
 /* Headers as an object; repeated names are joined with ", " (RFC 9110
- * 5.3) so the object has unique keys. */
-static cJSON *make_headers(const struct build *b, const struct header_list *list)
+ * 5.3) so the object has unique keys. Names are lower-case by http.h's
+ * contract; the message enforces it anyway, it is cheap. */
+static void write_headers(struct build *b, const struct header_list *list)
 {
-	cJSON *obj = cJSON_CreateObject();
+	struct jsonw *w = b->w;
 	char lname[256];
 
-	if (!obj)
-		return NULL;
+	jsonw_open(w, '{');
 	for (size_t i = 0; i < list->count; i++) {
 		const struct header *h = &list->items[i];
-		const char *value = header_redacted(b->p->cfg, h->name) ? "[redacted]" : h->value;
-		size_t n = strlen(h->name);
-		cJSON *prev, *item;
+		bool redacted = header_redacted(b->p->cfg, h->name), repeated = false;
+		size_t n = strlen(h->name), vlen, at;
+		char *joined;
 
-		/* Names are lower-case by http.h's contract; enforce it for the
-		 * message's sake anyway, it is cheap. */
+		for (size_t k = 0; k < i && !repeated; k++)
+			repeated = strcasecmp(list->items[k].name, h->name) == 0;
+		if (repeated)
+			continue;   /* written with its first occurrence */
 		if (n >= sizeof(lname))
 			n = sizeof(lname) - 1;
 		for (size_t k = 0; k < n; k++)
 			lname[k] = (char)((h->name[k] >= 'A' && h->name[k] <= 'Z') ? h->name[k] + 32 : h->name[k]);
-		lname[n] = '\0';
-		prev = cJSON_GetObjectItemCaseSensitive(obj, lname);
-		if (prev && cJSON_IsString(prev) && strcmp(value, "[redacted]") != 0) {
-			size_t plen = strlen(prev->valuestring), vlen = strlen(value);
-			char *joined = malloc(plen + 2 + vlen + 1);
-
-			if (!joined)
-				goto fail;
-			memcpy(joined, prev->valuestring, plen);
-			memcpy(joined + plen, ", ", 2);
-			memcpy(joined + plen + 2, value, vlen + 1);
-			item = make_string(joined, plen + 2 + vlen);
-			free(joined);
-			if (!item || !cJSON_ReplaceItemInObjectCaseSensitive(obj, lname, item)) {
-				cJSON_Delete(item);
-				goto fail;
-			}
-		} else if (!prev && !add_string(obj, lname, value)) {
-			goto fail;
+		jsonw_key(w, lname, n);
+		if (redacted) {
+			jsonw_cstring(w, "[redacted]");
+			continue;
 		}
+		vlen = strlen(h->value);
+		for (size_t k = i + 1; k < list->count; k++)
+			if (strcasecmp(list->items[k].name, h->name) == 0)
+				vlen += 2 + strlen(list->items[k].value);
+		if (vlen == strlen(h->value)) {
+			jsonw_string(w, h->value, vlen);
+			continue;
+		}
+		joined = malloc(vlen);
+		if (!joined) {
+			w->oom = true;
+			return;
+		}
+		at = strlen(h->value);
+		memcpy(joined, h->value, at);
+		for (size_t k = i + 1; k < list->count; k++) {
+			if (strcasecmp(list->items[k].name, h->name) == 0) {
+				size_t l = strlen(list->items[k].value);
+
+				memcpy(joined + at, ", ", 2);
+				memcpy(joined + at + 2, list->items[k].value, l);
+				at += 2 + l;
+			}
+		}
+		jsonw_string(w, joined, at);
+		free(joined);
 	}
-	return obj;
-fail:
-	cJSON_Delete(obj);
-	return NULL;
+	jsonw_close(w, '}');
 }
 
 /* Text bodies (and JSON ones shown as text when cut) are strings; only
@@ -376,209 +243,212 @@ static bool body_as_text(const struct body *bd)
 	return bd->type == BODY_TEXT || bd->type == BODY_JSON;
 }
 
+/* Serialized size of a parsed JSON body: its text minified, or as printed
+ * from the tree when the text is not strict JSON that cJSON accepted. */
+static size_t json_body_size(const struct body *bd)
+{
+	size_t n = jsonw_json_text_size(bd->data, bd->len);
+	struct jsonw tmp;
+
+	if (n != SIZE_MAX)
+		return n;
+	jsonw_init(&tmp, SIZE_MAX);
+	jsonw_cjson(&tmp, bd->json);
+	n = tmp.len;
+	jsonw_free(&tmp);
+	return n;
+}
+
 /* Serialized size of a whole body's content (the string or value inside B). */
 static size_t body_content_size(const struct body *bd)
 {
-	size_t n = 0;
-	char *s;
-
 	if (bd->type == BODY_EMPTY)
 		return 0;
-	if (bd->type == BODY_JSON && bd->json && (s = cJSON_PrintUnformatted(bd->json)) != NULL) {
-		n = strlen(s);
-		free(s);
-		return n;
-	}
-	if (body_as_text(bd)) {
-		text_fit(bd->data, bd->len, SIZE_MAX, &n);
-		return n;
-	}
+	if (bd->type == BODY_JSON && bd->json)
+		return json_body_size(bd);
+	if (body_as_text(bd))
+		return jsonw_string_size((const char *)bd->data, bd->len);
 	return (bd->len + 2) / 3 * 4 + 2;
 }
 
 /* B for a body, its content limited to limit bytes of JSON text. A body
  * that does not fit becomes a text or base64 prefix with "cut": true and
- * "size": the whole decoded size. */
-static cJSON *make_body(struct build *b, const struct body *bd, size_t limit)
+ * "size": the whole decoded size. A JSON body is its own text, minified
+ * (numbers as the server wrote them); the tree is printed only for text
+ * cJSON accepts beyond RFC 8259. */
+static void write_body(struct build *b, const struct body *bd, size_t limit)
 {
-	cJSON *obj = cJSON_CreateObject();
-	bool text = body_as_text(bd), whole = limit == SIZE_MAX;
+	struct jsonw *w = b->w;
+	bool whole = limit == SIZE_MAX;
 	size_t take = bd->len, used;
-	char *enc;
 
-	if (!obj)
-		return NULL;
+	jsonw_open(w, '{');
 	if (bd->type == BODY_EMPTY) {
-		if (!add_string(obj, "text", ""))
-			goto fail;
-		return obj;
+		jsonw_keyc(w, "text");
+		jsonw_string(w, "", 0);
+		goto close;
 	}
-	if (bd->type == BODY_JSON && bd->json && (whole || body_content_size(bd) <= limit)) {
-		/* A reference: the body outlives the message, no copy needed. */
-		if (!cJSON_AddItemReferenceToObject(obj, "json", bd->json))
-			goto fail;
+	if (bd->type == BODY_JSON && bd->json && (whole || json_body_size(bd) <= limit)) {
+		jsonw_keyc(w, "json");
+		if (!jsonw_json_text(w, bd->data, bd->len))
+			jsonw_cjson(w, bd->json);
 		goto flags;
 	}
 	if (!whole) {
-		if (text) {
-			take = text_fit(bd->data, bd->len, limit, &used);
+		if (body_as_text(bd)) {
+			take = jsonw_string_fit((const char *)bd->data, bd->len, limit, &used);
 		} else {
 			take = limit >= 2 ? (limit - 2) / 4 * 3 : 0;
 			if (take > bd->len)
 				take = bd->len;
 		}
 	}
-	if (text) {
-		cJSON *item = make_string((const char *)bd->data, take);
-
-		if (!item || !cJSON_AddItemToObject(obj, "text", item)) {
-			cJSON_Delete(item);
-			goto fail;
-		}
+	if (body_as_text(bd)) {
+		jsonw_keyc(w, "text");
+		jsonw_string(w, (const char *)bd->data, take);
 	} else {
-		enc = base64(bd->data, take);
-		if (!enc)
-			goto fail;
-		if (!cJSON_AddStringToObject(obj, "base64", enc)) {
-			free(enc);
-			goto fail;
-		}
-		free(enc);
+		jsonw_keyc(w, "base64");
+		write_base64(w, bd->data, take);
 	}
 	if (take < bd->len) {
 		b->cut = true;
-		if (!add_bool(obj, "cut", true) || !add_number(obj, "size", (double)bd->len))
-			goto fail;
-		return obj;
+		jsonw_keyc(w, "cut");
+		jsonw_bool(w, true);
+		jsonw_keyc(w, "size");
+		jsonw_int(w, (int64_t)bd->len);
+		goto close;
 	}
 flags:
-	if (bd->size_exceeded && (!add_bool(obj, "cut", true) || !add_number(obj, "size", (double)bd->len)))
-		goto fail;
-	return obj;
-fail:
-	cJSON_Delete(obj);
-	return NULL;
+	if (bd->size_exceeded) {
+		jsonw_keyc(w, "cut");
+		jsonw_bool(w, true);
+		jsonw_keyc(w, "size");
+		jsonw_int(w, (int64_t)bd->len);
+	}
+close:
+	jsonw_close(w, '}');
 }
 
-static cJSON *make_request(struct build *b, const struct shape *sh)
+static void write_request(struct build *b, const struct shape *sh)
 {
 	const struct exchange *x = b->x;
-	cJSON *obj = cJSON_CreateObject(), *item;
+	struct jsonw *w = b->w;
 
-	if (!obj || !add_string(obj, "method", x->method ? x->method : "") ||
-	    !add_string(obj, "path", x->path ? x->path : "") || !add_string(obj, "query", x->query))
-		goto fail;
-	item = sh->headers ? make_headers(b, &x->req_headers) : cJSON_CreateObject();
-	if (!item || !cJSON_AddItemToObject(obj, "headers", item))
-		goto fail_item;
-	item = make_body(b, b->bodies[PART_REQUEST], sh->body_limit);
-	if (!item || !cJSON_AddItemToObject(obj, "body", item))
-		goto fail_item;
-	return obj;
-fail_item:
-	cJSON_Delete(item);
-fail:
-	cJSON_Delete(obj);
-	return NULL;
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "method");
+	jsonw_cstring(w, x->method ? x->method : "");
+	jsonw_keyc(w, "path");
+	jsonw_cstring(w, x->path ? x->path : "");
+	jsonw_keyc(w, "query");
+	jsonw_cstring(w, x->query);
+	jsonw_keyc(w, "headers");
+	if (sh->headers)
+		write_headers(b, &x->req_headers);
+	else
+		jsonw_open(w, '{'), jsonw_close(w, '}');
+	jsonw_keyc(w, "body");
+	write_body(b, b->bodies[PART_REQUEST], sh->body_limit);
+	jsonw_close(w, '}');
 }
 
 /* reference / candidate / secondary. A replay that failed is {"error",
  * "detail", "latency_ms"}. */
-static cJSON *make_response(struct build *b, const struct shape *sh, enum part part,
-			    const struct http_response *r, bool have)
+static void write_response(struct build *b, const struct shape *sh, enum part part,
+			   const struct http_response *r, bool have)
 {
-	cJSON *obj = cJSON_CreateObject(), *item;
+	struct jsonw *w = b->w;
 
-	if (!obj)
-		return NULL;
+	jsonw_open(w, '{');
 	if (!have || r->error[0]) {
-		if (!add_string(obj, "error", have ? r->error : "missing") ||
-		    (have && r->error_detail[0] && !add_string(obj, "detail", r->error_detail)) ||
-		    (have && !add_ms(obj, "latency_ms", r->latency_ms)))
-			goto fail;
-		return obj;
-	}
-	if (!add_number(obj, "status", r->status))
-		goto fail;
-	item = sh->headers ? make_headers(b, &r->headers) : cJSON_CreateObject();
-	if (!item || !cJSON_AddItemToObject(obj, "headers", item))
-		goto fail_item;
-	item = make_body(b, b->bodies[part], sh->body_limit);
-	if (!item || !cJSON_AddItemToObject(obj, "body", item))
-		goto fail_item;
-	if (!add_bool(obj, "truncated", r->truncated) || !add_ms(obj, "latency_ms", r->latency_ms))
-		goto fail;
-	return obj;
-fail_item:
-	cJSON_Delete(item);
-fail:
-	cJSON_Delete(obj);
-	return NULL;
-}
-
-/* A difference's value, or NULL (key left out) when absent or over limit. */
-static bool add_value(struct build *b, cJSON *obj, const char *key, const cJSON *v, size_t limit, bool *cut)
-{
-	if (!v)
-		return true;
-	if (limit != SIZE_MAX) {
-		char *s = cJSON_PrintUnformatted(v);
-		size_t n = s ? strlen(s) : SIZE_MAX;
-
-		free(s);
-		if (n > limit) {
-			*cut = true;
-			b->cut = true;
-			return true;
+		jsonw_keyc(w, "error");
+		jsonw_cstring(w, have ? r->error : "missing");
+		if (have && r->error_detail[0]) {
+			jsonw_keyc(w, "detail");
+			jsonw_cstring(w, r->error_detail);
 		}
+		if (have) {
+			jsonw_keyc(w, "latency_ms");
+			jsonw_ms(w, r->latency_ms);
+		}
+		jsonw_close(w, '}');
+		return;
 	}
-	return cJSON_AddItemReferenceToObject(obj, key, (cJSON *)(uintptr_t)v);
+	jsonw_keyc(w, "status");
+	jsonw_int(w, r->status);
+	jsonw_keyc(w, "headers");
+	if (sh->headers)
+		write_headers(b, &r->headers);
+	else
+		jsonw_open(w, '{'), jsonw_close(w, '}');
+	jsonw_keyc(w, "body");
+	write_body(b, b->bodies[part], sh->body_limit);
+	jsonw_keyc(w, "truncated");
+	jsonw_bool(w, r->truncated);
+	jsonw_keyc(w, "latency_ms");
+	jsonw_ms(w, r->latency_ms);
+	jsonw_close(w, '}');
 }
 
-/* What a redacted header's difference shows on each side: read-only, shared
- * by reference (cJSON never frees a referenced item). */
-static char redacted_text[] = "[redacted]";
-static cJSON redacted_value = { .type = cJSON_String, .valuestring = redacted_text };
-
-static cJSON *make_differences(struct build *b, const struct shape *sh)
+/* A difference's value under key; left out (with *cut set) when its text
+ * is over limit, left out silently when absent. */
+static void write_value(struct build *b, const char *key, const cJSON *v, bool redacted,
+			size_t limit, bool *cut)
 {
-	cJSON *arr = cJSON_CreateArray();
+	struct jsonw *w = b->w;
+	size_t at = w->len, value_at;
+	bool comma = w->comma;
+
+	if (!v)
+		return;
+	jsonw_keyc(w, key);
+	value_at = w->len;
+	if (redacted)
+		jsonw_cstring(w, "[redacted]");
+	else
+		jsonw_cjson(w, v);
+	if (jsonw_ok(w) && limit != SIZE_MAX && w->len - value_at > limit) {
+		w->len = at;
+		w->comma = comma;
+		*cut = true;
+		b->cut = true;
+	}
+}
+
+static void write_differences(struct build *b, const struct shape *sh)
+{
+	struct jsonw *w = b->w;
 	size_t n = b->diffs ? b->diffs->count : 0;
 
-	if (!arr)
-		return NULL;
 	if (n > sh->max_diffs) {
 		n = sh->max_diffs;
 		b->cut = true;
 	}
-	for (size_t i = 0; i < n; i++) {
+	jsonw_open(w, '[');
+	for (size_t i = 0; i < n && jsonw_ok(w); i++) {
 		const struct difference *d = &b->diffs->items[i];
-		const cJSON *ref = d->reference, *cand = d->candidate;
-		cJSON *obj = cJSON_CreateObject();
-		bool cut = false;
-
-		if (!obj || !cJSON_AddItemToArray(arr, obj)) {
-			cJSON_Delete(obj);
-			goto fail;
-		}
 		/* A header left out of ignore_headers (set-cookie, say) must not
 		 * leak through its difference what the headers objects redact. */
-		if (d->where == DIFF_HEADER && d->path && header_redacted(b->p->cfg, d->path)) {
-			ref = ref ? &redacted_value : NULL;
-			cand = cand ? &redacted_value : NULL;
+		bool redacted = d->where == DIFF_HEADER && d->path && header_redacted(b->p->cfg, d->path);
+		bool cut = false;
+
+		jsonw_open(w, '{');
+		jsonw_keyc(w, "where");
+		jsonw_cstring(w, d->where < DIFF_WHERE_COUNT ? where_names[d->where] : "body");
+		jsonw_keyc(w, "path");
+		jsonw_cstring(w, d->path ? d->path : "");
+		jsonw_keyc(w, "kind");
+		jsonw_cstring(w, d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value");
+		write_value(b, "reference", d->reference, redacted, sh->value_limit, &cut);
+		write_value(b, "candidate", d->candidate, redacted, sh->value_limit, &cut);
+		jsonw_keyc(w, "noise");
+		jsonw_bool(w, d->noise);
+		if (cut) {
+			jsonw_keyc(w, "cut");
+			jsonw_bool(w, true);
 		}
-		if (!add_string(obj, "where", d->where < DIFF_WHERE_COUNT ? where_names[d->where] : "body") ||
-		    !add_string(obj, "path", d->path ? d->path : "") ||
-		    !add_string(obj, "kind", d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value") ||
-		    !add_value(b, obj, "reference", ref, sh->value_limit, &cut) ||
-		    !add_value(b, obj, "candidate", cand, sh->value_limit, &cut) ||
-		    !add_bool(obj, "noise", d->noise) || (cut && !add_bool(obj, "cut", true)))
-			goto fail;
+		jsonw_close(w, '}');
 	}
-	return arr;
-fail:
-	cJSON_Delete(arr);
-	return NULL;
+	jsonw_close(w, ']');
 }
 
 static void format_time(char *buf, size_t len)
@@ -593,50 +463,49 @@ static void format_time(char *buf, size_t len)
 	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
 }
 
-/* Builds the whole message of DESIGN.md "Kafka message" within shape sh.
- * Returns its serialization (malloc'ed, NUL-terminated) or NULL on ENOMEM. */
-static char *build_message(struct build *b, const struct shape *sh, const char *stamp)
+/* Writes the whole message of DESIGN.md "Kafka message" within shape sh
+ * into b->w. Returns 1 when it fits in the writer's maximum, 0 when it does
+ * not, -1 on ENOMEM. */
+static int write_message(struct build *b, const struct shape *sh, const char *stamp)
 {
 	const struct exchange *x = b->x;
-	cJSON *msg = cJSON_CreateObject(), *item;
-	char *out = NULL;
+	struct jsonw *w = b->w;
 
 	b->cut = false;
-	if (!msg || !add_string(msg, "id", x->id ? x->id : "") || !add_string(msg, "time", stamp) ||
-	    !add_string(msg, "endpoint", x->endpoint ? x->endpoint : "") ||
-	    !add_string(msg, "outcome", published_outcomes[b->outcome]))
-		goto out;
-	item = make_request(b, sh);
-	if (!item || !cJSON_AddItemToObject(msg, "request", item))
-		goto out_item;
-	item = make_response(b, sh, PART_REFERENCE, &x->reference, x->have_reference);
-	if (!item || !cJSON_AddItemToObject(msg, "reference", item))
-		goto out_item;
-	item = make_response(b, sh, PART_CANDIDATE, &x->replies[ROLE_CANDIDATE], x->have[ROLE_CANDIDATE]);
-	if (!item || !cJSON_AddItemToObject(msg, "candidate", item))
-		goto out_item;
+	jsonw_reset(w);
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "id");
+	jsonw_cstring(w, x->id ? x->id : "");
+	jsonw_keyc(w, "time");
+	jsonw_cstring(w, stamp);
+	jsonw_keyc(w, "endpoint");
+	jsonw_cstring(w, x->endpoint ? x->endpoint : "");
+	jsonw_keyc(w, "outcome");
+	jsonw_cstring(w, published_outcomes[b->outcome]);
+	jsonw_keyc(w, "request");
+	write_request(b, sh);
+	jsonw_keyc(w, "reference");
+	write_response(b, sh, PART_REFERENCE, &x->reference, x->have_reference);
+	jsonw_keyc(w, "candidate");
+	write_response(b, sh, PART_CANDIDATE, &x->replies[ROLE_CANDIDATE], x->have[ROLE_CANDIDATE]);
 	if (x->want[ROLE_SECONDARY]) {
-		item = make_response(b, sh, PART_SECONDARY, &x->replies[ROLE_SECONDARY], x->have[ROLE_SECONDARY]);
-		if (!item || !cJSON_AddItemToObject(msg, "secondary", item))
-			goto out_item;
+		jsonw_keyc(w, "secondary");
+		write_response(b, sh, PART_SECONDARY, &x->replies[ROLE_SECONDARY], x->have[ROLE_SECONDARY]);
 	}
-	item = make_differences(b, sh);
-	if (!item || !cJSON_AddItemToObject(msg, "differences", item))
-		goto out_item;
-	if (b->diffs && sh->max_diffs < b->diffs->count &&
-	    !add_number(msg, "differences_total", (double)b->diffs->count))
-		goto out;
+	jsonw_keyc(w, "differences");
+	write_differences(b, sh);
+	if (b->diffs && sh->max_diffs < b->diffs->count) {
+		jsonw_keyc(w, "differences_total");
+		jsonw_int(w, (int64_t)b->diffs->count);
+	}
 	if (!sh->headers && (x->req_headers.count || x->reference.headers.count))
 		b->cut = true;
-	if (!add_bool(msg, "cut", b->cut))
-		goto out;
-	out = cJSON_PrintUnformatted(msg);
-	goto out;
-out_item:
-	cJSON_Delete(item);
-out:
-	cJSON_Delete(msg);
-	return out;
+	jsonw_keyc(w, "cut");
+	jsonw_bool(w, b->cut);
+	jsonw_close(w, '}');
+	if (w->oom)
+		return -1;
+	return w->over ? 0 : 1;
 }
 
 /* The largest per-body limit L with sum(min(size_i, L)) <= budget. */
@@ -662,94 +531,75 @@ static size_t water_fill(const size_t *sizes, size_t n, size_t budget)
 	}
 }
 
-/* One attempt at shape sh. Returns 1 with *out, *len and *cut set when the
- * message fits in max, 0 when it does not (nothing kept), -1 on ENOMEM. */
-static int try_build(struct build *b, const struct shape *sh, const char *stamp, size_t max,
-		     char **out, size_t *len, bool *cut)
-{
-	char *s = build_message(b, sh, stamp);
-	size_t n;
-
-	if (!s)
-		return -1;
-	n = strlen(s);
-	if (n > max) {
-		free(s);
-		return 0;
-	}
-	free(*out);
-	*out = s;
-	*len = n;
-	*cut = b->cut;
-	return 1;
-}
-
-/* The message within max bytes: whole if it fits, else with bodies cut to
- * prefixes, then without bodies, then without large difference values,
- * then without headers, then with fewer differences. Returns the message
- * (*len, *cut set), or NULL with *len 0 on ENOMEM, SIZE_MAX when even the
- * smallest form is over max. */
-static char *build_within(struct build *b, size_t max, size_t *len, bool *cut)
+/* The message in b->w within its maximum: whole if it fits, else with
+ * bodies cut to prefixes, then without bodies, then without large
+ * difference values, then without headers, then with fewer differences.
+ * Returns 1 (*cut set), 0 when even the smallest form is over the maximum,
+ * -1 on ENOMEM. */
+static int build_within(struct build *b, bool *cut)
 {
 	struct shape sh = { SIZE_MAX, SIZE_MAX, true, SIZE_MAX };
-	size_t sizes[PART_COUNT], n = 0, lo, hi;
-	char stamp[40], *s = NULL;
+	size_t sizes[PART_COUNT], n = 0, lo, hi, best = SIZE_MAX;
+	char stamp[40];
 	int rc;
 
 	format_time(stamp, sizeof(stamp));
-	*len = 0;
 	*cut = false;
-	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) != 0)
+	if ((rc = write_message(b, &sh, stamp)) != 0)
 		goto done;
 
 	/* Bodies out, to measure what is left for them; then the largest
-	 * prefixes that fit. */
+	 * prefixes that fit (their "cut" and "size" may not: then none). */
 	sh.body_limit = 0;
-	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) == 1) {
+	if ((rc = write_message(b, &sh, stamp)) == 1) {
 		for (int i = 0; i < PART_COUNT; i++)
 			if (b->bodies[i])
 				sizes[n++] = body_content_size(b->bodies[i]);
-		sh.body_limit = water_fill(sizes, n, max - *len);
-		if (sh.body_limit > 0 && sh.body_limit != SIZE_MAX)
-			rc = try_build(b, &sh, stamp, max, &s, len, cut);
+		sh.body_limit = water_fill(sizes, n, b->w->max - b->w->len);
+		if (sh.body_limit > 0 && sh.body_limit != SIZE_MAX &&
+		    (rc = write_message(b, &sh, stamp)) == 0) {
+			sh.body_limit = 0;
+			rc = write_message(b, &sh, stamp);
+		}
 		*cut = true;
-		goto done;
+		return rc;
 	}
 	if (rc == -1)
-		goto done;
+		return rc;
 
-	sh.body_limit = 0;
 	sh.value_limit = 256;
-	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) != 0)
+	if ((rc = write_message(b, &sh, stamp)) != 0)
 		goto done;
 	sh.headers = false;
-	if ((rc = try_build(b, &sh, stamp, max, &s, len, cut)) != 0)
+	if ((rc = write_message(b, &sh, stamp)) != 0)
 		goto done;
 
-	/* As many differences as fit: binary search on the count kept. */
+	/* As many differences as fit: binary search on the count kept, then
+	 * the best one written again (the buffer holds the last attempt). */
 	lo = 0;
 	hi = b->diffs ? b->diffs->count : 0;
 	while (lo <= hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
 		sh.max_diffs = mid;
-		rc = try_build(b, &sh, stamp, max, &s, len, cut);
+		rc = write_message(b, &sh, stamp);
 		if (rc == -1)
-			goto done;
+			return rc;
 		if (rc == 1)
-			lo = mid + 1;
+			best = mid, lo = mid + 1;
 		else if (mid == 0)
 			break;
 		else
 			hi = mid - 1;
 	}
-	rc = s ? 1 : 0;
+	if (best == SIZE_MAX)
+		return 0;
+	sh.max_diffs = best;
+	rc = write_message(b, &sh, stamp);
 done:
 	if (rc == 1)
-		return s;
-	free(s);
-	*len = rc == 0 ? SIZE_MAX : 0;
-	return NULL;
+		*cut = b->cut;
+	return rc;
 }
 
 /* ---- file and stdout sinks -------------------------------------------- */
@@ -1036,16 +886,16 @@ fail:
 	return -1;
 }
 
-static void kafka_send(struct publish *p, const struct exchange *x, char *msg, size_t len)
+/* Copies msg into librdkafka's queue: the writer's buffer is reused. */
+static void kafka_send(struct publish *p, const struct exchange *x, const char *msg, size_t len)
 {
 	const char *key = x->endpoint;
 	rd_kafka_resp_err_t e;
 
 	/* Without RD_KAFKA_MSG_F_BLOCK: a full queue fails at once. */
-	if (rd_kafka_produce(p->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_FREE, msg, len,
+	if (rd_kafka_produce(p->rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)(uintptr_t)msg, len,
 			     key, key ? strlen(key) : 0, NULL) == -1) {
 		e = rd_kafka_last_error();
-		free(msg);
 		stats.kafka_dropped++;
 		ratelog_hit(p, &p->drop_log, x->id, e == RD_KAFKA_RESP_ERR__QUEUE_FULL ?
 			    "local queue full, message dropped" : rd_kafka_err2str(e));
@@ -1078,6 +928,7 @@ struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char
 	p->write_log.what = "sink write";
 	p->drop_log.last = p->fail_log.last = p->err_log.last = p->write_log.last = -1e9;
 	p->omax = cfg->max_message * 4 > OUT_BUFFER_MIN ? cfg->max_message * 4 : OUT_BUFFER_MIN;
+	jsonw_init(&p->msg, cfg->max_message ? cfg->max_message : SIZE_MAX);
 	ev_init(&p->out_io, on_out_writable);
 	p->out_io.data = p;
 
@@ -1147,11 +998,10 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 			     struct body_shared *replies)
 {
 	const struct config *cfg = p->cfg;
-	struct build b = { .p = p, .x = x, .outcome = o, .diffs = diffs };
+	struct build b = { .p = p, .w = &p->msg, .x = x, .outcome = o, .diffs = diffs };
 	struct http_response req = { 0 };
-	size_t len, max = cfg->max_message ? cfg->max_message : SIZE_MAX;
 	bool cut;
-	char *msg;
+	int rc;
 
 	if (!policy_selects(p, o))
 		return;
@@ -1172,25 +1022,22 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 						&x->replies[r], cfg->max_decompressed, cfg->max_depth);
 	}
 
-	msg = build_within(&b, max, &len, &cut);
-	if (!msg) {
+	rc = build_within(&b, &cut);
+	if (rc != 1) {
 		if (p->kind == SINK_KAFKA)
 			stats.kafka_dropped++;
 		else
 			stats.sink_errors++;
-		ratelog_hit(p, &p->drop_log, x->id, len ? "message over max_message even without bodies, dropped" :
+		ratelog_hit(p, &p->drop_log, x->id, rc == 0 ? "message over max_message even without bodies, dropped" :
 			    "out of memory building the message, dropped");
 		goto out;
 	}
 	if (cut)
 		stats.messages_cut++;
-	if (p->kind == SINK_KAFKA) {
-		kafka_send(p, x, msg, len);   /* takes msg */
-		msg = NULL;
-	} else if (out_line(p, msg, len)) {
+	if (p->kind == SINK_KAFKA)
+		kafka_send(p, x, p->msg.buf, p->msg.len);
+	else if (out_line(p, p->msg.buf, p->msg.len))
 		stats.published++;
-	}
-	free(msg);
 out:
 	for (int i = 0; i < PART_COUNT; i++)
 		body_shared_clear(&b.own[i]);
@@ -1269,5 +1116,6 @@ void publish_free(struct publish *p, double timeout)
 		close(p->fd);
 	free(p->obuf);
 	free(p->path);
+	jsonw_free(&p->msg);
 	free(p);
 }

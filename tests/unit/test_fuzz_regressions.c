@@ -31,6 +31,12 @@
 #include "../../fuzz/fuzz_compare.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_json_one
+#define parse fuzz_json_parse
+#include "../../fuzz/fuzz_json.c"
+#undef parse
+#undef LLVMFuzzerTestOneInput
+
 /* The input being replayed, named when something goes wrong with it. Set
  * MIFFY_FUZZ_VERBOSE=1 to list every input (an UBSan halt has no hook). */
 static char current_input[8400];
@@ -73,6 +79,7 @@ static struct fuzz_target targets[] = {
 	{ "spop", fuzz_spop_one },
 	{ "hdrs", fuzz_hdrs_one },
 	{ "compare", fuzz_compare_one },
+	{ "json", fuzz_json_one },
 };
 
 /* The fuzz/ directory: $MIFFY_FUZZ_DIR, ./fuzz (make runs tests from the
@@ -165,6 +172,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[0]),
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[1]),
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[2]),
+		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[3]),
 	};
 
 	signal(SIGABRT, on_abort);

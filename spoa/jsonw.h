@@ -1,0 +1,86 @@
+/* A JSON text writer: values appended to one growable buffer with a hard
+ * maximum, without building a tree. The published message is written with
+ * it; a JSON body already known to be valid is copied in, minified, rather
+ * than printed again from its parsed tree. */
+#ifndef MIFFY_JSONW_H
+#define MIFFY_JSONW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+struct jsonw {
+	char *buf;       /* owned; not NUL-terminated */
+	size_t len;
+	size_t cap;
+	size_t max;      /* the text never grows past this many bytes */
+	bool comma;      /* the next value or key follows a sibling */
+	bool over;       /* a write would have passed max: the text is unusable */
+	bool oom;        /* an allocation failed: the text is unusable */
+};
+
+/* An empty writer whose text may not exceed max bytes. Allocates nothing. */
+void jsonw_init(struct jsonw *w, size_t max);
+
+/* Empties the text and clears the flags; keeps the buffer and max. */
+void jsonw_reset(struct jsonw *w);
+
+void jsonw_free(struct jsonw *w);
+
+/* False once the text is unusable (over max or out of memory). */
+static inline bool jsonw_ok(const struct jsonw *w)
+{
+	return !w->over && !w->oom;
+}
+
+/* Containers: c is '{' or '[' to open, '}' or ']' to close. */
+void jsonw_open(struct jsonw *w, char c);
+void jsonw_close(struct jsonw *w, char c);
+
+/* An object key: len bytes, escaped and made valid UTF-8 like strings. */
+void jsonw_key(struct jsonw *w, const char *key, size_t len);
+
+/* A key given as a C string. */
+void jsonw_keyc(struct jsonw *w, const char *key);
+
+/* A string from len arbitrary bytes: invalid UTF-8 becomes U+FFFD and NUL
+ * a space, so the text stays valid JSON whatever a peer sent. */
+void jsonw_string(struct jsonw *w, const char *s, size_t len);
+
+/* The same for a C string; NULL writes null. */
+void jsonw_cstring(struct jsonw *w, const char *s);
+
+void jsonw_null(struct jsonw *w);
+void jsonw_bool(struct jsonw *w, bool v);
+void jsonw_int(struct jsonw *w, int64_t v);
+
+/* A number as cJSON prints it (shortest of 15 or 17 significant digits that
+ * reads back the same; integers plainly); NaN and infinities are null. */
+void jsonw_number(struct jsonw *w, double v);
+
+/* Milliseconds to the microsecond. */
+void jsonw_ms(struct jsonw *w, double ms);
+
+/* Bytes a string of len bytes takes as JSON text (quotes included). */
+size_t jsonw_string_size(const char *s, size_t len);
+
+/* The longest prefix of s[0..len), not splitting a character, that
+ * jsonw_string() writes in at most limit bytes (quotes included); *size
+ * gets that text's size. */
+size_t jsonw_string_fit(const char *s, size_t len, size_t limit, size_t *size);
+
+/* Copies the JSON text s[0..len) in without its insignificant whitespace
+ * when it is valid JSON (RFC 8259: one value, valid UTF-8, at most 1000
+ * levels deep). Returns false, the text unchanged, when it is not. */
+bool jsonw_json_text(struct jsonw *w, const uint8_t *s, size_t len);
+
+/* Bytes jsonw_json_text() would write for s, or SIZE_MAX when s is not
+ * valid JSON. */
+size_t jsonw_json_text_size(const uint8_t *s, size_t len);
+
+/* A cJSON value, printed (strings made valid as by jsonw_string). */
+void jsonw_cjson(struct jsonw *w, const cJSON *v);
+
+#endif
