@@ -375,6 +375,39 @@ static void invalid_json_claiming_json_is_shown_as_text(void **state)
 	cJSON_Delete(m);
 }
 
+static void json_bodies_keep_their_order_and_digits(void **state)
+{
+	struct fixture *f = *state;
+	static const char body[] = "{ \"z\": 1.0,\n  \"a\": [ 12345678901234567890, -0.50e+1 ] }";
+	char *raw;
+	cJSON *m;
+
+	set_body(&f->x.reference, body, sizeof(body) - 1);
+	m = publish_one(f, OUTCOME_DIFFERENT);
+	assert_true(cJSON_IsObject(get(get(get(m, "reference"), "body"), "json")));
+	cJSON_Delete(m);
+	raw = read_file(f->path);
+	assert_non_null(strstr(raw, "\"body\":{\"json\":{\"z\":1.0,\"a\":[12345678901234567890,-0.50e+1]}}"));
+	free(raw);
+}
+
+static void json_bodies_beyond_rfc_8259_are_printed_from_the_tree(void **state)
+{
+	struct fixture *f = *state;
+	static const char body[] = "{\"n\": 01., \"s\": \"caf\xe9\"}";   /* cJSON takes both */
+	char *raw;
+	cJSON *m;
+
+	set_body(&f->x.reference, body, sizeof(body) - 1);
+	m = publish_one(f, OUTCOME_DIFFERENT);
+	assert_int_equal(get(get(get(get(m, "reference"), "body"), "json"), "n")->valueint, 1);
+	assert_string_equal(get_str(get(get(get(m, "reference"), "body"), "json"), "s"), "caf\xef\xbf\xbd");
+	cJSON_Delete(m);
+	raw = read_file(f->path);
+	assert_non_null(strstr(raw, "\"json\":{\"n\":1,\"s\":\"caf\xef\xbf\xbd\"}"));
+	free(raw);
+}
+
 static void gzip_body_is_shown_decoded(void **state)
 {
 	struct fixture *f = *state;
@@ -838,6 +871,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(query_is_null_when_the_request_had_none, setup, teardown),
 		cmocka_unit_test_setup_teardown(text_and_binary_bodies_are_text_and_base64, setup, teardown),
 		cmocka_unit_test_setup_teardown(invalid_json_claiming_json_is_shown_as_text, setup, teardown),
+		cmocka_unit_test_setup_teardown(json_bodies_keep_their_order_and_digits, setup, teardown),
+		cmocka_unit_test_setup_teardown(json_bodies_beyond_rfc_8259_are_printed_from_the_tree, setup, teardown),
 		cmocka_unit_test_setup_teardown(gzip_body_is_shown_decoded, setup, teardown),
 		cmocka_unit_test_setup_teardown(sensitive_headers_are_redacted, setup, teardown),
 		cmocka_unit_test_setup_teardown(redaction_list_comes_from_config, setup, teardown),
