@@ -1,8 +1,9 @@
-/* libFuzzer target: jsonw, the writer of the published message, against
- * cJSON. Input: any bytes, as a body or a header value would carry them.
- * What jsonw copies in as JSON text must be valid JSON that cJSON reads as
- * the same value as the input; what it writes as a string must be a valid
- * JSON string of the size it promised. */
+/* libFuzzer target: json and jsonw, the reader of bodies and the writer of
+ * the published message, against cJSON. Input: any bytes, as a body or a
+ * header value would carry them. What json_parse() reads, cJSON reads as
+ * the same tree; what jsonw copies in as JSON text must be valid JSON that
+ * cJSON reads as the same value as the input; what it writes as a string
+ * must be a valid JSON string of the size it promised. */
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include <cjson/cJSON.h>
 
 #include "fuzz.h"
+#include "json.h"
 #include "jsonw.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,18 +54,37 @@ static bool same(const cJSON *a, const cJSON *b)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	struct json_arena *arena;
+	cJSON *tree = json_parse(data, size, JSON_MAX_DEPTH, &arena), *in, *out;
+	bool parsed = false;
 	struct jsonw w;
-	cJSON *in, *out;
 	size_t n;
 
 	jsonw_init(&w, SIZE_MAX);
 	n = jsonw_json_text_size(data, size);
+	/* Both readers take RFC 8259 text; json_parse refuses what cJSON
+	 * takes beyond it, and lone surrogates, which cJSON refuses too. */
+	FUZZ_CHECK(!tree == (n == SIZE_MAX) || (!tree && memmem(data, size, "\\u", 2)));
+	if (tree) {
+		in = parse((const char *)data, size);
+		FUZZ_CHECK(in && same(in, tree));
+		cJSON_Delete(in);
+		json_arena_free(arena);
+		tree = NULL;
+		parsed = true;
+	}
 	if (jsonw_json_text(&w, data, size)) {
 		FUZZ_CHECK(n == w.len && n <= size);
 		in = parse((const char *)data, size);
 		out = parse(w.buf, w.len);
-		/* cJSON reads everything RFC 8259 allows, so both parse. */
-		FUZZ_CHECK(in && out);
+		/* cJSON reads everything RFC 8259 allows but lone surrogates,
+		 * and reads the minified text alike. */
+		FUZZ_CHECK(!in == !out);
+		FUZZ_CHECK(in || (!parsed && memmem(data, size, "\\u", 2)));
+		if (!in) {
+			cJSON_Delete(out);
+			goto string;
+		}
 		FUZZ_CHECK(same(in, out));
 		/* The tree printed back is valid JSON too. */
 		jsonw_reset(&w);
@@ -77,6 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(n == SIZE_MAX && w.len == 0);
 	}
 
+string:
 	jsonw_reset(&w);
 	jsonw_string(&w, (const char *)data, size);
 	FUZZ_CHECK(w.len == jsonw_string_size((const char *)data, size));

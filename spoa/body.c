@@ -6,6 +6,7 @@
 
 #include <zlib.h>
 
+#include "json.h"
 #include "stats.h"
 
 /* cJSON refuses deeper documents itself, recursively; our scan must refuse
@@ -254,7 +255,7 @@ static bool is_text(const uint8_t *p, size_t len, bool cut)
 }
 
 /* cJSON wants a NUL-terminated text; a body with a NUL inside is not JSON. */
-static cJSON *json_parse(const uint8_t *data, size_t len)
+static cJSON *cjson_parse(const uint8_t *data, size_t len)
 {
 	const char *end = NULL;
 	char *copy;
@@ -294,7 +295,12 @@ void body_decode(const struct http_response *resp, size_t max_decompressed,
 			out->depth_exceeded = true;
 			stats.json_depth_exceeded++;
 		} else {
-			out->json = json_parse(out->data, out->len);
+			/* Our parser takes RFC 8259 JSON; cJSON, slower, what else
+			 * it accepts (invalid UTF-8 in strings, numbers like 01.),
+			 * so that such bodies still compare as JSON. */
+			out->json = json_parse(out->data, out->len, limit, &out->json_arena);
+			if (!out->json)
+				out->json = cjson_parse(out->data, out->len);
 			if (out->json) {
 				out->type = BODY_JSON;
 				return;
@@ -306,7 +312,10 @@ void body_decode(const struct http_response *resp, size_t max_decompressed,
 
 void body_clear(struct body *b)
 {
-	cJSON_Delete(b->json);
+	if (b->json_arena)
+		json_arena_free(b->json_arena);
+	else
+		cJSON_Delete(b->json);
 	free(b->owned);
 	memset(b, 0, sizeof(*b));
 }

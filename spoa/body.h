@@ -11,6 +11,8 @@
 
 #include "http.h"
 
+struct json_arena;
+
 enum body_type { BODY_EMPTY = 0, BODY_JSON, BODY_TEXT, BODY_BINARY, BODY_TYPE_COUNT };
 
 struct body {
@@ -19,6 +21,7 @@ struct body {
 	size_t len;
 	uint8_t *owned;        /* decompressed copy, or NULL */
 	cJSON *json;           /* parsed when type == BODY_JSON, else NULL */
+	struct json_arena *json_arena;  /* holds json when json_parse() built it */
 	bool claims_json;      /* the content type says JSON (json may still be NULL) */
 	bool decode_failed;    /* content-encoding could not be decoded */
 	bool depth_exceeded;   /* JSON deeper than max_depth: not parsed */

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* cJSON's own nesting limit: a parsed body is never deeper than this. */
-#define JSONW_MAX_DEPTH 1000
+#include "json.h"
+
 #define JSONW_MIN_CAP 4096
 
 static const char hexdig[] = "0123456789abcdef";
@@ -93,44 +93,6 @@ void jsonw_close(struct jsonw *w, char c)
 
 /* ---- strings ------------------------------------------------------------ */
 
-/* Length of the valid UTF-8 prefix of s (no overlongs, surrogates or code
- * points past U+10FFFF; a sequence cut by the end is not valid). */
-static size_t utf8_valid_prefix(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
-			break;
-		if (len - i <= n)
-			break;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return i;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			break;
-		i += n + 1;
-	}
-	return i;
-}
-
 /* Bytes written for an ASCII byte inside a string (NUL becomes a space). */
 static size_t ascii_size(uint8_t c)
 {
@@ -150,7 +112,7 @@ static size_t string_step(const uint8_t *s, size_t len, size_t i, size_t *size)
 		*size = ascii_size(s[i]);
 		return 1;
 	}
-	n = utf8_valid_prefix(s + i, len - i > 4 ? 4 : len - i);
+	n = json_utf8_valid_prefix(s + i, len - i > 4 ? 4 : len - i);
 	if (n == 0) {
 		*size = 3;
 		return 1;
@@ -352,80 +314,6 @@ static const uint8_t *skip_ws(const uint8_t *p, const uint8_t *end)
 	return p;
 }
 
-static bool is_hex(uint8_t c)
-{
-	return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
-}
-
-/* The end of the string token starting at p (on its quote), or NULL when
- * it is not a valid JSON string. */
-static const uint8_t *scan_string(const uint8_t *p, const uint8_t *end)
-{
-	p++;
-	while (p < end) {
-		uint8_t c = *p;
-
-		if (c == '"')
-			return p + 1;
-		if (c < 0x20)
-			return NULL;
-		if (c == '\\') {
-			if (end - p < 2)
-				return NULL;
-			c = p[1];
-			if (c == 'u') {
-				if (end - p < 6 || !is_hex(p[2]) || !is_hex(p[3]) || !is_hex(p[4]) || !is_hex(p[5]))
-					return NULL;
-				p += 6;
-			} else if (c == '"' || c == '\\' || c == '/' || c == 'b' || c == 'f' || c == 'n' ||
-				   c == 'r' || c == 't') {
-				p += 2;
-			} else {
-				return NULL;
-			}
-		} else if (c < 0x80) {
-			p++;
-		} else {
-			size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-
-			if ((size_t)(end - p) < n || utf8_valid_prefix(p, n) != n)
-				return NULL;
-			p += n;
-		}
-	}
-	return NULL;
-}
-
-static const uint8_t *scan_digits(const uint8_t *p, const uint8_t *end)
-{
-	const uint8_t *start = p;
-
-	while (p < end && *p >= '0' && *p <= '9')
-		p++;
-	return p == start ? NULL : p;
-}
-
-/* The end of the number token at p, or NULL (RFC 8259 section 6). */
-static const uint8_t *scan_number(const uint8_t *p, const uint8_t *end)
-{
-	if (p < end && *p == '-')
-		p++;
-	if (p < end && *p == '0')
-		p++;
-	else if (!(p = scan_digits(p, end)))
-		return NULL;
-	if (p < end && *p == '.' && !(p = scan_digits(p + 1, end)))
-		return NULL;
-	if (p < end && (*p == 'e' || *p == 'E')) {
-		p++;
-		if (p < end && (*p == '+' || *p == '-'))
-			p++;
-		if (!(p = scan_digits(p, end)))
-			return NULL;
-	}
-	return p;
-}
-
 static const uint8_t *scan_literal(const uint8_t *p, const uint8_t *end, const char *word, size_t n)
 {
 	return (size_t)(end - p) >= n && memcmp(p, word, n) == 0 ? p + n : NULL;
@@ -437,7 +325,7 @@ static const uint8_t *scan_literal(const uint8_t *p, const uint8_t *end, const c
 static size_t minify(const uint8_t *s, size_t len, char *out)
 {
 	/* Per open container: '}' for an object, ']' for an array. */
-	char closer[JSONW_MAX_DEPTH];
+	char closer[JSON_MAX_DEPTH];
 	const uint8_t *p = s, *end = s + len, *tok;
 	size_t depth = 0, n = 0;
 	bool key = false;   /* inside an object, where a key comes next */
@@ -451,7 +339,7 @@ static size_t minify(const uint8_t *s, size_t len, char *out)
 		switch (*p) {
 		case '{':
 		case '[':
-			if (depth == JSONW_MAX_DEPTH)
+			if (depth == JSON_MAX_DEPTH)
 				return SIZE_MAX;
 			closer[depth++] = *p == '{' ? '}' : ']';
 			p = skip_ws(p + 1, end);
@@ -471,7 +359,7 @@ static size_t minify(const uint8_t *s, size_t len, char *out)
 			key = closer[depth - 1] == '}';
 			continue;
 		case '"':
-			p = scan_string(p, end);
+			p = json_scan_string(p, end);
 			break;
 		case 't':
 			p = scan_literal(p, end, "true", 4);
@@ -483,7 +371,7 @@ static size_t minify(const uint8_t *s, size_t len, char *out)
 			p = scan_literal(p, end, "null", 4);
 			break;
 		default:
-			p = scan_number(p, end);
+			p = json_scan_number(p, end);
 			break;
 		}
 		if (*tok != '{' && *tok != '[') {
