@@ -24,14 +24,14 @@ size_t json_utf8_valid_prefix(const uint8_t *s, size_t len);
 const uint8_t *json_scan_string(const uint8_t *p, const uint8_t *end);
 const uint8_t *json_scan_number(const uint8_t *p, const uint8_t *end);
 
-/* Parses s[0..len) when it is one valid JSON value (RFC 8259), at most
+/* Parses s[0..len) when it is one valid JSON value (RFC 8259, strings in
+ * valid UTF-8 whose escapes are whole UTF-16 characters), at most
  * max_depth (and JSON_MAX_DEPTH) levels deep, into a tree that reads as
  * cJSON_Parse's would: same types, strings and number values, members in
  * order. Returns the root, with *arena set to what holds every node and
- * string (free it with json_arena_free(), never cJSON_Delete() the tree);
- * NULL when s is not such JSON or memory ran out, *arena then NULL. Text
- * cJSON reads as the same value but this parser refuses: lone surrogates,
- * which cJSON refuses too. */
+ * string: free it with json_arena_free(), never cJSON_Delete() the tree.
+ * Returns NULL, *arena NULL, when s is not such JSON or memory ran out;
+ * cJSON may still read it (it takes more than RFC 8259). */
 cJSON *json_parse(const uint8_t *s, size_t len, unsigned max_depth, struct json_arena **arena);
 
 void json_arena_free(struct json_arena *a);
