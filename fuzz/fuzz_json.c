@@ -68,6 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (tree) {
 		in = parse((const char *)data, size);
 		FUZZ_CHECK(in && same(in, tree));
+		/* A text parsed without whitespace is its own minified form. */
+		FUZZ_CHECK(!json_parsed_compact(arena) || n == size);
 		cJSON_Delete(in);
 		json_arena_free(arena);
 		tree = NULL;

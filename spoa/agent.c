@@ -549,6 +549,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 		peer_name(&ss, c->peer, sizeof(c->peer));
 		ev_io_init(&c->rio, on_read, fd, EV_READ);
 		ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+		/* HAProxy's streams wait for our ACKs: when frames and candidate
+		 * answers are ready in the same iteration, the frames go first. */
+		ev_set_priority(&c->rio, EV_MAXPRI);
+		ev_set_priority(&c->wio, EV_MAXPRI);
 		ev_init(&c->timer, on_idle);
 		/* Until HELLO the short timeout applies: HAProxy sends it at once. */
 		c->timer.repeat = a->cfg->hello_timeout;

@@ -291,20 +291,23 @@ void body_decode(const struct http_response *resp, size_t max_decompressed,
 	if (out->claims_json) {
 		unsigned limit = max_depth < BODY_MAX_DEPTH ? max_depth : BODY_MAX_DEPTH;
 
-		if (!json_depth_within(out->data, out->len, limit)) {
-			out->depth_exceeded = true;
-			stats.json_depth_exceeded++;
-		} else {
-			/* Our parser takes RFC 8259 JSON; cJSON, slower, what else
-			 * it accepts (invalid UTF-8 in strings, numbers like 01.),
-			 * so that such bodies still compare as JSON. */
-			out->json = json_parse(out->data, out->len, limit, &out->json_arena);
-			if (!out->json)
+		/* Our parser takes RFC 8259 JSON within the depth limit; what it
+		 * refuses is scanned for depth (too deep: not parsed, counted)
+		 * and left to cJSON, slower, which accepts more (invalid UTF-8
+		 * in strings, numbers like 01.), so such bodies still compare
+		 * as JSON. */
+		out->json = json_parse(out->data, out->len, limit, &out->json_arena);
+		if (!out->json) {
+			if (!json_depth_within(out->data, out->len, limit)) {
+				out->depth_exceeded = true;
+				stats.json_depth_exceeded++;
+			} else {
 				out->json = cjson_parse(out->data, out->len);
-			if (out->json) {
-				out->type = BODY_JSON;
-				return;
 			}
+		}
+		if (out->json) {
+			out->type = BODY_JSON;
+			return;
 		}
 	}
 	out->type = is_text(out->data, out->len, cut) ? BODY_TEXT : BODY_BINARY;

@@ -345,7 +345,7 @@ fail:
 static bool header_ignored(const struct compare *c, const char *name)
 {
 	for (size_t i = 0; i < c->ignore_headers_count; i++)
-		if (strcmp(c->ignore_headers[i], name) == 0)
+		if (c->ignore_headers[i][0] == name[0] && strcmp(c->ignore_headers[i], name) == 0)
 			return true;
 	return false;
 }

@@ -53,6 +53,10 @@ const uint8_t *json_scan_string(const uint8_t *p, const uint8_t *end)
 	while (p < end) {
 		uint8_t c = *p;
 
+		if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+			p = json_plain_run(p, end);
+			continue;
+		}
 		if (c == '"')
 			return p + 1;
 		if (c < 0x20)
@@ -124,6 +128,7 @@ struct chunk {
 
 struct json_arena {
 	struct chunk *head;
+	bool spaced;                 /* the text had whitespace between tokens */
 };
 
 static void *arena_alloc(struct json_arena *a, size_t n, size_t hint)
@@ -146,6 +151,11 @@ static void *arena_alloc(struct json_arena *a, size_t n, size_t hint)
 	}
 	c->used += n;
 	return (char *)c->data + c->used - n;
+}
+
+bool json_parsed_compact(const struct json_arena *a)
+{
+	return !a->spaced;
 }
 
 void json_arena_free(struct json_arena *a)
@@ -177,8 +187,14 @@ static const double pow10_exact[] = {
 
 static void skip_ws(struct parser *ps)
 {
-	while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-		ps->p++;
+	const uint8_t *p = ps->p;
+
+	while (p < ps->end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	if (p != ps->p) {
+		ps->arena->spaced = true;
+		ps->p = p;
+	}
 }
 
 static unsigned hex4(const uint8_t *p)

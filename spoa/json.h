@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cjson/cJSON.h>
 
@@ -18,6 +19,29 @@ struct json_arena;
 /* Length of the valid UTF-8 prefix of s (no overlongs, surrogates or code
  * points past U+10FFFF; a sequence cut by the end is not valid). */
 size_t json_utf8_valid_prefix(const uint8_t *s, size_t len);
+
+/* The first byte at or after p that does not stand for itself inside a
+ * JSON string (a quote, a backslash, a control or a non-ASCII byte), or
+ * end. Eight bytes at a time: the word test may flag a plain byte after a
+ * flagged one (borrows), never miss one, and the byte loop decides. */
+static inline const uint8_t *json_plain_run(const uint8_t *p, const uint8_t *end)
+{
+	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+
+	while (end - p >= 8) {
+		uint64_t v, hit;
+
+		memcpy(&v, p, 8);
+		hit = ((((v - ones * 0x20) | ((v ^ (ones * 0x22)) - ones) | ((v ^ (ones * 0x5c)) - ones)) & ~v) | v) &
+		      highs;
+		if (hit)
+			break;
+		p += 8;
+	}
+	while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
+		p++;
+	return p;
+}
 
 /* Token scanners: p is on the token's first byte (the quote of a string).
  * Each returns the end of the token, or NULL when it is not valid JSON. */
@@ -33,6 +57,10 @@ const uint8_t *json_scan_number(const uint8_t *p, const uint8_t *end);
  * Returns NULL, *arena NULL, when s is not such JSON or memory ran out;
  * cJSON may still read it (it takes more than RFC 8259). */
 cJSON *json_parse(const uint8_t *s, size_t len, unsigned max_depth, struct json_arena **arena);
+
+/* True when the text json_parse() read into a had no whitespace between
+ * its tokens: it is its own minified form. */
+bool json_parsed_compact(const struct json_arena *a);
 
 void json_arena_free(struct json_arena *a);
 

@@ -139,12 +139,23 @@ size_t jsonw_string_fit(const char *str, size_t len, size_t limit, size_t *size)
 	return i;
 }
 
-size_t jsonw_string_size(const char *s, size_t len)
+size_t jsonw_string_size(const char *str, size_t len)
 {
-	size_t size;
+	const uint8_t *s = (const uint8_t *)str;
+	size_t i = 0, used = 2;
 
-	jsonw_string_fit(s, len, SIZE_MAX, &size);
-	return size;
+	/* jsonw_string_fit without a limit, plain runs counted in bulk. */
+	while (i < len) {
+		size_t run = (size_t)(json_plain_run(s + i, s + len) - s), cost;
+
+		used += run - i;
+		i = run;
+		if (i < len) {
+			i += string_step(s, len, i, &cost);
+			used += cost;
+		}
+	}
+	return used;
 }
 
 /* Writes the quoted string; the caller has made room for size bytes. */
@@ -152,11 +163,9 @@ static void string_body(char *o, const uint8_t *s, size_t len)
 {
 	*o++ = '"';
 	for (size_t i = 0; i < len;) {
-		size_t run = i;
-
 		/* Plain ASCII is copied in runs; the rest one step at a time. */
-		while (run < len && s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
-			run++;
+		size_t run = (size_t)(json_plain_run(s + i, s + len) - s);
+
 		memcpy(o, s + i, run - i);
 		o += run - i;
 		i = run;
@@ -198,7 +207,20 @@ static void string_body(char *o, const uint8_t *s, size_t len)
 
 static void string_at(struct jsonw *w, const char *s, size_t len)
 {
-	size_t size = jsonw_string_size(s, len);
+	const uint8_t *u = (const uint8_t *)s;
+	size_t size;
+
+	/* Most keys and values need no escape: one scan, one copy. */
+	if (json_plain_run(u, u + len) == u + len) {
+		if (room(w, len + 2, true)) {
+			w->buf[w->len] = '"';
+			memcpy(w->buf + w->len + 1, s, len);
+			w->buf[w->len + 1 + len] = '"';
+			w->len += len + 2;
+		}
+		return;
+	}
+	size = jsonw_string_size(s, len);
 
 	if (room(w, size, true)) {
 		string_body(w->buf + w->len, (const uint8_t *)s, len);
@@ -276,6 +298,24 @@ void jsonw_number(struct jsonw *w, double v)
 	if (v == trunc(v) && fabs(v) < 1e15) {
 		jsonw_int(w, (int64_t)v);
 		return;
+	}
+	/* A short decimal that reads back as v (m / 10^k is correctly rounded,
+	 * as strtod of its digits is) is the shortest text for it. */
+	if (fabs(v) < 1e9) {
+		static const double p10[] = { 1e1, 1e2, 1e3, 1e4, 1e5, 1e6 };
+
+		for (int k = 0; k < 6; k++) {
+			double m = round(v * p10[k]);
+
+			if (m / p10[k] == v) {
+				int64_t im = (int64_t)fabs(m), ip = (int64_t)p10[k];
+
+				n = snprintf(buf, sizeof(buf), "%s%" PRId64 ".%0*" PRId64, v < 0 ? "-" : "",
+					     im / ip, k + 1, im % ip);
+				literal(w, buf, (size_t)n);
+				return;
+			}
+		}
 	}
 	n = snprintf(buf, sizeof(buf), "%.15g", v);
 	if (strtod(buf, NULL) != v)
@@ -417,6 +457,11 @@ static size_t minify(const uint8_t *s, size_t len, char *out)
 			depth--;
 		}
 	}
+}
+
+void jsonw_json_minified(struct jsonw *w, const char *s, size_t len)
+{
+	literal(w, s, len);
 }
 
 size_t jsonw_json_text_size(const uint8_t *s, size_t len)

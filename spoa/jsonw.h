@@ -76,6 +76,9 @@ size_t jsonw_string_fit(const char *s, size_t len, size_t limit, size_t *size);
  * levels deep). Returns false, the text unchanged, when it is not. */
 bool jsonw_json_text(struct jsonw *w, const uint8_t *s, size_t len);
 
+/* Copies len bytes the caller knows to be one minified JSON value. */
+void jsonw_json_minified(struct jsonw *w, const char *s, size_t len);
+
 /* Bytes jsonw_json_text() would write for s, or SIZE_MAX when s is not
  * valid JSON. */
 size_t jsonw_json_text_size(const uint8_t *s, size_t len);

@@ -16,6 +16,7 @@
 
 #include "body.h"
 #include "config.h"
+#include "json.h"
 #include "jsonw.h"
 #include "log.h"
 #include "stats.h"
@@ -170,10 +171,17 @@ static void write_base64(struct jsonw *w, const uint8_t *s, size_t len)
 
 /* ---- message ----------------------------------------------------------- */
 
+/* Header names compare without regard to case; most differ in their first
+ * byte, which is checked without a call. */
+static bool same_name(const char *a, const char *b)
+{
+	return (a[0] | 0x20) == (b[0] | 0x20) && strcasecmp(a, b) == 0;
+}
+
 static bool header_redacted(const struct config *cfg, const char *name)
 {
 	for (size_t i = 0; i < cfg->redact_headers.count; i++)
-		if (strcasecmp(cfg->redact_headers.items[i], name) == 0)
+		if (same_name(cfg->redact_headers.items[i], name))
 			return true;
 	return false;
 }
@@ -194,7 +202,7 @@ static void write_headers(struct build *b, const struct header_list *list)
 		char *joined;
 
 		for (size_t k = 0; k < i && !repeated; k++)
-			repeated = strcasecmp(list->items[k].name, h->name) == 0;
+			repeated = same_name(list->items[k].name, h->name);
 		if (repeated)
 			continue;   /* written with its first occurrence */
 		if (n >= sizeof(lname))
@@ -208,7 +216,7 @@ static void write_headers(struct build *b, const struct header_list *list)
 		}
 		vlen = strlen(h->value);
 		for (size_t k = i + 1; k < list->count; k++)
-			if (strcasecmp(list->items[k].name, h->name) == 0)
+			if (same_name(list->items[k].name, h->name))
 				vlen += 2 + strlen(list->items[k].value);
 		if (vlen == strlen(h->value)) {
 			jsonw_string(w, h->value, vlen);
@@ -222,7 +230,7 @@ static void write_headers(struct build *b, const struct header_list *list)
 		at = strlen(h->value);
 		memcpy(joined, h->value, at);
 		for (size_t k = i + 1; k < list->count; k++) {
-			if (strcasecmp(list->items[k].name, h->name) == 0) {
+			if (same_name(list->items[k].name, h->name)) {
 				size_t l = strlen(list->items[k].value);
 
 				memcpy(joined + at, ", ", 2);
@@ -247,8 +255,12 @@ static bool body_as_text(const struct body *bd)
  * from the tree when the text is not strict JSON that cJSON accepted. */
 static size_t json_body_size(const struct body *bd)
 {
-	size_t n = jsonw_json_text_size(bd->data, bd->len);
+	size_t n;
 	struct jsonw tmp;
+
+	if (bd->json_arena && json_parsed_compact(bd->json_arena))
+		return bd->len;
+	n = jsonw_json_text_size(bd->data, bd->len);
 
 	if (n != SIZE_MAX)
 		return n;
@@ -290,7 +302,9 @@ static void write_body(struct build *b, const struct body *bd, size_t limit)
 	}
 	if (bd->type == BODY_JSON && bd->json && (whole || json_body_size(bd) <= limit)) {
 		jsonw_keyc(w, "json");
-		if (!jsonw_json_text(w, bd->data, bd->len))
+		if (bd->json_arena && json_parsed_compact(bd->json_arena))
+			jsonw_json_minified(w, (const char *)bd->data, bd->len);
+		else if (!jsonw_json_text(w, bd->data, bd->len))
 			jsonw_cjson(w, bd->json);
 		goto flags;
 	}

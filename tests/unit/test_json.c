@@ -120,6 +120,21 @@ static void test_invalid_text_is_refused(void **state)
 	}
 }
 
+static void test_text_without_whitespace_is_compact(void **state)
+{
+	struct json_arena *arena;
+
+	assert_non_null(parse("{\"a\":[1,\"x y\"],\"b\":{}}", &arena));
+	assert_true(json_parsed_compact(arena));
+	json_arena_free(arena);
+	assert_non_null(parse("{\"a\": 1}", &arena));
+	assert_false(json_parsed_compact(arena));
+	json_arena_free(arena);
+	assert_non_null(parse("[1]\n", &arena));
+	assert_false(json_parsed_compact(arena));
+	json_arena_free(arena);
+}
+
 static void test_depth_is_bounded(void **state)
 {
 	struct json_arena *arena;
@@ -157,6 +172,7 @@ int main(void)
 		cmocka_unit_test(test_integers_past_int_saturate_valueint_as_cjson_does),
 		cmocka_unit_test(test_members_keep_their_order_and_links),
 		cmocka_unit_test(test_invalid_text_is_refused),
+		cmocka_unit_test(test_text_without_whitespace_is_compact),
 		cmocka_unit_test(test_depth_is_bounded),
 		cmocka_unit_test(test_large_documents_grow_the_arena),
 	};
