@@ -447,10 +447,10 @@ static int compare_headers(const struct compare *c, const struct header_list *re
 
 static int path_push(struct path *p, const char *seg)
 {
-	size_t extra = 1;
+	size_t n = strlen(seg), plain = strcspn(seg, "~/"), extra = 1 + n;
 
-	for (const char *s = seg; *s; s++)
-		extra += (*s == '~' || *s == '/') ? 2 : 1;
+	for (const char *s = seg + plain; *s; s++)
+		extra += *s == '~' || *s == '/';
 	if (p->len + extra + 1 > p->cap) {
 		size_t ncap = p->cap ? p->cap : 64;
 		char *nb;
@@ -474,8 +474,10 @@ static int path_push(struct path *p, const char *seg)
 	}
 	p->buf[p->len++] = '/';
 	p->starts[p->count++] = p->len;
+	memcpy(p->buf + p->len, seg, plain);
+	p->len += plain;
 	/* RFC 6901: '~' is written ~0 and '/' is written ~1. */
-	for (const char *s = seg; *s; s++) {
+	for (const char *s = seg + plain; *s; s++) {
 		if (*s == '~') {
 			p->buf[p->len++] = '~';
 			p->buf[p->len++] = '0';

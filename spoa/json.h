@@ -22,10 +22,11 @@ size_t json_utf8_valid_prefix(const uint8_t *s, size_t len);
 
 /* The first byte at or after p that does not stand for itself inside a
  * JSON string (a quote, a backslash, a control or a non-ASCII byte), or
- * end. Eight bytes at a time: the word test may flag a plain byte after a
- * flagged one (borrows), never miss one, and the byte loop decides. */
+ * end. Eight bytes at a time: borrows may flag plain bytes above a flagged
+ * one, never below it, so the lowest flag is the byte sought. */
 static inline const uint8_t *json_plain_run(const uint8_t *p, const uint8_t *end)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
 
 	while (end - p >= 8) {
@@ -35,9 +36,10 @@ static inline const uint8_t *json_plain_run(const uint8_t *p, const uint8_t *end
 		hit = ((((v - ones * 0x20) | ((v ^ (ones * 0x22)) - ones) | ((v ^ (ones * 0x5c)) - ones)) & ~v) | v) &
 		      highs;
 		if (hit)
-			break;
+			return p + (__builtin_ctzll(hit) >> 3);
 		p += 8;
 	}
+#endif
 	while (p < end && *p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\')
 		p++;
 	return p;
