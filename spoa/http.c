@@ -11,43 +11,34 @@
  * input from making us allocate without end. */
 #define HTTP_MAX_HEADERS 1024
 
-static char *dup_mem(const char *s, size_t len, bool lower)
-{
-	char *d = malloc(len + 1);
-
-	if (!d)
-		return NULL;
-	if (lower) {
-		for (size_t i = 0; i < len; i++)
-			d[i] = (char)tolower((unsigned char)s[i]);
-	} else {
-		memcpy(d, s, len);   /* values: every header of every exchange */
-	}
-	d[len] = '\0';
-	return d;
-}
-
+/* Each header is one block, "name\0value\0": name points at it, value
+ * into it. The items array doubles from 8, so its capacity follows from
+ * count. Every header of every exchange goes through here. */
 int http_headers_add(struct header_list *list, const char *name, size_t name_len,
 		     const char *value, size_t value_len)
 {
-	struct header *items;
-	char *n, *v;
+	size_t n = list->count;
+	char *block;
 
-	if (list->count >= HTTP_MAX_HEADERS)
+	if (n >= HTTP_MAX_HEADERS)
 		return -1;
-	items = realloc(list->items, (list->count + 1) * sizeof(*items));
-	if (!items)
-		return -1;
-	list->items = items;
-	n = dup_mem(name, name_len, true);
-	v = dup_mem(value, value_len, false);
-	if (!n || !v) {
-		free(n);
-		free(v);
-		return -1;
+	if (n == 0 || (n >= 8 && (n & (n - 1)) == 0)) {
+		struct header *items = realloc(list->items, (n ? n * 2 : 8) * sizeof(*items));
+
+		if (!items)
+			return -1;
+		list->items = items;
 	}
-	items[list->count].name = n;
-	items[list->count].value = v;
+	block = malloc(name_len + 1 + value_len + 1);
+	if (!block)
+		return -1;
+	for (size_t i = 0; i < name_len; i++)
+		block[i] = (char)tolower((unsigned char)name[i]);
+	block[name_len] = '\0';
+	memcpy(block + name_len + 1, value, value_len);
+	block[name_len + 1 + value_len] = '\0';
+	list->items[n].name = block;
+	list->items[n].value = block + name_len + 1;
 	list->count++;
 	return 0;
 }
@@ -85,10 +76,8 @@ const char *http_headers_get(const struct header_list *list, const char *lname)
 
 void http_headers_clear(struct header_list *list)
 {
-	for (size_t i = 0; i < list->count; i++) {
-		free(list->items[i].name);
-		free(list->items[i].value);
-	}
+	for (size_t i = 0; i < list->count; i++)
+		free(list->items[i].name);   /* the value is in the same block */
 	free(list->items);
 	list->items = NULL;
 	list->count = 0;
@@ -154,14 +143,16 @@ bool http_token_in_list(const char *list, const char *token)
 int http_headers_fold(struct header_list *list, const char *s, size_t len)
 {
 	struct header *h = &list->items[list->count - 1];
-	size_t old = strlen(h->value);
-	char *v = realloc(h->value, old + 1 + len + 1);
+	size_t nlen = (size_t)(h->value - h->name), old = strlen(h->value);
+	char *block = realloc(h->name, nlen + old + 1 + len + 1), *v;
 
-	if (!v)
+	if (!block)
 		return -1;
+	v = block + nlen;
 	v[old] = ' ';
 	memcpy(v + old + 1, s, len);
 	v[old + 1 + len] = '\0';
+	h->name = block;
 	h->value = v;
 	return 0;
 }

@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 struct header {
-	char *name;   /* lower-case, NUL-terminated */
-	char *value;  /* NUL-terminated */
+	char *name;   /* lower-case, NUL-terminated; the allocation that holds both */
+	char *value;  /* NUL-terminated, inside name's allocation */
 };
 
 struct header_list {
