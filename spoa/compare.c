@@ -385,10 +385,27 @@ static char *header_joined(const struct header_list *list, const char *name, boo
  * compared once, at its first occurrence. */
 static bool header_seen_before(const struct header_list *list, size_t i)
 {
+	const char *name = list->items[i].name;
+
 	for (size_t k = 0; k < i; k++)
-		if (strcmp(list->items[k].name, list->items[i].name) == 0)
+		if (list->items[k].name[0] == name[0] && strcmp(list->items[k].name, name) == 0)
 			return true;
 	return false;
+}
+
+/* How many headers of list are named name; *value gets the last one's. */
+static size_t header_count(const struct header_list *list, const char *name, const char **value)
+{
+	size_t n = 0;
+
+	*value = NULL;
+	for (size_t i = 0; i < list->count; i++) {
+		if (list->items[i].name[0] == name[0] && strcmp(list->items[i].name, name) == 0) {
+			*value = list->items[i].value;
+			n++;
+		}
+	}
+	return n;
 }
 
 static cJSON *string_or_null(const char *s)
@@ -401,12 +418,26 @@ static int compare_headers(const struct compare *c, const struct header_list *re
 {
 	for (size_t i = 0; i < ref->count; i++) {
 		const char *name = ref->items[i].name;
+		const char *r1, *c1;
 		bool oom = false;
 		char *rv, *cv;
 		int rc = 0;
 
 		if (header_ignored(c, name) || header_seen_before(ref, i))
 			continue;
+		/* The usual case, one header on each side (or none in the
+		 * candidate), needs no joined copies. */
+		if (header_count(ref, name, &r1) == 1 && header_count(cand, name, &c1) <= 1) {
+			if (!c1)
+				rc = diff_add(out, DIFF_HEADER, name, strlen(name), DIFF_MISSING,
+					      string_or_null(r1), NULL);
+			else if (strcmp(r1, c1) != 0)
+				rc = diff_add(out, DIFF_HEADER, name, strlen(name), DIFF_VALUE,
+					      string_or_null(r1), string_or_null(c1));
+			if (rc < 0)
+				return -1;
+			continue;
+		}
 		rv = header_joined(ref, name, &oom);
 		cv = header_joined(cand, name, &oom);
 		if (oom)
