@@ -120,6 +120,9 @@ const uint8_t *json_scan_number(const uint8_t *p, const uint8_t *end)
 
 /* ---- arena --------------------------------------------------------------- */
 
+/* The largest first chunk of an arena. */
+#define JSON_FIRST_CHUNK (256u << 10)
+
 struct chunk {
 	struct chunk *next;
 	size_t used, cap;
@@ -485,8 +488,9 @@ cJSON *json_parse(const uint8_t *s, size_t len, unsigned max_depth, struct json_
 	ps.arena = calloc(1, sizeof(*ps.arena));
 	if (!ps.arena)
 		return NULL;
-	/* Room for a typical document in one chunk: a node per few bytes. */
-	ps.hint = len * 4 + 512;
+	/* Room for a typical document in one chunk (a node per few bytes);
+	 * a large one grows by doubling chunks rather than one huge guess. */
+	ps.hint = len < (JSON_FIRST_CHUNK - 512) / 4 ? len * 4 + 512 : JSON_FIRST_CHUNK;
 	root = parse_value(&ps);
 	if (root) {
 		skip_ws(&ps);
