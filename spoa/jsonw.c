@@ -299,8 +299,8 @@ void jsonw_number(struct jsonw *w, double v)
 		jsonw_int(w, (int64_t)v);
 		return;
 	}
-	/* A short decimal that reads back as v (m / 10^k is correctly rounded,
-	 * as strtod of its digits is) is the shortest text for it. */
+	/* A decimal with few places that reads back as v: m / 10^k is
+	 * correctly rounded, as strtod of its digits is, so the test is exact. */
 	if (fabs(v) < 1e9) {
 		static const double p10[] = { 1e1, 1e2, 1e3, 1e4, 1e5, 1e6 };
 

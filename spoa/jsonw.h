@@ -56,8 +56,9 @@ void jsonw_null(struct jsonw *w);
 void jsonw_bool(struct jsonw *w, bool v);
 void jsonw_int(struct jsonw *w, int64_t v);
 
-/* A number as cJSON prints it (shortest of 15 or 17 significant digits that
- * reads back the same; integers plainly); NaN and infinities are null. */
+/* A number that reads back as v: integers plainly, a decimal with at most
+ * six places when one reads back the same, else 15 or 17 significant
+ * digits as cJSON prints them; NaN and infinities are null. */
 void jsonw_number(struct jsonw *w, double v);
 
 /* Milliseconds to the microsecond. */
@@ -72,8 +73,11 @@ size_t jsonw_string_size(const char *s, size_t len);
 size_t jsonw_string_fit(const char *s, size_t len, size_t limit, size_t *size);
 
 /* Copies the JSON text s[0..len) in without its insignificant whitespace
- * when it is valid JSON (RFC 8259: one value, valid UTF-8, at most 1000
- * levels deep). Returns false, the text unchanged, when it is not. */
+ * when it is valid JSON (the RFC 8259 grammar: one value, strings in valid
+ * UTF-8, at most 1000 levels deep; a \u escape is not checked for lone
+ * surrogates). Returns false, the text unchanged, when it is not; true
+ * otherwise, also when the writer was or becomes unusable (over its
+ * maximum: nothing is then written). */
 bool jsonw_json_text(struct jsonw *w, const uint8_t *s, size_t len);
 
 /* Copies len bytes the caller knows to be one minified JSON value. */

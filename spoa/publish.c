@@ -140,7 +140,6 @@ static void ratelog_flush(struct publish *p, struct ratelog *rl, bool force)
 
 /* ---- JSON text helpers ------------------------------------------------- */
 
-/* Length of the longest prefix of s[0..len) that is valid UTF-8. */
 static void write_base64(struct jsonw *w, const uint8_t *s, size_t len)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -187,12 +186,11 @@ static bool header_redacted(const struct config *cfg, const char *name)
 }
 
 /* Headers as an object; repeated names are joined with ", " (RFC 9110
- * 5.3) so the object has unique keys. Names are lower-case by http.h's
- * contract; the message enforces it anyway, it is cheap. */
+ * 5.3) so the object has unique keys. Names are lower-case already
+ * (http_headers_add() makes them so). */
 static void write_headers(struct build *b, const struct header_list *list)
 {
 	struct jsonw *w = b->w;
-	char lname[256];
 
 	jsonw_open(w, '{');
 	for (size_t i = 0; i < list->count; i++) {
@@ -205,11 +203,7 @@ static void write_headers(struct build *b, const struct header_list *list)
 			repeated = same_name(list->items[k].name, h->name);
 		if (repeated)
 			continue;   /* written with its first occurrence */
-		if (n >= sizeof(lname))
-			n = sizeof(lname) - 1;
-		for (size_t k = 0; k < n; k++)
-			lname[k] = (char)((h->name[k] >= 'A' && h->name[k] <= 'Z') ? h->name[k] + 32 : h->name[k]);
-		jsonw_key(w, lname, n);
+		jsonw_key(w, h->name, n);
 		if (redacted) {
 			jsonw_cstring(w, "[redacted]");
 			continue;
@@ -409,18 +403,26 @@ static void write_value(struct build *b, const char *key, const cJSON *v, bool r
 			size_t limit, bool *cut)
 {
 	struct jsonw *w = b->w;
-	size_t at = w->len, value_at;
-	bool comma = w->comma;
+	size_t at = w->len, max = w->max, value_at;
+	bool comma = w->comma, capped;
 
 	if (!v)
 		return;
 	jsonw_keyc(w, key);
 	value_at = w->len;
+	/* The writer's maximum is lowered to the limit while the value is
+	 * written, so that a value too big for the message leaves the value
+	 * out, not the message over its maximum. */
+	capped = jsonw_ok(w) && limit != SIZE_MAX && limit < max - value_at;
+	if (capped)
+		w->max = value_at + limit;
 	if (redacted)
 		jsonw_cstring(w, "[redacted]");
 	else
 		jsonw_cjson(w, v);
-	if (jsonw_ok(w) && limit != SIZE_MAX && w->len - value_at > limit) {
+	w->max = max;
+	if (capped && w->over && !w->oom) {
+		w->over = false;
 		w->len = at;
 		w->comma = comma;
 		*cut = true;

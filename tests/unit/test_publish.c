@@ -646,6 +646,44 @@ static void huge_differences_are_cut_under_the_cap(void **state)
 	cJSON_Delete(msgs[0]);
 }
 
+static void a_value_bigger_than_the_message_is_left_out_not_the_headers(void **state)
+{
+	struct fixture *f = *state;
+	char *value = malloc(20001);
+	size_t longest;
+	cJSON *msgs[2];
+	const cJSON *d;
+	struct publish *p;
+	char err[256];
+
+	/* One difference whose value alone is over max_message: the value is
+	 * left out (step 3), the headers and the difference stay. */
+	assert_non_null(value);
+	memset(value, 'v', 20000);
+	value[20000] = '\0';
+	add_diff(&f->diffs, DIFF_BODY, "/blob", DIFF_VALUE, cJSON_CreateString(value),
+		 cJSON_CreateString("small"), false);
+	free(value);
+	f->cfg.max_message = 8192;
+	p = publish_new(f->loop, &f->cfg, err, sizeof(err));
+	publish_exchange(p, &f->x, OUTCOME_DIFFERENT, &f->diffs);
+	publish_free(p, 1);
+	assert_int_equal(read_lines(f->path, msgs, 2, &longest), 1);
+	assert_true(longest <= 8192);
+	assert_true(cJSON_IsTrue(get(msgs[0], "cut")));
+	assert_string_equal(get_str(get(get(msgs[0], "request"), "headers"), "host"), "shop.example");
+	assert_null(cJSON_GetObjectItemCaseSensitive(msgs[0], "differences_total"));
+	assert_int_equal(cJSON_GetArraySize(get(msgs[0], "differences")), 2);
+	d = cJSON_GetArrayItem(get(msgs[0], "differences"), 0);
+	assert_string_equal(get_str(d, "candidate"), "bob");   /* small values stay */
+	d = cJSON_GetArrayItem(get(msgs[0], "differences"), 1);
+	assert_string_equal(get_str(d, "path"), "/blob");
+	assert_true(cJSON_IsTrue(get(d, "cut")));
+	assert_null(cJSON_GetObjectItemCaseSensitive(d, "reference"));
+	assert_string_equal(get_str(d, "candidate"), "small");
+	cJSON_Delete(msgs[0]);
+}
+
 static void message_that_cannot_fit_is_counted_not_written(void **state)
 {
 	struct fixture *f = *state;
@@ -883,6 +921,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(secondary_is_present_when_configured, setup, teardown),
 		cmocka_unit_test_setup_teardown(large_bodies_are_cut_under_the_cap, setup, teardown),
 		cmocka_unit_test_setup_teardown(huge_differences_are_cut_under_the_cap, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_value_bigger_than_the_message_is_left_out_not_the_headers, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(message_that_cannot_fit_is_counted_not_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(equal_is_not_published_by_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(skipped_and_expired_are_never_published, setup, teardown),
