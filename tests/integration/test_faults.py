@@ -159,8 +159,12 @@ def test_agent_killed_and_restarted_under_load(stack):
     assert not other, other[:5]
     assert len(stranded) <= len(load.threads), stranded
     assert after["spop"]["ack"] == after["spop"]["notify"] > 0
-    # requests in flight at the kill: their miffy-res reaches the new agent
-    assert after["anomalies"]["orphan_response"] <= len(load.threads)
+    # Orphan responses (a miffy-res whose miffy-req the new agent never saw)
+    # come from the requests in flight at the kill, whose response reaches
+    # the new agent, and from those in flight when HAProxy marks it UP again
+    # (request skipped while down, response sent once up): at most one of
+    # each per client thread.
+    assert after["anomalies"]["orphan_response"] <= 2 * len(load.threads)
     assert again.stop() == 0
 
 
