@@ -249,13 +249,12 @@ static bool body_as_text(const struct body *bd)
  * from the tree when the text is not strict JSON that cJSON accepted. */
 static size_t json_body_size(const struct body *bd)
 {
-	size_t n;
 	struct jsonw tmp;
+	size_t n;
 
 	if (bd->json_arena && json_parsed_compact(bd->json_arena))
 		return bd->len;
 	n = jsonw_json_text_size(bd->data, bd->len);
-
 	if (n != SIZE_MAX)
 		return n;
 	jsonw_init(&tmp, SIZE_MAX);
