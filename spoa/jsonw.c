@@ -128,8 +128,21 @@ size_t jsonw_string_fit(const char *str, size_t len, size_t limit, size_t *size)
 	size_t i = 0, used = 2;
 
 	while (i < len) {
-		size_t cost, step = string_step(s, len, i, &cost);
+		/* Plain bytes cost one each and are counted in bulk. */
+		size_t run = (size_t)(json_plain_run(s + i, s + len) - (s + i)), cost, step;
 
+		if (run) {
+			size_t left = limit > used ? limit - used : 0;
+
+			if (run > left)
+				run = left;
+			used += run;
+			i += run;
+			if (run == left)
+				break;
+			continue;
+		}
+		step = string_step(s, len, i, &cost);
 		if (used + cost > limit)
 			break;
 		used += cost;
@@ -139,23 +152,12 @@ size_t jsonw_string_fit(const char *str, size_t len, size_t limit, size_t *size)
 	return i;
 }
 
-size_t jsonw_string_size(const char *str, size_t len)
+size_t jsonw_string_size(const char *s, size_t len)
 {
-	const uint8_t *s = (const uint8_t *)str;
-	size_t i = 0, used = 2;
+	size_t size;
 
-	/* jsonw_string_fit without a limit, plain runs counted in bulk. */
-	while (i < len) {
-		size_t run = (size_t)(json_plain_run(s + i, s + len) - s), cost;
-
-		used += run - i;
-		i = run;
-		if (i < len) {
-			i += string_step(s, len, i, &cost);
-			used += cost;
-		}
-	}
-	return used;
+	jsonw_string_fit(s, len, SIZE_MAX, &size);
+	return size;
 }
 
 /* Writes the quoted string; the caller has made room for size bytes. */

@@ -186,33 +186,32 @@ static bool header_redacted(const struct config *cfg, const char *name)
 }
 
 /* Headers as an object; repeated names are joined with ", " (RFC 9110
- * 5.3) so the object has unique keys. Names are lower-case already
- * (http_headers_add() makes them so). */
-static void write_headers(struct build *b, const struct header_list *list)
+ * 5.3) so the object has unique keys; empty when the shape leaves headers
+ * out. Names are lower-case already (http_headers_add() makes them so). */
+static void write_headers(struct build *b, const struct header_list *list, const struct shape *sh)
 {
 	struct jsonw *w = b->w;
 
 	jsonw_open(w, '{');
-	for (size_t i = 0; i < list->count; i++) {
+	for (size_t i = 0; sh->headers && i < list->count; i++) {
 		const struct header *h = &list->items[i];
 		bool redacted = header_redacted(b->p->cfg, h->name), repeated = false;
-		size_t n = strlen(h->name), vlen, at;
+		size_t first = strlen(h->value), vlen = first, at;
 		char *joined;
 
 		for (size_t k = 0; k < i && !repeated; k++)
 			repeated = same_name(list->items[k].name, h->name);
 		if (repeated)
 			continue;   /* written with its first occurrence */
-		jsonw_key(w, h->name, n);
+		jsonw_keyc(w, h->name);
 		if (redacted) {
 			jsonw_cstring(w, "[redacted]");
 			continue;
 		}
-		vlen = strlen(h->value);
 		for (size_t k = i + 1; k < list->count; k++)
 			if (same_name(list->items[k].name, h->name))
 				vlen += 2 + strlen(list->items[k].value);
-		if (vlen == strlen(h->value)) {
+		if (vlen == first) {
 			jsonw_string(w, h->value, vlen);
 			continue;
 		}
@@ -221,7 +220,7 @@ static void write_headers(struct build *b, const struct header_list *list)
 			w->oom = true;
 			return;
 		}
-		at = strlen(h->value);
+		at = first;
 		memcpy(joined, h->value, at);
 		for (size_t k = i + 1; k < list->count; k++) {
 			if (same_name(list->items[k].name, h->name)) {
@@ -349,10 +348,7 @@ static void write_request(struct build *b, const struct shape *sh)
 	jsonw_keyc(w, "query");
 	jsonw_cstring(w, x->query);
 	jsonw_keyc(w, "headers");
-	if (sh->headers)
-		write_headers(b, &x->req_headers);
-	else
-		jsonw_open(w, '{'), jsonw_close(w, '}');
+	write_headers(b, &x->req_headers, sh);
 	jsonw_keyc(w, "body");
 	write_body(b, b->bodies[PART_REQUEST], sh->body_limit);
 	jsonw_close(w, '}');
@@ -383,10 +379,7 @@ static void write_response(struct build *b, const struct shape *sh, enum part pa
 	jsonw_keyc(w, "status");
 	jsonw_int(w, r->status);
 	jsonw_keyc(w, "headers");
-	if (sh->headers)
-		write_headers(b, &r->headers);
-	else
-		jsonw_open(w, '{'), jsonw_close(w, '}');
+	write_headers(b, &r->headers, sh);
 	jsonw_keyc(w, "body");
 	write_body(b, b->bodies[part], sh->body_limit);
 	jsonw_keyc(w, "truncated");

@@ -118,6 +118,11 @@ static void test_string_fit_never_splits_a_character(void **state)
 	n = jsonw_string_fit(in, sizeof(in) - 1, 6, &size);
 	assert_int_equal(n, 4);
 	assert_int_equal(size, 6);
+	n = jsonw_string_fit("abcdef", 6, 5, &size);        /* a plain run cut short */
+	assert_int_equal(n, 3);
+	assert_int_equal(size, 5);
+	n = jsonw_string_fit("abc", 3, 1, &size);           /* not even the quotes fit */
+	assert_int_equal(n, 0);
 	n = jsonw_string_fit("\"\"", 2, 5, &size);         /* each quote takes two */
 	assert_int_equal(n, 1);
 	assert_int_equal(size, 4);
