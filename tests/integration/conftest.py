@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from haproxy_bin import render_haproxy_cfg
+
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = Path(os.environ.get("MIFFY_BUILD", ROOT / "build"))
 HERE = Path(__file__).resolve().parent
@@ -171,34 +173,6 @@ class Miffy:
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
         return self.proc.stop(sig, timeout)
-
-
-def render_haproxy_cfg(front_port, ref_port, agent_port, spoe_path, shadow=True, extra_global="",
-                       stats_port=None):
-    """The shipped haproxy/haproxy.cfg with test ports; without the miffy
-    lines when shadow is False (HAProxy alone)."""
-    text = (ROOT / "haproxy" / "haproxy.cfg").read_text()
-    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{front_port}")
-    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ref_port}")
-    text = text.replace("127.0.0.1:12345", f"127.0.0.1:{agent_port}")
-    text = text.replace("config haproxy/miffy-spoe.conf", f"config {spoe_path}")
-    text = text.replace("log stderr format short local0 warning", "log stderr format short local0 info")
-    if extra_global:
-        text = text.replace("global\n", "global\n" + extra_global + "\n", 1)
-    if stats_port:
-        text += f"\nfrontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n"
-    if not shadow:
-        out, skip = [], False
-        for line in text.splitlines():
-            if line.startswith("backend miffy-agents"):
-                skip = True
-            elif skip and line and not line.startswith(" "):
-                skip = False
-            if skip or "miffy" in line.split("#")[0] or "unique-id" in line.split("#")[0]:
-                continue
-            out.append(line)
-        text = "\n".join(out) + "\n"
-    return text
 
 
 class HAProxy:

@@ -1,4 +1,5 @@
-"""Which HAProxy the integration tests and bench/faults run, from one setting.
+"""Which HAProxy the integration tests and bench/faults run (from one setting),
+and the shipped haproxy/haproxy.cfg rendered for them.
 
     MIFFY_HAPROXY=system   the machine's own haproxy (Debian 12: 2.6), the default
     MIFFY_HAPROXY=3.0      Debian trixie's, from a debootstrap root
@@ -51,6 +52,34 @@ class HAProxyBin:
 
     def __str__(self):
         return f"HAProxy {self.full_version}" + (f" ({self.root})" if self.root else "")
+
+
+def render_haproxy_cfg(front_port, ref_port, agent_port, spoe_path, shadow=True, extra_global="",
+                       stats_port=None):
+    """The shipped haproxy/haproxy.cfg with test ports; without the miffy
+    lines when shadow is False (HAProxy alone)."""
+    text = (ROOT / "haproxy" / "haproxy.cfg").read_text()
+    text = text.replace("127.0.0.1:8080", f"127.0.0.1:{front_port}")
+    text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ref_port}")
+    text = text.replace("127.0.0.1:12345", f"127.0.0.1:{agent_port}")
+    text = text.replace("config haproxy/miffy-spoe.conf", f"config {spoe_path}")
+    text = text.replace("log stderr format short local0 warning", "log stderr format short local0 info")
+    if extra_global:
+        text = text.replace("global\n", "global\n" + extra_global + "\n", 1)
+    if stats_port:
+        text += f"\nfrontend stats\n    bind 127.0.0.1:{stats_port}\n    stats enable\n    stats uri /stats\n"
+    if not shadow:
+        out, skip = [], False
+        for line in text.splitlines():
+            if line.startswith("backend miffy-agents"):
+                skip = True
+            elif skip and line and not line.startswith(" "):
+                skip = False
+            if skip or "miffy" in line.split("#")[0] or "unique-id" in line.split("#")[0]:
+                continue
+            out.append(line)
+        text = "\n".join(out) + "\n"
+    return text
 
 
 _current = None
