@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -41,6 +42,9 @@ struct conn {
 	size_t woff;
 	size_t wcap;
 	uint32_t frame_size;         /* negotiated; the configured max before HELLO */
+	double arrival;              /* kernel receive time of the last read (CLOCK_REALTIME) */
+	double acks_since;           /* arrival of the oldest ACK not yet written */
+	unsigned acks_pending;       /* ACKs queued, not yet written */
 	bool hello_done;
 	bool closing;                /* no more reads; close once output is out */
 	char peer[64];
@@ -78,6 +82,21 @@ static void conn_close(struct conn *c)
 	free(c);
 }
 
+static double realtime_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Counts an ACK just queued in c's output, for the ACK latency histogram. */
+static void ack_queued(struct conn *c)
+{
+	if (c->acks_pending++ == 0)
+		c->acks_since = c->arrival;
+}
+
 /* Writes what is buffered. Returns false when c was closed. */
 static bool conn_flush(struct conn *c)
 {
@@ -102,6 +121,13 @@ static bool conn_flush(struct conn *c)
 	}
 	c->wlen = c->woff = 0;
 	ev_io_stop(a->loop, &c->wio);
+	if (c->acks_pending) {
+		/* Each pending ACK is charged the oldest one's wait: an upper bound. */
+		double waited = realtime_now() - c->acks_since;
+
+		for (; c->acks_pending; c->acks_pending--)
+			stats_ack_observe(waited);
+	}
 	if (c->closing) {
 		conn_close(c);
 		return false;
@@ -318,6 +344,7 @@ static bool notify_ack_ahead(struct conn *c, const struct spop_frame *f)
 	if (n < 0)
 		return false;
 	c->wlen += (size_t)n;
+	ack_queued(c);
 	return true;
 }
 
@@ -366,6 +393,7 @@ static bool handle_notify(struct conn *c, const struct spop_frame *f, bool acked
 			return false;
 		}
 		c->wlen += (size_t)n;
+		ack_queued(c);
 	}
 	stats.notify_frames++;
 	stats.ack_frames++;
@@ -409,6 +437,33 @@ static bool handle_frame(struct conn *c, const struct spop_frame *f, bool acked)
 	}
 }
 
+/* recv() that also takes the kernel's receive time (SO_TIMESTAMPNS) into
+ * c->arrival, or the time now where the kernel gave none. */
+static ssize_t recv_stamped(struct conn *c)
+{
+	struct iovec iov = { c->rbuf + c->rlen, c->rcap - c->rlen };
+	union {
+		char buf[CMSG_SPACE(sizeof(struct timespec))];
+		struct cmsghdr align;
+	} control;
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+			      .msg_controllen = sizeof(control.buf) };
+	ssize_t n = recvmsg(c->fd, &msg, 0);
+
+	c->arrival = 0;
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); n > 0 && cm; cm = CMSG_NXTHDR(&msg, cm)) {
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+			struct timespec ts;
+
+			memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+			c->arrival = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+		}
+	}
+	if (c->arrival == 0)
+		c->arrival = realtime_now();
+	return n;
+}
+
 static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct conn *c = w->data;
@@ -417,7 +472,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 	ssize_t n;
 
 	(void)revents;
-	n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+	n = recv_stamped(c);
 	if (n == 0) {
 		log_debug("HAProxy peer %s closed the connection", c->peer);
 		conn_close(c);
@@ -543,6 +598,10 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			continue;
 		}
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		/* Kernel receive times measure the ACK latency from the wire, so
+		 * a busy loop shows even before it reads a frame. */
+		if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) == -1)
+			log_debug("SO_TIMESTAMPNS: %s", strerror(errno));
 		c->fd = fd;
 		c->agent = a;
 		c->frame_size = a->cfg->max_frame_size;

@@ -26,10 +26,12 @@ struct exchange_table {
 	ev_timer ttl_timer;
 };
 
-/* The arguments of miffy-req and miffy-res, matched by name. */
+/* The arguments of one side of an exchange, matched by name: those of
+ * miffy-req, of miffy-res, or one side of miffy-tx (whose per-side names
+ * carry a "req_" or "res_" prefix). */
 struct message_args {
 	const struct spop_value *id, *method, *path, *query, *ver, *headers, *body;
-	const struct spop_value *status, *body_len, *body_size;
+	const struct spop_value *status, *body_len, *body_size, *latency_us;
 };
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
@@ -326,30 +328,47 @@ size_t exchange_table_count(const struct exchange_table *t)
 	return t->count;
 }
 
-static void collect_args(const struct spop_arg *args, size_t nargs, struct message_args *m)
+/* Fills m from args. side is NULL for miffy-req and miffy-res; for miffy-tx
+ * it is "req_" or "res_", which the names of per-side arguments (headers,
+ * body, body_len, body_size) must start with. */
+static void collect_args(const struct spop_arg *args, size_t nargs, const char *side,
+			 struct message_args *m)
 {
-	static const struct { const char *name; size_t off; } names[] = {
-		{ "id", offsetof(struct message_args, id) },
-		{ "method", offsetof(struct message_args, method) },
-		{ "path", offsetof(struct message_args, path) },
-		{ "query", offsetof(struct message_args, query) },
-		{ "ver", offsetof(struct message_args, ver) },
-		{ "headers", offsetof(struct message_args, headers) },
-		{ "body", offsetof(struct message_args, body) },
-		{ "status", offsetof(struct message_args, status) },
-		{ "body_len", offsetof(struct message_args, body_len) },
-		{ "body_size", offsetof(struct message_args, body_size) },
+	static const struct { const char *name; bool sided; size_t off; } names[] = {
+		{ "id", false, offsetof(struct message_args, id) },
+		{ "method", false, offsetof(struct message_args, method) },
+		{ "path", false, offsetof(struct message_args, path) },
+		{ "query", false, offsetof(struct message_args, query) },
+		{ "ver", false, offsetof(struct message_args, ver) },
+		{ "status", false, offsetof(struct message_args, status) },
+		{ "latency_us", false, offsetof(struct message_args, latency_us) },
+		{ "headers", true, offsetof(struct message_args, headers) },
+		{ "body", true, offsetof(struct message_args, body) },
+		{ "body_len", true, offsetof(struct message_args, body_len) },
+		{ "body_size", true, offsetof(struct message_args, body_size) },
 	};
+	size_t plen = side ? strlen(side) : 0;
 
 	memset(m, 0, sizeof(*m));
 	for (size_t i = 0; i < nargs; i++) {
+		const char *name = args[i].name;
+		size_t len = args[i].name_len;
+
 		if (args[i].value.type == SPOP_T_NULL)
 			continue;
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-			if (spop_arg_is(&args[i], names[k].name)) {
-				*(const struct spop_value **)((char *)m + names[k].off) = &args[i].value;
-				break;
+			const char *want = names[k].name;
+			size_t wlen = strlen(want);
+
+			if (names[k].sided && side) {
+				if (len != plen + wlen || memcmp(name, side, plen) != 0 ||
+				    memcmp(name + plen, want, wlen) != 0)
+					continue;
+			} else if (len != wlen || memcmp(name, want, wlen) != 0) {
+				continue;
 			}
+			*(const struct spop_value **)((char *)m + names[k].off) = &args[i].value;
+			break;
 		}
 	}
 }
@@ -372,14 +391,18 @@ static char *dup_arg(const struct spop_value *v, bool *failed)
 	return s;
 }
 
+/* HAProxy's buffer cut the body (body_len < body_size), or the message
+ * carries less than body_len (a bytes() converter kept miffy-tx within a
+ * frame). */
 static bool body_cut(const struct message_args *m)
 {
 	int64_t len, size;
 
-	if (!m->body_len || !m->body_size || !spop_value_int(m->body_len, &len) ||
-	    !spop_value_int(m->body_size, &size))
+	if (!m->body_len || !spop_value_int(m->body_len, &len))
 		return false;
-	return len < size;
+	if (len > 0 && (!is_text(m->body) || (uint64_t)len > m->body->v.str.len))
+		return true;
+	return m->body_size && spop_value_int(m->body_size, &size) && len < size;
 }
 
 static bool copy_body(const struct spop_value *v, uint8_t **body, size_t *len)
@@ -447,7 +470,10 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 	}
 }
 
-static void on_request(struct exchange_table *t, const struct message_args *m)
+/* Enters the request side of an exchange into the table and starts its
+ * replays. Returns the exchange, or NULL when the request was refused
+ * (counted and logged here). */
+static struct exchange *on_request(struct exchange_table *t, const struct message_args *m)
 {
 	struct exchange *x;
 	bool failed = false;
@@ -455,21 +481,21 @@ static void on_request(struct exchange_table *t, const struct message_args *m)
 
 	if (!is_text(m->method) || !is_text(m->path)) {
 		id = dup_arg(m->id, &failed);
-		anomaly(ANOMALY_BAD_ARGS, id, "miffy-req without method or path");
+		anomaly(ANOMALY_BAD_ARGS, id, "request without method or path");
 		free(id);
-		return;
+		return NULL;
 	}
 	if (table_find(t, m->id->v.str.ptr, m->id->v.str.len)) {
 		id = dup_arg(m->id, &failed);
-		anomaly(ANOMALY_DUPLICATE_ID, id, "a second miffy-req with this id (is unique-id-format unique?)");
+		anomaly(ANOMALY_DUPLICATE_ID, id, "a second request with this id (is unique-id-format unique?)");
 		free(id);
-		return;
+		return NULL;
 	}
 	if (t->count >= t->deps.cfg->max_exchanges) {
 		stats.outcomes[OUTCOME_DROPPED]++;
 		log_msg(LOG_LEVEL_WARN, NULL, "exchange table full (max_exchanges=%u): request dropped",
 			t->deps.cfg->max_exchanges);
-		return;
+		return NULL;
 	}
 	x = calloc(1, sizeof(*x));
 	if (!x)
@@ -485,9 +511,9 @@ static void on_request(struct exchange_table *t, const struct message_args *m)
 	if (is_text(m->headers) &&
 	    http_headers_decode((const uint8_t *)m->headers->v.str.ptr, m->headers->v.str.len,
 				&x->req_headers) < 0) {
-		anomaly(ANOMALY_BAD_ARGS, x->id, "miffy-req headers are not in req.hdrs_bin format");
+		anomaly(ANOMALY_BAD_ARGS, x->id, "request headers are not in req.hdrs_bin format");
 		exchange_free(x);
-		return;
+		return NULL;
 	}
 	x->req_truncated = body_cut(m);
 	if (!hold(t, x, x->req_body_len)) {
@@ -505,43 +531,40 @@ static void on_request(struct exchange_table *t, const struct message_args *m)
 	stats.exchanges_started++;
 	table_insert(t, x);
 	start_replays(t, x);
-	return;
+	return x;
 oom:
 	stats.outcomes[OUTCOME_DROPPED]++;
 	log_msg(LOG_LEVEL_ERROR, NULL, "out of memory: request dropped");
 	if (x)
 		exchange_free(x);
+	return NULL;
 }
 
-static void on_response(struct exchange_table *t, const struct message_args *m)
+/* Adds the reference's response to x and finishes x when its replays are in. */
+static void on_response(struct exchange_table *t, struct exchange *x, const struct message_args *m)
 {
-	struct exchange *x = table_find(t, m->id->v.str.ptr, m->id->v.str.len);
-	bool failed = false;
-	int64_t status;
+	int64_t status, latency_us;
 
-	if (!x) {
-		char *id = dup_arg(m->id, &failed);
-
-		anomaly(ANOMALY_ORPHAN_RESPONSE, id, "miffy-res without a pending miffy-req");
-		free(id);
-		return;
-	}
 	if (x->have_reference) {
 		anomaly(ANOMALY_DUPLICATE_ID, x->id, "a second miffy-res with this id");
 		return;
 	}
 	if (!m->status || !spop_value_int(m->status, &status) || status < 100 || status > 999) {
-		anomaly(ANOMALY_BAD_ARGS, x->id, "miffy-res without a valid status");
+		anomaly(ANOMALY_BAD_ARGS, x->id, "response without a valid status");
 		return;
 	}
 	x->t_response = ev_time();
 	x->reference.status = (int)status;
-	x->reference.latency_ms = (x->t_response - x->t_request) * 1000.0;
+	/* miffy-tx arrives whole: the reference's time is HAProxy's to tell. */
+	if (m->latency_us && spop_value_int(m->latency_us, &latency_us) && latency_us >= 0)
+		x->reference.latency_ms = (double)latency_us / 1000.0;
+	else
+		x->reference.latency_ms = (x->t_response - x->t_request) * 1000.0;
 	x->reference.truncated = body_cut(m);
 	if (is_text(m->headers) &&
 	    http_headers_decode((const uint8_t *)m->headers->v.str.ptr, m->headers->v.str.len,
 				&x->reference.headers) < 0) {
-		anomaly(ANOMALY_BAD_ARGS, x->id, "miffy-res headers are not in res.hdrs_bin format");
+		anomaly(ANOMALY_BAD_ARGS, x->id, "response headers are not in res.hdrs_bin format");
 		return;
 	}
 	if (!copy_body(m->body, &x->reference.body, &x->reference.body_len)) {
@@ -558,27 +581,57 @@ static void on_response(struct exchange_table *t, const struct message_args *m)
 	maybe_finish(t, x);
 }
 
+enum message_kind { MSG_REQ = 0, MSG_RES, MSG_TX, MSG_KIND_COUNT };
+static const char *const message_names[MSG_KIND_COUNT] = { "miffy-req", "miffy-res", "miffy-tx" };
+
 void exchange_on_message(struct exchange_table *t, const char *name, size_t name_len,
 			 const struct spop_arg *args, size_t nargs)
 {
-	struct message_args m;
-	bool req = name_len == 9 && memcmp(name, "miffy-req", 9) == 0;
-	bool res = name_len == 9 && memcmp(name, "miffy-res", 9) == 0;
+	struct message_args m, res;
+	struct exchange *x;
+	int kind = 0;
 
-	if (!req && !res) {
+	while (kind < MSG_KIND_COUNT &&
+	       (strlen(message_names[kind]) != name_len || memcmp(name, message_names[kind], name_len) != 0))
+		kind++;
+	if (kind == MSG_KIND_COUNT) {
 		stats.anomalies[ANOMALY_UNKNOWN_MESSAGE]++;
-		log_msg(LOG_LEVEL_WARN, NULL, "unknown SPOE message '%.*s' ignored (expected miffy-req or miffy-res)",
+		log_msg(LOG_LEVEL_WARN, NULL,
+			"unknown SPOE message '%.*s' ignored (expected miffy-tx, miffy-req or miffy-res)",
 			(int)(name_len > 64 ? 64 : name_len), name);
 		return;
 	}
-	collect_args(args, nargs, &m);
+	collect_args(args, nargs, kind == MSG_TX ? "req_" : NULL, &m);
 	if (!is_text(m.id) || m.id->v.str.len == 0) {
-		anomaly(ANOMALY_MISSING_ID, NULL, req ? "miffy-req without id (set unique-id-format)"
-						      : "miffy-res without id (set unique-id-format)");
+		char why[96];
+
+		snprintf(why, sizeof(why), "%s without id (set unique-id-format)", message_names[kind]);
+		anomaly(ANOMALY_MISSING_ID, NULL, why);
 		return;
 	}
-	if (req)
+	switch (kind) {
+	case MSG_REQ:
 		on_request(t, &m);
-	else
-		on_response(t, &m);
+		break;
+	case MSG_RES:
+		x = table_find(t, m.id->v.str.ptr, m.id->v.str.len);
+		if (x) {
+			on_response(t, x, &m);
+		} else {
+			bool failed = false;
+			char *id = dup_arg(m.id, &failed);
+
+			anomaly(ANOMALY_ORPHAN_RESPONSE, id, "miffy-res without a pending miffy-req");
+			free(id);
+		}
+		break;
+	default:
+		/* The whole transaction in one message: no pairing to wait for. */
+		x = on_request(t, &m);
+		if (x) {
+			collect_args(args, nargs, "res_", &res);
+			on_response(t, x, &res);
+		}
+		break;
+	}
 }

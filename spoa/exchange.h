@@ -103,7 +103,7 @@ struct exchange_table *exchange_table_new(const struct exchange_deps *deps);
  * (or skipped/shutdown) and frees the table. */
 void exchange_table_free(struct exchange_table *t);
 
-/* Handles one SPOE message by name ("miffy-req" / "miffy-res") with its
+/* Handles one SPOE message by name ("miffy-tx", or "miffy-req" / "miffy-res") with its
  * decoded arguments, which point into the caller's frame buffer and are
  * copied as needed. Never fails: problems are counted outcomes. */
 void exchange_on_message(struct exchange_table *t, const char *name, size_t name_len,

@@ -83,12 +83,20 @@ static struct {
 	uint8_t endpoint_index[INDEX_SLOTS];
 	uint64_t serial;
 	struct stats_hist latency[LAT_SOURCE_COUNT];
+	struct stats_hist ack;                   /* bounds stats_ack_bounds */
+	double ack_max;                          /* seconds */
 	struct error_reason errors[ROLE_COUNT][STATS_MAX_ERROR_REASONS + 1];
 	const struct noise *noise;
-} st;
+} st = { .ack = { .bounds = stats_ack_bounds } };
 
 const double stats_hist_bounds[STATS_HIST_BOUNDS] = {
 	0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+};
+/* HAProxy's shipped "timeout processing" is a few milliseconds: the buckets
+ * must show how far below it a healthy agent stays. */
+const double stats_ack_bounds[STATS_HIST_BOUNDS] = {
+	0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+	0.05, 0.1, 1,
 };
 
 /* ---- growable text with a hard maximum -------------------------------- */
@@ -221,13 +229,19 @@ char *stats_prom_escape(const char *s)
 	return sbuf_take(&b, NULL);
 }
 
+static const double *hist_bounds(const struct stats_hist *h)
+{
+	return h->bounds ? h->bounds : stats_hist_bounds;
+}
+
 void stats_hist_observe(struct stats_hist *h, double seconds)
 {
+	const double *bounds = hist_bounds(h);
 	size_t i = 0;
 
 	if (!(seconds >= 0))        /* also catches NaN */
 		seconds = 0;
-	while (i < STATS_HIST_BOUNDS && seconds > stats_hist_bounds[i])
+	while (i < STATS_HIST_BOUNDS && seconds > bounds[i])
 		i++;
 	h->buckets[i]++;
 	h->count++;
@@ -237,12 +251,13 @@ void stats_hist_observe(struct stats_hist *h, double seconds)
 static void hist_render(struct sbuf *b, const char *name, const char *labels, const struct stats_hist *h)
 {
 	const char *sep = labels[0] ? "," : "";
+	const double *bounds = hist_bounds(h);
 	uint64_t cum = 0;
 
 	for (size_t i = 0; i < STATS_HIST_BOUNDS; i++) {
 		cum += h->buckets[i];
 		sbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep,
-			    stats_hist_bounds[i], cum);
+			    bounds[i], cum);
 	}
 	cum += h->buckets[STATS_HIST_BOUNDS];
 	sbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, cum);
@@ -524,6 +539,13 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		remember_id(e, x->id, o);
 }
 
+void stats_ack_observe(double seconds)
+{
+	stats_hist_observe(&st.ack, seconds);
+	if (seconds > st.ack_max)
+		st.ack_max = seconds;
+}
+
 void stats_candidate_error(enum replay_role role, const char *reason)
 {
 	struct error_reason *slots;
@@ -573,6 +595,7 @@ void stats_free(void)
 		for (size_t i = 0; i < STATS_MAX_ERROR_REASONS; i++)
 			free(st.errors[r][i].reason);
 	memset(&st, 0, sizeof(st));
+	st.ack.bounds = stats_ack_bounds;
 }
 
 /* ---- process facts ----------------------------------------------------- */
@@ -690,6 +713,10 @@ char *stats_metrics_text(size_t *len)
 	prom_u64(&b, "miffy_spop_notify_frames_total", "counter", "NOTIFY frames received.", stats.notify_frames);
 	prom_u64(&b, "miffy_spop_ack_frames_total", "counter", "ACK frames sent.", stats.ack_frames);
 	prom_u64(&b, "miffy_spop_messages_total", "counter", "SPOE messages decoded.", stats.messages);
+	prom_family(&b, "miffy_spop_ack_latency_seconds", "histogram",
+		    "From a NOTIFY's arrival (kernel receive time) to the write that sent its ACK; "
+		    "HAProxy gives up on an ACK after \"timeout processing\".");
+	hist_render(&b, "miffy_spop_ack_latency_seconds", "", &st.ack);
 	prom_family(&b, "miffy_spop_disconnects_sent_total", "counter",
 		    "AGENT-DISCONNECT frames sent, by SPOP status code (\"other\": 15 and above).");
 	for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
@@ -1004,6 +1031,20 @@ char *stats_json_text(size_t *len)
 	json_u64(&b, &f2, "frames_out", stats.frames_out);
 	json_u64(&b, &f2, "notify", stats.notify_frames);
 	json_u64(&b, &f2, "ack", stats.ack_frames);
+	json_key(&b, &f2, "ack_latency");
+	{
+		bool f3 = true;
+		uint64_t under = 0;
+
+		/* 1 ms: the budget a healthy agent keeps (README, Limits). */
+		for (size_t i = 0; i < STATS_HIST_BOUNDS && stats_ack_bounds[i] <= 0.001; i++)
+			under += st.ack.buckets[i];
+		sbuf_add(&b, "{", 1);
+		json_u64(&b, &f3, "count", st.ack.count);
+		json_u64(&b, &f3, "within_1ms", under);
+		json_ms(&b, &f3, "max_ms", st.ack_max * 1000.0);
+		sbuf_add(&b, "}", 1);
+	}
 	json_u64(&b, &f2, "messages", stats.messages);
 	json_u64(&b, &f2, "disconnects_received", stats.disconnect_received);
 	json_u64(&b, &f2, "idle_timeouts", stats.idle_timeouts);

@@ -76,6 +76,10 @@ static inline unsigned stats_disconnect_slot(unsigned status)
  * differences (diffs may be NULL). Called exactly once per exchange. */
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs);
 
+/* Records how long one ACK took: from the arrival of its NOTIFY (the
+ * kernel's receive time) to the write that sent the ACK out. */
+void stats_ack_observe(double seconds);
+
 /* Records a failed replay by reason ("timeout", "connect", ...). */
 void stats_candidate_error(enum replay_role role, const char *reason);
 
@@ -105,12 +109,15 @@ void stats_free(void);
 
 /* ---- pure helpers, public for the unit tests -------------------------- */
 
-/* Upper bounds, in seconds, of the Prometheus latency histogram buckets;
+/* Upper bounds, in seconds, of the Prometheus histogram buckets: response
+ * latencies (stats_hist_bounds) and ACK latencies, finer (stats_ack_bounds);
  * a last +Inf bucket follows. */
 #define STATS_HIST_BOUNDS 14
 extern const double stats_hist_bounds[STATS_HIST_BOUNDS];
+extern const double stats_ack_bounds[STATS_HIST_BOUNDS];
 
 struct stats_hist {
+	const double *bounds;                      /* NULL: stats_hist_bounds */
 	uint64_t buckets[STATS_HIST_BOUNDS + 1];  /* not cumulative; last is +Inf */
 	uint64_t count;
 	double sum;                                /* seconds */

@@ -126,6 +126,22 @@ def res_message(uid, status=200, headers=(("content-type", "application/json"),)
         ("body_len", len(body)), ("body_size", len(body))])
 
 
+def tx_message(uid, method="GET", path="/api/x", query=None, headers=(("host", "h"),), body=b"",
+               status=200, res_headers=(("content-type", "application/json"),), res_body=b"{}",
+               res_body_len=None, latency_us=None):
+    """miffy-tx: the whole transaction in one message (request args, then
+    the reference's response under res_ names)."""
+    args = [("id", uid), ("method", method), ("path", path), ("query", query), ("ver", "1.1"),
+            ("req_headers", hdrs_bin(headers)), ("req_body", body), ("req_body_len", len(body)),
+            ("req_body_size", len(body)), ("status", status), ("res_headers", hdrs_bin(res_headers)),
+            ("res_body", res_body),
+            ("res_body_len", len(res_body) if res_body_len is None else res_body_len),
+            ("res_body_size", len(res_body) if res_body_len is None else res_body_len)]
+    if latency_us is not None:
+        args.append(("latency_us", latency_us))
+    return message("miffy-tx", args)
+
+
 class Frame:
     def __init__(self, ftype, flags, stream_id, frame_id, payload):
         self.type, self.flags, self.stream_id, self.frame_id, self.payload = \
