@@ -58,6 +58,9 @@ struct agent {
 	int listen_fd;
 	struct conn *conns;
 	size_t nconns;
+	bool draining;               /* health checks are refused */
+	uint64_t checks_refused;     /* while draining */
+	ev_tstamp last_notify;       /* loop time of the last NOTIFY */
 };
 
 static void conn_close(struct conn *c)
@@ -297,6 +300,15 @@ static bool handle_hello(struct conn *c, const struct spop_frame *f)
 		conn_disconnect(c, SPOP_ERR_NO_CAP, "HAPROXY-HELLO without capabilities");
 		return false;
 	}
+	if (healthcheck && c->agent->draining) {
+		/* A failed check is how HAProxy learns to stop sending to us. */
+		if (c->agent->checks_refused++ == 0)
+			log_info("draining: health check from %s refused, HAProxy will mark the agent down",
+				 c->peer);
+		stats.conn_healthchecks++;
+		conn_disconnect(c, SPOP_ERR_NONE, "agent draining: health check refused");
+		return false;
+	}
 	if ((uint64_t)hsize < c->frame_size)
 		c->frame_size = (uint32_t)hsize;
 	n = spop_build_hello(frame, sizeof(frame), c->frame_size,
@@ -369,6 +381,7 @@ static bool handle_notify(struct conn *c, const struct spop_frame *f, bool acked
 	}
 	if (f->flags & SPOP_FLAG_ABORT)
 		return true;
+	c->agent->last_notify = ev_now(c->agent->loop);
 	while (p < end) {
 		struct spop_message m;
 
@@ -684,13 +697,24 @@ fail:
 	return NULL;
 }
 
-void agent_stop_accepting(struct agent *a)
+static void agent_stop_accepting(struct agent *a)
 {
 	if (a->listen_fd == -1)
 		return;
 	ev_io_stop(a->loop, &a->accept_io);
 	close(a->listen_fd);
 	a->listen_fd = -1;
+}
+
+void agent_drain(struct agent *a)
+{
+	a->draining = true;
+	a->checks_refused = 0;
+}
+
+bool agent_quiet(const struct agent *a, double seconds)
+{
+	return a->draining && a->checks_refused > 0 && ev_now(a->loop) - a->last_notify >= seconds;
 }
 
 void agent_close_all(struct agent *a)

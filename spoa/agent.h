@@ -2,6 +2,7 @@
 #ifndef MIFFY_AGENT_H
 #define MIFFY_AGENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <ev.h>
@@ -15,8 +16,15 @@ struct agent;
 struct agent *agent_new(struct ev_loop *loop, const struct config *cfg,
 			struct exchange_table *table, char *err, size_t errlen);
 
-/* Closes the listening socket; open connections keep being served. */
-void agent_stop_accepting(struct agent *a);
+/* Starts a graceful stop: from now on HAProxy's health checks get a
+ * DISCONNECT (so HAProxy marks the agent down and stops sending), while
+ * every connection, open or new, is still served and ACKed: no event is
+ * refused or cut while HAProxy still counts on the agent. */
+void agent_drain(struct agent *a);
+
+/* True once draining, a health check has been refused and no NOTIFY has
+ * arrived for `seconds`: HAProxy has stopped sending, closing is safe. */
+bool agent_quiet(const struct agent *a, double seconds);
 
 /* Sends AGENT-DISCONNECT (normal) on every connection and closes them. */
 void agent_close_all(struct agent *a);

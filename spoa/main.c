@@ -23,6 +23,9 @@
 
 /* How often a draining agent looks whether in-flight work is done. */
 #define DRAIN_POLL_SECONDS 0.05
+/* After a refused health check, this long without a NOTIFY means HAProxy
+ * has marked the agent down and stopped sending. */
+#define DRAIN_QUIET_SECONDS 1.0
 
 struct app {
 	struct ev_loop *loop;
@@ -59,12 +62,13 @@ static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 	size_t conns = agent_connection_count(app->agent);
 
 	(void)revents;
-	/* HAProxy must stop sending before we hang up: closing a connection
-	 * with an event in flight can leave HAProxy 2.6's stream waiting with no
-	 * timer (the client hangs). With the listener closed, its health check
-	 * marks the agent down and, with "on-marked-down shutdown-sessions",
-	 * HAProxy closes its connections itself; until then we keep ACKing. */
-	if ((left || conns) && ev_now(loop) < app->drain_deadline)
+	/* HAProxy must stop sending before we hang up: an event refused or cut
+	 * costs its client up to "timeout processing", and on HAProxy 2.6 a
+	 * cut event can leave the stream waiting with no timer. The refused
+	 * health checks make HAProxy mark us down; until it has stopped sending
+	 * (or closed its connections) we keep serving. */
+	if ((left || (conns && !agent_quiet(app->agent, DRAIN_QUIET_SECONDS))) &&
+	    ev_now(loop) < app->drain_deadline)
 		return;
 	if (left)
 		log_warn("drain timeout (%.1fs): %zu exchanges still in flight, counted as skipped/shutdown",
@@ -72,8 +76,9 @@ static void on_drain(struct ev_loop *loop, ev_timer *w, int revents)
 	/* Expected: HAProxy often keeps its idle connections to an agent it has
 	 * marked down; it no longer sends on them, so closing is now safe. */
 	if (conns)
-		log_info("drain: closing the %zu connections HAProxy still holds after %.1fs",
-			 conns, app->cfg.drain_timeout);
+		log_info("drain: closing the %zu connections HAProxy still holds (%s)", conns,
+			 agent_quiet(app->agent, DRAIN_QUIET_SECONDS) ? "HAProxy stopped sending"
+								     : "drain timeout");
 	ev_timer_stop(loop, w);
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -89,11 +94,11 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	app->draining = true;
-	log_info("signal %d: no new HAProxy connections; draining %zu in-flight exchanges and "
-		 "waiting for HAProxy to close its %zu connections (up to %.1fs)", w->signum,
-		 exchange_table_count(app->table), agent_connection_count(app->agent),
+	log_info("signal %d: refusing health checks so that HAProxy marks the agent down; serving its "
+		 "%zu connections until it stops sending, draining %zu in-flight exchanges (up to %.1fs)",
+		 w->signum, agent_connection_count(app->agent), exchange_table_count(app->table),
 		 app->cfg.drain_timeout);
-	agent_stop_accepting(app->agent);
+	agent_drain(app->agent);
 	app->drain_deadline = ev_now(loop) + app->cfg.drain_timeout;
 	ev_timer_init(&app->drain, on_drain, 0., DRAIN_POLL_SECONDS);
 	app->drain.data = app;

@@ -390,20 +390,50 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(stack):
     p = sp.Peer(m.port)
     p.handshake()
     send_and_ack(p, [sp.req_message("drain-1"), sp.res_message("drain-1")])
-    # HAProxy closes its connections once its check sees the agent gone.
-    p.close()
     t = time.perf_counter()
     m.proc.signal(signal.SIGTERM)
     time.sleep(0.1)
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", m.port), timeout=0.5).close()
+    # Draining, the agent fails health checks (HAProxy marks it down) ...
+    check = sp.Peer(m.port)
+    check.send(sp.hello(healthcheck=True))
+    expect_disconnect(check, 0)
+    # ... but still serves every HAProxy connection, old and new, so no
+    # event is refused while HAProxy counts on it.
+    late = sp.Peer(m.port)
+    late.handshake()
+    send_and_ack(late, [sp.req_message("drain-2"), sp.res_message("drain-2")])
+    send_and_ack(p, [sp.req_message("drain-3"), sp.res_message("drain-3")], sid=3)
+    # HAProxy closes its connections once its check sees the agent gone.
+    p.close()
+    late.close()
     rc = m.proc.popen.wait(timeout=10)
     took = time.perf_counter() - t
     assert rc == 0
     assert 0.5 < took < 5, took
     log = m.log()
     assert "draining 1 in-flight" in log
-    assert '"different":1' in log or '"equal":1' in log
+    assert "refused, HAProxy will mark the agent down" in log
+    assert '"equal":3' in log or '"different":3' in log
+
+
+def test_sigterm_exits_once_haproxy_stops_sending(stack):
+    """HAProxy may keep idle connections to an agent it marked down: once a
+    check was refused and nothing came for a second, the agent goes."""
+    cand = stack.backend(name="cand")
+    m = stack.miffy(candidate=cand.url, args=["-o", "drain_timeout=20"])
+    p = sp.Peer(m.port)
+    p.handshake()
+    t = time.perf_counter()
+    m.proc.signal(signal.SIGTERM)
+    time.sleep(0.1)
+    check = sp.Peer(m.port)
+    check.send(sp.hello(healthcheck=True))
+    expect_disconnect(check, 0)
+    rc = m.proc.popen.wait(timeout=10)
+    took = time.perf_counter() - t
+    assert rc == 0 and took < 5, (rc, took)
+    assert "HAProxy stopped sending" in m.log()
+    assert p.closed()
 
 
 def test_drain_is_bounded_by_drain_timeout(stack):
