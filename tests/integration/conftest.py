@@ -1,5 +1,7 @@
 """Fixtures that start real processes on free loopback ports and always stop
-them: haproxy (Debian's), build/miffy, test backends, the mock Kafka broker.
+them: haproxy (the one MIFFY_HAPROXY names, see haproxy_bin.py: the
+machine's 2.6 by default, or Debian's 3.0 / 3.2 from a chroot),
+build/miffy, test backends, the mock Kafka broker.
 
     def test_x(stack):
         ref = stack.backend(name="ref")
@@ -23,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+import haproxy_bin
 from haproxy_bin import render_haproxy_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,31 +179,49 @@ class Miffy:
 
 
 class HAProxy:
+    """One HAProxy from haproxy_bin.current() with the shipped config and SPOE
+    file. cfg_path is the config as HAProxy names it (hand it to
+    bin.argv(...)); a copy of both files stays in stack.tmp for reading."""
+
     def __init__(self, stack, name, reference, agent_port, shadow, spoe_edit, extra_global):
+        self.bin = stack.haproxy_bin()
         self.port = free_port()
         self.stats_port = free_port()
         spoe = (ROOT / "haproxy" / "miffy-spoe.conf").read_text()
         if spoe_edit:
             spoe = spoe_edit(spoe)
         spoe_path = Path(stack.tmp) / f"{name}-spoe.conf"
-        spoe_path.write_text(spoe)
         self.cfg_path = Path(stack.tmp) / f"{name}.cfg"
-        self.cfg_path.write_text(render_haproxy_cfg(self.port, reference.port, agent_port or free_port(),
-                                                    spoe_path, shadow, extra_global, self.stats_port))
-        subprocess.run(["haproxy", "-c", "-q", "-f", self.cfg_path], check=True)
-        self.proc = stack.start(name, ["haproxy", "-db", "-f", self.cfg_path])
+        cfg = render_haproxy_cfg(self.port, reference.port, agent_port or free_port(),
+                                 spoe_path, shadow, extra_global, self.stats_port)
+        for path, text in ((spoe_path, spoe), (self.cfg_path, cfg)):
+            path.write_text(text)
+            if self.bin.outside(path) != path:
+                self.bin.outside(path).write_text(text)
+        check = subprocess.run(self.bin.argv("-c", "-q", "-f", self.cfg_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert check.returncode == 0, f"{self.bin}: -c -f {self.cfg_path} failed:\n{check.stdout}"
+        self.proc = stack.start(name, self.bin.argv("-db", "-f", self.cfg_path))
         wait_port(self.port, proc=self.proc.popen)
 
-    def agent_status(self):
-        """UP / DOWN of the miffy agent server as HAProxy's checks see it."""
+    def stats_csv(self):
+        """The stats page's CSV as dicts keyed by its own header's column
+        names (their order and number differ between versions)."""
         conn = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
         conn.request("GET", "/stats;csv")
-        rows = conn.getresponse().read().decode().splitlines()
+        lines = conn.getresponse().read().decode().splitlines()
         conn.close()
-        for row in rows:
-            cols = row.split(",")
-            if len(cols) > 17 and cols[0] == "miffy-agents" and cols[1] == "agent1":
-                return cols[17]
+        if not lines:
+            return []
+        names = lines[0].lstrip("# ").split(",")
+        return [dict(zip(names, line.split(","))) for line in lines[1:] if line]
+
+    def agent_status(self):
+        """UP / DOWN of the miffy agent server as HAProxy's checks see it
+        (transitions such as "UP 1/2" are reported as they are)."""
+        for row in self.stats_csv():
+            if row.get("pxname") == "miffy-agents" and row.get("svname") == "agent1":
+                return row.get("status")
         return None
 
 
@@ -209,6 +230,16 @@ class Stack:
         self.tmp = tmp
         self.procs = []
         self.sanitized = []
+        self._haproxy_bin = None
+
+    def haproxy_bin(self):
+        """haproxy_bin.current(), with stack.tmp made visible to it (its copy
+        inside a root is removed when the stack closes)."""
+        if self._haproxy_bin is None:
+            hb = haproxy_bin.current()
+            hb.workdir(self.tmp)
+            self._haproxy_bin = hb
+        return self._haproxy_bin
 
     def start(self, name, argv, sanitized=False, env=None, stdout_pipe=False):
         names = {p.name for p in self.procs}
@@ -242,11 +273,38 @@ class Stack:
         problems = []
         for p in reversed(self.procs):
             p.stop()
+        if self._haproxy_bin is not None:
+            self._haproxy_bin.discard(self.tmp)
         for p in self.sanitized:
             text = p.log_path.read_text(errors="replace")
             if any(m in text for m in SANITIZER_MARKERS) or VALGRIND_PROBLEM.search(text):
                 problems.append(f"{p.name}: sanitizer report in {p.log_path}:\n{text[-4000:]}")
         return problems
+
+
+def haproxy_line():
+    try:
+        hb = haproxy_bin.current()
+    except Exception as e:  # noqa: BLE001 - shown, and every HAProxy test fails with it
+        return f"haproxy: unavailable (MIFFY_HAPROXY={os.environ.get('MIFFY_HAPROXY') or 'system'}): {e}"
+    return f"haproxy: {hb}"
+
+
+def pytest_sessionstart(session):
+    try:
+        haproxy_bin.current().prune()
+    except Exception:  # noqa: BLE001 - reported by haproxy_line()
+        pass
+
+
+def pytest_report_header(config):
+    return haproxy_line()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    # -q hides the header: say it again at the end.
+    if config.getoption("verbose") < 0:
+        terminalreporter.write_line(haproxy_line())
 
 
 @pytest.fixture

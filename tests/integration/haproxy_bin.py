@@ -8,12 +8,18 @@ and the shipped haproxy/haproxy.cfg rendered for them.
 A root comes from tools/haproxy-root.sh (built once, cached in
 $MIFFY_ROOTS). Its HAProxy runs as `chroot ROOT /usr/sbin/haproxy ...`:
 loopback is shared, but every file it reads or writes (configs, SPOE files,
-stats sockets) must be inside ROOT. `inside()` gives the path HAProxy uses,
-`outside()` the same file as this process sees it; for the system HAProxy
-both are the path itself.
+stats sockets) must be inside ROOT, under the same absolute path as this
+process uses (a test's /tmp/pytest-.../x.cfg is ROOT/tmp/pytest-.../x.cfg
+here). Paths handed to HAProxy (argv, configs) are always its own;
+`outside()` gives the same file as this process sees it; for the system
+HAProxy both are the path itself. `workdir()` makes a directory HAProxy can
+use, `discard()` removes its copy inside the root again (a no-op for the
+system HAProxy), `connect_unix()` reaches a socket HAProxy made.
 """
 import os
 import re
+import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -25,17 +31,25 @@ class HAProxyBin:
         self.version = version or os.environ.get("MIFFY_HAPROXY", "") or "system"
         if self.version == "system":
             self.root = None
+            self.binary = shutil.which("haproxy")
+            if not self.binary:
+                raise RuntimeError("MIFFY_HAPROXY=system but no haproxy in PATH (make deps installs it)")
         else:
             out = subprocess.run([str(ROOT / "tools" / "haproxy-root.sh"), self.version],
-                                 check=True, stdout=subprocess.PIPE, text=True)
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if out.returncode != 0:
+                raise RuntimeError(f"MIFFY_HAPROXY={self.version}: tools/haproxy-root.sh failed: "
+                                   + out.stderr.strip())
             self.root = Path(out.stdout.strip().splitlines()[-1])
+            self.binary = "/usr/sbin/haproxy"
         banner = subprocess.run(self.argv("-v"), check=True, stdout=subprocess.PIPE, text=True).stdout
+        self.banner = banner.splitlines()[0] if banner else ""
         m = re.search(r"version (\d+)\.(\d+)\.(\d+)", banner)
         self.full_version = ".".join(m.groups()) if m else "unknown"
         self.major_minor = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
     def argv(self, *args):
-        """The command line that runs this HAProxy with args (paths as inside())."""
+        """The command line that runs this HAProxy with args (paths as HAProxy sees them)."""
         prefix = ["chroot", str(self.root), "/usr/sbin/haproxy"] if self.root else ["haproxy"]
         return prefix + [str(a) for a in args]
 
@@ -50,8 +64,44 @@ class HAProxyBin:
         self.outside(path).mkdir(parents=True, exist_ok=True)
         return Path(path)
 
+    def discard(self, path):
+        """Removes the copy of directory `path` inside the root (what
+        workdir() made and HAProxy left there). Never touches `path` itself:
+        for the system HAProxy this does nothing."""
+        if self.root:
+            shutil.rmtree(self.outside(path), ignore_errors=True)
+
+    def prune(self, pattern="tmp/pytest-of-*/pytest-*"):
+        """Removes copies inside the root whose own directory is gone (left by
+        an interrupted session whose pytest directory has since been
+        deleted); a live session's directories still exist, so are kept."""
+        if not self.root:
+            return
+        for inside in self.root.glob(pattern):
+            if not (Path("/") / inside.relative_to(self.root)).exists():
+                shutil.rmtree(inside, ignore_errors=True)
+
+    def connect_unix(self, path, timeout=5.0):
+        """A connected socket to the UNIX socket HAProxy calls `path` (a stats
+        socket). Goes through /proc/self/fd, since ROOT + path may be longer
+        than a socket address can be (108 bytes)."""
+        target = self.outside(path)
+        dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(f"/proc/self/fd/{dfd}/{target.name}")
+            except OSError:
+                s.close()
+                raise
+            return s
+        finally:
+            os.close(dfd)
+
     def __str__(self):
-        return f"HAProxy {self.full_version}" + (f" ({self.root})" if self.root else "")
+        where = f"chroot {self.root} {self.binary}" if self.root else self.binary
+        return f"HAProxy {self.full_version} ({where})"
 
 
 def render_haproxy_cfg(front_port, ref_port, agent_port, spoe_path, shadow=True, extra_global="",

@@ -210,6 +210,18 @@ def test_agent_stopped_gracefully_under_load(stack):
 
 # --- HAProxy reloads ---------------------------------------------------------------
 
+def haproxy_cli(hap, sock, command):
+    """One command on HAProxy's stats socket; its whole answer."""
+    with hap.bin.connect_unix(sock) as s:
+        s.sendall(command.encode() + b"\n")
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out.decode(errors="replace")
+            out += chunk
+
+
 RESET_ERRORS = ("ConnectionResetError", "ConnectionRefusedError", "RemoteDisconnected", "BrokenPipeError")
 
 
@@ -235,12 +247,15 @@ def test_haproxy_reload_under_load_keeps_the_agent_working(stack, takeover):
     reloads = []
     old = hap.proc
     for i in range(3):
-        argv = ["haproxy", "-db", "-f", hap.cfg_path] + (["-x", sock] if takeover == "x" else [])
-        new = stack.start(f"haproxy-reload{i}", argv + ["-sf", old.pid])
+        argv = ["-db", "-f", hap.cfg_path] + (["-x", sock] if takeover == "x" else [])
+        new = stack.start(f"haproxy-reload{i}", hap.bin.argv(*argv, "-sf", old.pid))
         t = time.time()
         old.popen.wait(timeout=15)   # the old process finishes its streams and leaves
         reloads.append(round(time.time() - t, 2))
         old = new
+        # The stats socket (reached from outside HAProxy's root, if any) is
+        # the new process's.
+        assert f"Pid: {new.pid}\n" in haproxy_cli(hap, sock, "show info")
         mark = stats(agent)["outcomes"]["equal"]
         wait_for(lambda: stats(agent)["outcomes"]["equal"] >= mark + 20, 20,
                  what=f"exchanges through the new HAProxy (reload {i + 1})")

@@ -13,6 +13,8 @@ import subprocess
 import pytest
 import yaml  # python3-yaml, a dependency of docker-compose
 
+import haproxy_bin
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.path.abspath(os.environ.get("MIFFY_BUILD", os.path.join(ROOT, "build")))
 
@@ -103,10 +105,16 @@ def test_compose_haproxy_mounts_the_docker_config_and_the_spoe_file(compose):
 def test_docker_haproxy_config_is_valid(tmp_path):
     cfg = open(os.path.join(ROOT, "haproxy", "haproxy-docker.cfg")).read()
     assert "config /usr/local/etc/haproxy/miffy-spoe.conf" in cfg
-    cfg = cfg.replace("/usr/local/etc/haproxy/miffy-spoe.conf",
-                      os.path.join(ROOT, "haproxy", "miffy-spoe.conf"))
-    (tmp_path / "haproxy.cfg").write_text(cfg)
-    res = run(["haproxy", "-c", "-f", str(tmp_path / "haproxy.cfg")])
+    hb = haproxy_bin.current()   # MIFFY_HAPROXY: 2.6 by default, 3.0 as in the image
+    work = hb.workdir(tmp_path)
+    try:
+        cfg = cfg.replace("/usr/local/etc/haproxy/miffy-spoe.conf", str(work / "miffy-spoe.conf"))
+        hb.outside(work / "miffy-spoe.conf").write_text(
+            open(os.path.join(ROOT, "haproxy", "miffy-spoe.conf")).read())
+        hb.outside(work / "haproxy.cfg").write_text(cfg)
+        res = run(hb.argv("-c", "-f", work / "haproxy.cfg"))
+    finally:
+        hb.discard(work)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "server ref1 reference:8081" in cfg
     assert "server agent1 miffy:12345" in cfg
