@@ -1,6 +1,11 @@
 # miffy — shadow testing inside HAProxy.
 #   make            build build/miffy and its helper programs
 #   make test       install missing deps, build with ASan+UBSan, run unit and integration tests
+#   make test-haproxy  the integration tests that start or check HAProxy, against the
+#                   ASan+UBSan build, on Debian's HAProxy 3.0 then 3.2 (chroots that
+#                   tools/haproxy-root.sh builds once into $MIFFY_ROOTS; needs root).
+#                   make test covers the machine's own HAProxy (2.6 on Debian 12);
+#                   MIFFY_HAPROXY=system|3.0|3.2 picks the one any test run uses
 #   make demo       run the local demo (see README)
 #   make deps       install the Debian packages (no-op when present)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS
@@ -44,8 +49,16 @@ PROGS     := $(BUILD)/miffy $(if $(DEMO_SRCS),$(BUILD)/miffy-demo) $(TOOL_BINS)
 
 PYTHON    ?= /usr/bin/python3
 PYTEST_ARGS ?=
+INTEGRATION_TESTS ?= tests/integration
+# The HAProxy the integration tests run: system (the default), 3.0 or 3.2.
+MIFFY_HAPROXY ?=
+HAPROXY_VERSIONS ?= 3.0 3.2
+# Every integration test file that runs HAProxy (the demo and packaging
+# ones aside); --haproxy-only keeps, of these, the tests that start one.
+HAPROXY_TESTS := $(addprefix tests/integration/,test_agent.py test_faults.py test_replay.py \
+                 test_compare_e2e.py test_publish.py test_admin.py)
 
-.PHONY: all deps test unit integration demo install fuzz fuzz-smoke bench clean FORCE
+.PHONY: all deps test test-haproxy unit integration demo install fuzz fuzz-smoke bench clean FORCE
 
 all: $(PROGS)
 
@@ -102,7 +115,21 @@ unit: $(UNIT_BINS)
 	if [ -n "$$failed" ]; then echo "unit tests failed:$$failed"; exit 1; fi
 
 integration: all
-	MIFFY_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest -q tests/integration $(PYTEST_ARGS)
+	MIFFY_BUILD=$(abspath $(BUILD)) MIFFY_HAPROXY=$(MIFFY_HAPROXY) \
+	  $(PYTHON) -m pytest -q $(INTEGRATION_TESTS) $(PYTEST_ARGS)
+
+# Each version is run even when an earlier one failed; the status says which.
+test-haproxy: deps
+	@for v in $(HAPROXY_VERSIONS); do sh tools/haproxy-root.sh $$v >/dev/null || exit 1; done
+	$(MAKE) SANITIZE=address,undefined all
+	@failed=""; for v in $(HAPROXY_VERSIONS); do \
+	  echo "== HAProxy $$v"; t0=$$(date +%s); \
+	  $(MAKE) --no-print-directory SANITIZE=address,undefined integration MIFFY_HAPROXY=$$v \
+	    INTEGRATION_TESTS="$(HAPROXY_TESTS)" PYTEST_ARGS="--haproxy-only $(PYTEST_ARGS)" \
+	    || failed="$$failed $$v"; \
+	  echo "== HAProxy $$v: $$(( $$(date +%s) - t0 )) s"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "test-haproxy failed on HAProxy$$failed"; exit 1; fi
 
 bench-bins: $(BENCH_BINS)
 

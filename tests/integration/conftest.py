@@ -297,6 +297,45 @@ def pytest_sessionstart(session):
         pass
 
 
+def pytest_addoption(parser):
+    parser.addoption("--haproxy-only", action="store_true",
+                     help="run only the tests that start or check HAProxy (make test-haproxy: "
+                          "the others do not depend on MIFFY_HAPROXY)")
+
+
+def _uses_haproxy(func, seen):
+    """Whether func, or a function of its module it calls (recursively),
+    names .haproxy / haproxy_bin: stack.haproxy(...), hap.bin, ..."""
+    if id(func) in seen or not hasattr(func, "__code__"):
+        return False
+    seen.add(id(func))
+    codes, names = [func.__code__], set()
+    while codes:
+        code = codes.pop()
+        names.update(code.co_names)
+        codes.extend(c for c in code.co_consts if hasattr(c, "co_names"))
+    if names & {"haproxy", "haproxy_bin", "HAProxy"}:
+        return True
+    glb = getattr(func, "__globals__", {})
+    return any(_uses_haproxy(glb[n], seen) for n in names
+               if callable(glb.get(n)) and getattr(glb[n], "__module__", None) == func.__module__)
+
+
+def pytest_collection_modifyitems(config, items):
+    if not config.getoption("haproxy_only"):
+        return
+    keep, drop = [], []
+    for item in items:
+        funcs = [getattr(item, "function", None)]
+        for defs in getattr(item, "_fixtureinfo").name2fixturedefs.values():
+            funcs += [d.func for d in defs]
+        seen = set()
+        (keep if any(f and _uses_haproxy(f, seen) for f in funcs) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def pytest_report_header(config):
     return haproxy_line()
 
