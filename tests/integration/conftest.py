@@ -178,6 +178,10 @@ class Miffy:
         return self.proc.stop(sig, timeout)
 
 
+HTTPLOG_SPOE = ('"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %CC %CS %tsc '
+                '%ac/%fc/%bc/%sc/%rc %sq/%bq %hr %hs miffy_error=%[var(txn.miffy.error)] %{+Q}r"')
+
+
 class HAProxy:
     """One HAProxy from haproxy_bin.current() with the shipped config and SPOE
     file. cfg_path is the config as HAProxy names it (hand it to
@@ -194,6 +198,10 @@ class HAProxy:
         self.cfg_path = Path(stack.tmp) / f"{name}.cfg"
         cfg = render_haproxy_cfg(self.port, reference.port, agent_port or free_port(),
                                  spoe_path, shadow, extra_global, self.stats_port)
+        # httplog's own format plus the SPOE error of each request (1: the
+        # event timed out, "-": none), so that a request the agent never saw
+        # explains itself in the log.
+        cfg = cfg.replace("    option httplog\n", "    log-format " + HTTPLOG_SPOE + "\n", 1)
         for path, text in ((spoe_path, spoe), (self.cfg_path, cfg)):
             path.write_text(text)
             if self.bin.outside(path) != path:
@@ -203,6 +211,11 @@ class HAProxy:
         assert check.returncode == 0, f"{self.bin}: -c -f {self.cfg_path} failed:\n{check.stdout}"
         self.proc = stack.start(name, self.bin.argv("-db", "-f", self.cfg_path))
         wait_port(self.port, proc=self.proc.popen)
+
+    def spoe_errors(self):
+        """How many requests the log shows with a SPOE error (timed-out
+        events among them: HAProxy may never send those to the agent)."""
+        return len(re.findall(r" miffy_error=\d+ ", self.proc.log()))
 
     def stats_csv(self):
         """The stats page's CSV as dicts keyed by its own header's column
