@@ -66,10 +66,21 @@ class HAProxyBin:
 
     def discard(self, path):
         """Removes the copy of directory `path` inside the root (what
-        workdir() made and HAProxy left there). Never touches `path` itself:
-        for the system HAProxy this does nothing."""
-        if self.root:
-            shutil.rmtree(self.outside(path), ignore_errors=True)
+        workdir() made and HAProxy left there), and its parents left empty.
+        Never touches `path` itself: for the system HAProxy this does
+        nothing."""
+        if not self.root:
+            return
+        shutil.rmtree(self.outside(path), ignore_errors=True)
+        # Then its parents (pytest's basetemp ...) while empty, up to the
+        # root's own top directories (tmp, var, ...).
+        p = self.outside(path).parent
+        while p.parent != self.root and p != self.root:
+            try:
+                p.rmdir()
+            except OSError:
+                break
+            p = p.parent
 
     def prune(self, pattern="tmp/pytest-of-*/pytest-*"):
         """Removes copies inside the root whose own directory is gone (left by
