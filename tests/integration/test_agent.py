@@ -1,4 +1,5 @@
-"""Agent core against raw SPOP peers and a real HAProxy (Debian's 2.6)."""
+"""Agent core against raw SPOP peers and a real HAProxy (the one
+MIFFY_HAPROXY names: the machine's 2.6 by default, 3.0 or 3.2)."""
 import json
 import os
 import signal
