@@ -53,10 +53,12 @@ INTEGRATION_TESTS ?= tests/integration
 # The HAProxy the integration tests run: system (the default), 3.0 or 3.2.
 MIFFY_HAPROXY ?=
 HAPROXY_VERSIONS ?= 3.0 3.2
-# Every integration test file that runs HAProxy (the demo and packaging
-# ones aside); --haproxy-only keeps, of these, the tests that start one.
-HAPROXY_TESTS := $(addprefix tests/integration/,test_agent.py test_faults.py test_replay.py \
-                 test_compare_e2e.py test_publish.py test_admin.py)
+# make test-haproxy: every integration test that starts or checks HAProxy
+# (pytest --haproxy-only finds them: today in test_agent, test_faults,
+# test_replay, test_compare_e2e, test_publish and test_admin), the demo and
+# packaging ones aside.
+HAPROXY_TESTS := tests/integration $(addprefix --ignore=tests/integration/,test_demo_smoke.py \
+                 test_demo_servers.py test_packaging.py)
 
 .PHONY: all deps test test-haproxy unit integration demo install fuzz fuzz-smoke bench clean FORCE
 
