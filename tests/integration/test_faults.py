@@ -22,6 +22,9 @@ import spop_client as sp
 FIGURES = BUILD / "figures"
 BODY = '{"name": "widget", "price": 10}'
 OTHER_BODY = '{"name": "widget", "price": 12}'
+# The bound on what an agent failure may do to one request (issue 13's
+# target): no answer later than this, on any HAProxy version.
+HELD_S = 1.0
 
 
 def record_figure(name, value):
@@ -49,6 +52,7 @@ class Load:
         self.port, self.path, self.expect_body = port, path, expect_body
         self.max_requests = max_requests
         self.ok, self.errors = 0, []
+        self.held = []            # (latency s, start) of answers that took over HELD_S
         self.lock = threading.Lock()
         self.stop_event = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
@@ -65,8 +69,11 @@ class Load:
             started = time.time()
             try:
                 status, _, body = http_get(self.port, f"{self.path}/{n}/{i}", timeout=10)
+                took = time.time() - started
                 good = status == 200 and (self.expect_body is None or json.loads(body) == self.expect_body)
                 with self.lock:
+                    if took > HELD_S:
+                        self.held.append((round(took, 3), started))
                     if good:
                         self.ok += 1
                     else:
@@ -88,7 +95,7 @@ class Load:
         self.stop_event.set()
         for t in self.threads:
             t.join(timeout=30)
-        return {"requests": self.ok + len(self.errors), "errors": len(self.errors)}
+        return {"requests": self.ok + len(self.errors), "errors": len(self.errors), "held": len(self.held)}
 
 
 def start_backend(stack, name, port, mode="static", body=BODY):
@@ -116,70 +123,80 @@ def vmrss_kib(pid):
 # --- the agent dies --------------------------------------------------------------
 
 def test_agent_killed_and_restarted_under_load(stack):
+    """SIGKILL under load (a crash), dead for 3 s, then a new agent on the
+    same port, twice: every client gets the reference's answer, none later
+    than HELD_S, on every HAProxy version (shipped timeouts)."""
     ref = stack.backend(name="ref", mode="static", body=BODY)
     cand = stack.backend(name="cand", mode="static", body=BODY)
     port = free_port()
     agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port)
-    hap = stack.haproxy(reference=ref, agent=agent)
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped")
     wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
-    load = Load(hap.port, expect_body=json.loads(BODY), threads=4)
-    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
-    before = stats(agent)
-
-    agent.proc.signal(signal.SIGKILL)
-    agent.proc.popen.wait(timeout=10)
-    stack.sanitized.remove(agent.proc)  # SIGKILL leaves no sanitizer summary to check
-    t_kill = time.time()
-    load.wait_more(30, timeout=30)
-    wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the dead agent DOWN")
-    served_while_down = load.count()
-
-    again = stack.miffy(candidate=cand.url, admin=True, listen_port=port, name="miffy-restarted")
-    wait_for(lambda: hap_agent_status(hap) == "UP", 15, what="agent UP again in HAProxy")
-    t_up = time.time()
-    after = wait_for(lambda: (lambda s: s if s["outcomes"]["equal"] >= 20 else None)(stats(again)),
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
+    fig = {"rounds": []}
+    for round_ in range(2):
+        wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+        agent.proc.signal(signal.SIGKILL)
+        agent.proc.popen.wait(timeout=10)
+        stack.sanitized.remove(agent.proc)  # SIGKILL leaves no sanitizer summary to check
+        t_kill = time.time()
+        wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the dead agent DOWN")
+        t_down = time.time()
+        load.wait_more(30, timeout=30)
+        time.sleep(max(0.0, 3.0 - (time.time() - t_kill)))
+        agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port, name=f"miffy-k{round_}")
+        wait_for(lambda: hap_agent_status(hap) == "UP", 15, what="agent UP again in HAProxy")
+        fig["rounds"].append({"seconds_kill_to_down": round(t_down - t_kill, 2),
+                              "seconds_kill_to_up": round(time.time() - t_kill, 2)})
+    after = wait_for(lambda: (lambda s: s if s["outcomes"]["equal"] >= 20 else None)(stats(agent)),
                      20, what="the restarted agent counting exchanges again")
-    fig = load.stop()
-    fig.update({"equal_before_kill": before["outcomes"]["equal"],
-                "equal_after_restart": after["outcomes"]["equal"],
-                "notify_after_restart": after["spop"]["notify"],
-                "client_requests_before_restart": served_while_down,
-                "seconds_kill_to_up": round(t_up - t_kill, 2)})
-    # A crash (SIGKILL) with a miffy-res event on the wire can leave that
-    # request's stream in HAProxy 2.6.12 waiting with no timer at all: the
-    # client waits for its own timeout (docs/hardening.md, "Known HAProxy 2.6
-    # limitation"). Graceful stops never do (test below). So: only timeouts
-    # of requests already in flight at the kill are tolerated, at most one per
-    # client thread; every other request must succeed.
-    stranded = [e for e in load.errors
-                if "timed out" in str(e[0]) and t_kill - 1.0 <= e[-1] <= t_kill + 0.5]
-    other = [e for e in load.errors if e not in stranded]
-    fig["stranded_at_kill"] = len(stranded)
+    fig.update(load.stop())
+    fig["held_s"] = [h[0] for h in load.held]
     record_figure("agent_killed_restarted", fig)
-    assert not other, other[:5]
-    assert len(stranded) <= len(load.threads), stranded
+    assert not load.errors, load.errors[:5]
+    assert not load.held, load.held[:5]
     assert after["spop"]["ack"] == after["spop"]["notify"] > 0
-    # Orphan responses (a miffy-res whose miffy-req the new agent never saw)
-    # come from the requests in flight at the kill, whose response reaches
-    # the new agent, and from those in flight when HAProxy marks it UP again
-    # (request skipped while down, response sent once up): at most one of
-    # each per client thread.
-    assert after["anomalies"]["orphan_response"] <= 2 * len(load.threads)
-    assert again.stop() == 0
+    # One message per transaction: nothing to pair, so no orphans.
+    assert after["anomalies"]["orphan_response"] == 0
+    assert agent.stop() == 0
+
+
+def test_agent_stalled_under_load(stack):
+    """SIGSTOP for 3 s under load (a frozen agent: connections open, nothing
+    answered), then SIGCONT: no client error, none held past HELD_S."""
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    agent = stack.miffy(candidate=cand.url, admin=True)
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped")
+    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    agent.proc.signal(signal.SIGSTOP)
+    t_stop = time.time()
+    wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the stalled agent DOWN")
+    t_down = time.time()
+    time.sleep(max(0.0, 3.0 - (t_down - t_stop)))
+    load.wait_more(30, timeout=30)
+    agent.proc.signal(signal.SIGCONT)
+    wait_for(lambda: hap_agent_status(hap) == "UP", 15, what="agent UP again after SIGCONT")
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 40, 20, what="exchanges again after SIGCONT")
+    fig = load.stop()
+    fig.update({"seconds_stop_to_down": round(t_down - t_stop, 2), "held_s": [h[0] for h in load.held]})
+    record_figure("agent_stalled", fig)
+    assert not load.errors, load.errors[:5]
+    assert not load.held, load.held[:5]
 
 
 def test_agent_stopped_gracefully_under_load(stack):
-    """SIGTERM under load, three times: the agent closes its listener, keeps
-    ACKing until HAProxy's check has marked it down (it then stops sending)
-    and exits 0 within drain_timeout. Every client gets the reference's
-    answer, except requests HAProxy 2.6.12 itself strands when an agent goes
-    away with their event in flight (docs/hardening.md): those are client
-    timeouts, counted and bounded, never a wrong or reset response."""
+    """SIGTERM under load, three times: the agent refuses health checks,
+    keeps serving until HAProxy has marked it down and stopped sending, and
+    exits 0 within drain_timeout. Every client gets the reference's answer,
+    none later than HELD_S."""
     ref = stack.backend(name="ref", mode="static", body=BODY)
     cand = stack.backend(name="cand", mode="static", body=BODY)
     port = free_port()
     agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port)
-    hap = stack.haproxy(reference=ref, agent=agent)
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped")
     wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
     # Three drains of up to drain_timeout (10 s) each: the cap must outlast
     # them, or the clients stop and the last rounds see no traffic at all.
@@ -195,17 +212,17 @@ def test_agent_stopped_gracefully_under_load(stack):
         t = time.time()
         agent.proc.signal(signal.SIGTERM)
         exits.append((agent.proc.popen.wait(timeout=20), round(time.time() - t, 2)))
+        assert "HAProxy will mark the agent down" in agent.log(), "the agent left before HAProxy's check"
         agent = stack.miffy(candidate=cand.url, admin=True, listen_port=port, name=f"miffy-r{round_}")
         wait_for(lambda: hap_agent_status(hap) == "UP", 15, what="agent UP again")
     time.sleep(2)
     fig = load.stop()
-    stranded = [e for e in load.errors if "timed out" in str(e[0])]
-    other = [e for e in load.errors if e not in stranded]
-    fig.update({"exits": exits, "stranded": len(stranded)})
+    fig.update({"exits": exits, "held_s": [h[0] for h in load.held]})
     record_figure("agent_graceful_restarts", fig)
-    assert not other, other[:5]
+    assert not load.errors, load.errors[:5]
+    assert not load.held, load.held[:5]
     assert all(rc == 0 and took < 12 for rc, took in exits), exits
-    assert fig["requests"] - len(stranded) > 100
+    assert fig["requests"] > 100
 
 
 # --- HAProxy reloads ---------------------------------------------------------------
@@ -236,7 +253,7 @@ def test_haproxy_reload_under_load_keeps_the_agent_working(stack, takeover):
     cand = stack.backend(name="cand", mode="static", body=BODY)
     agent = stack.miffy(candidate=cand.url, admin=True)
     sock = Path(stack.tmp) / "haproxy.sock"
-    hap = stack.haproxy(reference=ref, agent=agent,
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped",
                         extra_global=f"    stats socket {sock} mode 600 level admin expose-fd listeners\n"
                                      f"    hard-stop-after 10s")
     wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
