@@ -179,6 +179,37 @@ static void test_histogram_buckets_are_cumulative_with_inf_equal_to_count(void *
 	free(text);
 }
 
+static void test_ack_histogram_has_microsecond_buckets_in_metrics_and_stats(void **state)
+{
+	char *text, *json;
+
+	(void)state;
+	stats_free();
+	stats_ack_observe(0.000004);       /* 4 us */
+	stats_ack_observe(0.0003);         /* 300 us */
+	stats_ack_observe(0.002);          /* 2 ms: past the 1 ms budget */
+	text = stats_metrics_text(NULL);
+	assert_non_null(text);
+	assert_true(has_line(text, "# TYPE miffy_spop_ack_latency_seconds histogram"));
+	assert_true(has_line(text, "miffy_spop_ack_latency_seconds_bucket{le=\"1e-05\"} 1"));
+	assert_true(has_line(text, "miffy_spop_ack_latency_seconds_bucket{le=\"0.0005\"} 2"));
+	assert_true(has_line(text, "miffy_spop_ack_latency_seconds_bucket{le=\"0.001\"} 2"));
+	assert_true(has_line(text, "miffy_spop_ack_latency_seconds_bucket{le=\"0.0025\"} 3"));
+	assert_true(has_line(text, "miffy_spop_ack_latency_seconds_count 3"));
+	free(text);
+	json = stats_json_text(NULL);
+	assert_non_null(json);
+	assert_non_null(strstr(json, "\"ack_latency\":{\"count\":3,\"within_1ms\":2,\"max_ms\":2.000}"));
+	free(json);
+	stats_free();
+	/* stats_free() keeps the ACK histogram's own bounds. */
+	stats_ack_observe(0.00002);
+	text = stats_metrics_text(NULL);
+	assert_true(has_line(text, "miffy_spop_ack_latency_seconds_bucket{le=\"2.5e-05\"} 1"));
+	free(text);
+	stats_free();
+}
+
 static void test_metrics_have_help_and_type_before_samples(void **state)
 {
 	struct exchange x = make_exchange("id1", "GET /q\"uote", 2, 3);
@@ -539,6 +570,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_label_values_are_escaped, reset, reset),
 		cmocka_unit_test_setup_teardown(test_bytes_that_are_not_utf8_become_replacement_characters, reset, reset),
 		cmocka_unit_test_setup_teardown(test_histogram_buckets_are_cumulative_with_inf_equal_to_count, reset, reset),
+		cmocka_unit_test_setup_teardown(test_ack_histogram_has_microsecond_buckets_in_metrics_and_stats, reset, reset),
 		cmocka_unit_test_setup_teardown(test_metrics_have_help_and_type_before_samples, reset, reset),
 		cmocka_unit_test_setup_teardown(test_fields_count_once_per_exchange_and_noise_apart, reset, reset),
 		cmocka_unit_test_setup_teardown(test_fields_past_the_cap_share_other, reset, reset),
