@@ -386,19 +386,26 @@ def test_slow_reference_body_is_not_turned_into_504(stack):
 
 # --- process lifecycle and CLI -------------------------------------------------
 
+def sigterm_then_refused_check(m):
+    """SIGTERMs agent m and checks that a health check then gets a
+    DISCONNECT (status 0); returns when the signal was sent."""
+    t = time.perf_counter()
+    m.proc.signal(signal.SIGTERM)
+    time.sleep(0.1)
+    check = sp.Peer(m.port)
+    check.send(sp.hello(healthcheck=True))
+    expect_disconnect(check, 0)
+    return t
+
+
 def test_sigterm_drains_in_flight_work_and_exits_zero(stack):
     cand = stack.backend(name="cand", delay_ms=700)
     m = stack.miffy(candidate=cand.url)
     p = sp.Peer(m.port)
     p.handshake()
     send_and_ack(p, [sp.req_message("drain-1"), sp.res_message("drain-1")])
-    t = time.perf_counter()
-    m.proc.signal(signal.SIGTERM)
-    time.sleep(0.1)
     # Draining, the agent fails health checks (HAProxy marks it down) ...
-    check = sp.Peer(m.port)
-    check.send(sp.hello(healthcheck=True))
-    expect_disconnect(check, 0)
+    t = sigterm_then_refused_check(m)
     # ... but still serves every HAProxy connection, old and new, so no
     # event is refused while HAProxy counts on it.
     late = sp.Peer(m.port)
@@ -425,12 +432,7 @@ def test_sigterm_exits_once_haproxy_stops_sending(stack):
     m = stack.miffy(candidate=cand.url, args=["-o", "drain_timeout=20"])
     p = sp.Peer(m.port)
     p.handshake()
-    t = time.perf_counter()
-    m.proc.signal(signal.SIGTERM)
-    time.sleep(0.1)
-    check = sp.Peer(m.port)
-    check.send(sp.hello(healthcheck=True))
-    expect_disconnect(check, 0)
+    t = sigterm_then_refused_check(m)
     rc = m.proc.popen.wait(timeout=10)
     took = time.perf_counter() - t
     assert rc == 0 and took < 5, (rc, took)
