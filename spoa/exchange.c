@@ -24,6 +24,8 @@ struct exchange_table {
 	size_t held;                 /* body bytes of all exchanges, <= max_buffered */
 	struct exchange *oldest, *newest;  /* TTL order: deadlines grow with creation */
 	ev_timer ttl_timer;
+	void (*yield)(void *);       /* exchange_table_set_yield() */
+	void *yield_arg;
 };
 
 /* The arguments of one side of an exchange, matched by name: those of
@@ -207,6 +209,11 @@ static void finish(struct exchange_table *t, struct exchange *x)
 		conclude(t, x, OUTCOME_SKIPPED, NULL);
 		return;
 	}
+	/* x is complete: nothing the agent reads now can conclude it (a second
+	 * message with its id is an anomaly), and the replay that completed
+	 * it has released its connection. */
+	if (t->yield)
+		t->yield(t->yield_arg);
 	if (x->replies[ROLE_CANDIDATE].error[0]) {
 		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL);
 		return;
@@ -321,6 +328,12 @@ void exchange_table_free(struct exchange_table *t)
 	ev_timer_stop(t->deps.loop, &t->ttl_timer);
 	free(t->buckets);
 	free(t);
+}
+
+void exchange_table_set_yield(struct exchange_table *t, void (*fn)(void *), void *arg)
+{
+	t->yield = fn;
+	t->yield_arg = arg;
 }
 
 size_t exchange_table_count(const struct exchange_table *t)

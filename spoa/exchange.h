@@ -109,6 +109,13 @@ void exchange_table_free(struct exchange_table *t);
 void exchange_on_message(struct exchange_table *t, const char *name, size_t name_len,
 			 const struct spop_arg *args, size_t nargs);
 
+/* Has fn(arg) called before each exchange's verdict (compare, publish),
+ * the costly part of the loop's work, from the replay's completion: no
+ * exchange or replay is half-updated there. The agent reads its HAProxy
+ * connections in it, so that a NOTIFY that arrived while the loop was
+ * busy is ACKed between two verdicts, not after all of them. */
+void exchange_table_set_yield(struct exchange_table *t, void (*fn)(void *), void *arg);
+
 /* Number of exchanges in the table. */
 size_t exchange_table_count(const struct exchange_table *t);
 
