@@ -347,39 +347,33 @@ size_t exchange_table_count(const struct exchange_table *t)
 static void collect_args(const struct spop_arg *args, size_t nargs, const char *side,
 			 struct message_args *m)
 {
-	static const struct { const char *name; bool sided; size_t off; } names[] = {
-		{ "id", false, offsetof(struct message_args, id) },
-		{ "method", false, offsetof(struct message_args, method) },
-		{ "path", false, offsetof(struct message_args, path) },
-		{ "query", false, offsetof(struct message_args, query) },
-		{ "ver", false, offsetof(struct message_args, ver) },
-		{ "status", false, offsetof(struct message_args, status) },
-		{ "latency_us", false, offsetof(struct message_args, latency_us) },
-		{ "headers", true, offsetof(struct message_args, headers) },
-		{ "body", true, offsetof(struct message_args, body) },
-		{ "body_len", true, offsetof(struct message_args, body_len) },
-		{ "body_size", true, offsetof(struct message_args, body_size) },
+#define ARG(name, sided, field) { name, sizeof(name) - 1, sided, offsetof(struct message_args, field) }
+	static const struct { const char *name; size_t len; bool sided; size_t off; } names[] = {
+		ARG("id", false, id), ARG("method", false, method), ARG("path", false, path),
+		ARG("query", false, query), ARG("ver", false, ver), ARG("status", false, status),
+		ARG("latency_us", false, latency_us), ARG("headers", true, headers),
+		ARG("body", true, body), ARG("body_len", true, body_len), ARG("body_size", true, body_size),
 	};
+#undef ARG
 	size_t plen = side ? strlen(side) : 0;
 
 	memset(m, 0, sizeof(*m));
 	for (size_t i = 0; i < nargs; i++) {
 		const char *name = args[i].name;
 		size_t len = args[i].name_len;
+		bool prefixed = side && len > plen && memcmp(name, side, plen) == 0;
 
 		if (args[i].value.type == SPOP_T_NULL)
 			continue;
+		if (prefixed) {
+			name += plen;
+			len -= plen;
+		}
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-			const char *want = names[k].name;
-			size_t wlen = strlen(want);
-
-			if (names[k].sided && side) {
-				if (len != plen + wlen || memcmp(name, side, plen) != 0 ||
-				    memcmp(name + plen, want, wlen) != 0)
-					continue;
-			} else if (len != wlen || memcmp(name, want, wlen) != 0) {
+			/* With a side, per-side names carry its prefix and no other does. */
+			if (prefixed != (side && names[k].sided) || len != names[k].len ||
+			    memcmp(name, names[k].name, len) != 0)
 				continue;
-			}
 			*(const struct spop_value **)((char *)m + names[k].off) = &args[i].value;
 			break;
 		}
