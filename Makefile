@@ -6,8 +6,13 @@
 #                   tools/haproxy-root.sh builds once into $MIFFY_ROOTS; needs root).
 #                   make test covers the machine's own HAProxy (2.6 on Debian 12);
 #                   MIFFY_HAPROXY=system|3.0|3.2 picks the one any test run uses
-#   make demo       run the local demo (see README)
-#   make deps       install the Debian packages (no-op when present)
+#   make demo       install the build group, build, run the local demo (see README)
+#   make deps       install the Debian packages, one line per group (tools/deps.sh:
+#                   build, test, browser, docker; DEPS_GROUPS picks them)
+#   make test-docker  build the Dockerfile and run the image and docker-compose.yml
+#                   for real (tools/docker-test.sh; needs root, starts dockerd)
+#   make test-fresh the README's commands in a clean Debian 12 root
+#                   (tools/fresh-machine.sh; needs root)
 #   make fuzz       run each libFuzzer target for FUZZ_SECONDS
 #   make install    PREFIX=/usr/local DESTDIR=
 
@@ -31,8 +36,11 @@ ifneq ($(SANITIZE),)
 CFLAGS   += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS  += -fsanitize=$(SANITIZE)
 endif
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread
+# Evaluated when a recipe first uses them, then kept: `make demo` and `make
+# test` install the libraries (make deps) before anything is compiled, and a
+# value taken when make started would be empty on a fresh machine.
+PKG_CFLAGS = $(eval PKG_CFLAGS := $$(shell pkg-config --cflags $(PKGS) 2>/dev/null))$(PKG_CFLAGS)
+PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null) -lev -lm -lpthread)$(PKG_LIBS)
 
 SRCS      := $(wildcard spoa/*.c)
 LIB_SRCS  := $(filter-out spoa/main.c,$(SRCS))
@@ -60,7 +68,11 @@ HAPROXY_VERSIONS ?= 3.0 3.2
 HAPROXY_TESTS := tests/integration $(addprefix --ignore=tests/integration/,test_demo_smoke.py \
                  test_demo_servers.py test_packaging.py)
 
-.PHONY: all deps test test-haproxy unit integration demo install fuzz fuzz-smoke bench clean FORCE
+.PHONY: all deps test test-haproxy test-docker test-fresh unit integration demo install fuzz fuzz-smoke bench clean FORCE
+
+# Objects are intermediate files of the programs: keep them (make would
+# otherwise delete build/obj/tools/mock-kafka.o after each link, and relink).
+.SECONDARY:
 
 all: $(PROGS)
 
@@ -68,7 +80,12 @@ all: $(PROGS)
 # sanitizer build (make test) and a plain one rebuilds everything.
 # DEPS_FORMAT changes when the dependency files do, to rebuild old trees.
 DEPS_FORMAT := 2
+# Before the first compile: the libraries are there, or one line says what to run.
 $(BUILD)/.flags: FORCE
+	@command -v pkg-config >/dev/null 2>&1 || { echo "miffy: pkg-config is missing: run 'make deps' (or 'make demo', which installs what it needs)" >&2; exit 1; }
+	@missing=""; for p in $(PKGS); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+	  printf '#include <ev.h>\n' | $(CC) -E -x c - >/dev/null 2>&1 || missing="$$missing libev"; \
+	  [ -z "$$missing" ] || { echo "miffy: libraries missing:$$missing: run 'make deps' (or 'make demo', which installs what it needs)" >&2; exit 1; }
 	@mkdir -p $(BUILD)
 	@echo '$(CC) $(CFLAGS) $(LDFLAGS) deps-$(DEPS_FORMAT)' | cmp -s - $@ || \
 	  echo '$(CC) $(CFLAGS) $(LDFLAGS) deps-$(DEPS_FORMAT)' > $@
@@ -102,11 +119,13 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(BUILD)/libmiffy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+DEPS_GROUPS ?=
 deps:
-	@sh tools/deps.sh
+	@sh tools/deps.sh $(DEPS_GROUPS)
 
 # The README's test command.
-test: deps
+test:
+	@sh tools/deps.sh build test browser
 	$(MAKE) SANITIZE=address,undefined all unit-bins
 	$(MAKE) -k SANITIZE=address,undefined unit integration fuzz-smoke
 
@@ -121,7 +140,8 @@ integration: all
 	  $(PYTHON) -m pytest -q $(INTEGRATION_TESTS) $(PYTEST_ARGS)
 
 # Each version is run even when an earlier one failed; the status says which.
-test-haproxy: deps
+test-haproxy:
+	@sh tools/deps.sh build test
 	@for v in $(HAPROXY_VERSIONS); do sh tools/haproxy-root.sh $$v >/dev/null || exit 1; done
 	$(MAKE) SANITIZE=address,undefined all
 	@failed=""; for v in $(HAPROXY_VERSIONS); do \
@@ -135,8 +155,20 @@ test-haproxy: deps
 
 bench-bins: $(BENCH_BINS)
 
-demo: deps all
+# Only the build group: the demo needs no test, browser or docker package.
+demo:
+	@sh tools/deps.sh build
+	@$(MAKE) --no-print-directory all
 	@bash demo/run
+
+test-docker:
+	@sh tools/deps.sh build test docker
+	@$(MAKE) --no-print-directory all
+	@bash tools/docker-test.sh
+
+test-fresh:
+	@sh tools/deps.sh docker
+	@bash tools/fresh-machine.sh
 
 fuzz fuzz-smoke:
 	@$(MAKE) -f fuzz/Makefile $@
