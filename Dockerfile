@@ -15,15 +15,20 @@ WORKDIR /src
 COPY . .
 RUN make -j"$(nproc)" CI=1 all \
  && make install DESTDIR=/out PREFIX=/usr/local \
- && install -m 0755 build/miffy-demo build/miffy-mock-kafka /out/usr/local/bin/
+ && install -m 0755 build/miffy-demo build/miffy-mock-kafka /out/usr/local/bin/ \
+ && strip --strip-unneeded /out/usr/local/bin/*
 
 # --- runtime: only the shared libraries ---------------------------------------
+# ca-certificates stays: a candidate or a Kafka broker may be reached by TLS.
+# Documentation, man pages and translations go in the same layer.
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libev4 libcurl4 librdkafka1 libcjson1 libconfuse2 libmicrohttpd12 \
       zlib1g ca-certificates \
- && rm -rf /var/lib/apt/lists/* \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /var/log/apt /var/log/dpkg.log \
+      /usr/share/doc/* /usr/share/man/* /usr/share/locale/* /usr/share/info/* \
  && groupadd --system --gid 10001 miffy \
  && useradd --system --uid 10001 --gid miffy --no-create-home \
       --home-dir /nonexistent --shell /usr/sbin/nologin miffy

@@ -9,9 +9,12 @@
 #include <string.h>
 #include <strings.h>
 #include <ctype.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include <confuse.h>
+
+#include "replay.h"
 
 #ifndef MIFFY_VERSION
 #define MIFFY_VERSION "0.0.0"
@@ -89,6 +92,18 @@ static int validate_positive(cfg_t *cfg, cfg_opt_t *opt)
 	}
 	if (opt->type == CFGT_FLOAT && !(cfg_opt_getnfloat(opt, 0) > 0)) {
 		cfg_error(cfg, "%s must be a positive number", opt->name);
+		return -1;
+	}
+	return 0;
+}
+
+/* Keys held in an unsigned: a bigger value would wrap at 2^32. */
+static int validate_count(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, 0);
+
+	if (v <= 0 || (unsigned long)v > UINT_MAX) {
+		cfg_error(cfg, "%s must be an integer between 1 and %u", opt->name, UINT_MAX);
 		return -1;
 	}
 	return 0;
@@ -238,7 +253,11 @@ static int validate_kv_list(cfg_t *cfg, cfg_opt_t *opt)
 static void report_error(cfg_t *cfg, const char *fmt, va_list ap)
 {
 	fprintf(stderr, "miffy: ");
-	if (cfg && cfg->filename && cfg->line)
+	/* libconfuse parses a flag's value (-o KEY=VALUE) as a file named
+	 * "[buf]": such errors name no file. */
+	if (cfg && cfg->filename && strcmp(cfg->filename, "[buf]") == 0)
+		;
+	else if (cfg && cfg->filename && cfg->line)
 		fprintf(stderr, "%s:%d: ", cfg->filename, cfg->line);
 	else if (cfg && cfg->filename)
 		fprintf(stderr, "%s: ", cfg->filename);
@@ -299,9 +318,11 @@ static cfg_opt_t options[] = {
 static void set_validators(cfg_t *c)
 {
 	static const char *const positive[] = {
-		"max_connections", "hello_timeout", "idle_timeout", "exchange_ttl", "max_exchanges", "max_buffered",
-		"connect_timeout", "timeout", "max_concurrent", "max_body", "max_host_connections",
-		"max_depth", "max_decompressed", "max_message",
+		"hello_timeout", "idle_timeout", "exchange_ttl", "max_buffered",
+		"connect_timeout", "timeout", "max_body", "max_decompressed", "max_message",
+	};
+	static const char *const count[] = {
+		"max_connections", "max_exchanges", "max_concurrent", "max_host_connections", "max_depth",
 	};
 	static const char *const non_negative[] = {
 		"drain_timeout", "abs_tolerance", "rel_tolerance", "flush_timeout",
@@ -311,6 +332,8 @@ static void set_validators(cfg_t *c)
 
 	for (size_t i = 0; i < sizeof(positive) / sizeof(*positive); i++)
 		cfg_set_validate_func(c, positive[i], validate_positive);
+	for (size_t i = 0; i < sizeof(count) / sizeof(*count); i++)
+		cfg_set_validate_func(c, count[i], validate_count);
 	for (size_t i = 0; i < sizeof(non_negative) / sizeof(*non_negative); i++)
 		cfg_set_validate_func(c, non_negative[i], validate_non_negative);
 	for (size_t i = 0; i < sizeof(fraction) / sizeof(*fraction); i++)
@@ -358,14 +381,14 @@ static void free_list(struct str_list *l)
 	l->count = 0;
 }
 
+/* The same check as the start's (replay_new), so --check accepts exactly
+ * what the agent starts with. */
 static int check_url(const char *what, const char *url)
 {
-	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0) {
-		fprintf(stderr, "miffy: %s must be an http:// or https:// URL, not '%s'\n", what, url);
-		return -1;
-	}
-	if (url[strcspn(url, ":") + 3] == '\0' || url[strcspn(url, ":") + 3] == '/') {
-		fprintf(stderr, "miffy: %s has no host: '%s'\n", what, url);
+	char err[512];
+
+	if (replay_check_url(what, url, err, sizeof(err)) < 0) {
+		fprintf(stderr, "miffy: %s\n", err);
 		return -1;
 	}
 	return 0;

@@ -1,11 +1,15 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 
@@ -16,22 +20,34 @@
 /* The longest line written whole. */
 #define LOG_LINE_MAX (16 << 20)
 
+/* Bytes held for a log reader that does not keep up (a stalled stderr
+ * pipe); a line that does not fit is dropped and counted. */
+#define LOG_PENDING_MAX (256 << 10)
+
 static struct {
 	enum log_level level;
 	bool json;
 	char *path;
-	FILE *out;
+	int fd;                      /* the log file, or -1: stderr */
+	char *pending;               /* bytes the reader has not taken yet */
+	size_t pending_len;
 	time_t window;
 	unsigned in_window;
 	unsigned long suppressed;
 	unsigned long long suppressed_total;
-} lg = { .level = LOG_LEVEL_INFO };
+	unsigned long long dropped_total;
+} lg = { .level = LOG_LEVEL_INFO, .fd = -1 };
 
 static const char *const level_names[LOG_LEVEL_COUNT] = { "error", "warn", "info", "debug" };
 
-static FILE *log_out(void)
+static int log_fd(void)
 {
-	return lg.out ? lg.out : stderr;
+	return lg.fd >= 0 ? lg.fd : STDERR_FILENO;
+}
+
+static int open_log(const char *path)
+{
+	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 }
 
 int log_setup(enum log_level level, bool json, const char *path)
@@ -42,32 +58,96 @@ int log_setup(enum log_level level, bool json, const char *path)
 	lg.path = path ? strdup(path) : NULL;
 	if (path && !lg.path)
 		return -1;
-	if (lg.out)
-		fclose(lg.out);
-	lg.out = NULL;
+	if (lg.fd >= 0)
+		close(lg.fd);
+	lg.fd = -1;
 	if (path) {
-		lg.out = fopen(path, "a");
-		if (!lg.out)
+		lg.fd = open_log(path);
+		if (lg.fd < 0)
 			return -1;
-		setvbuf(lg.out, NULL, _IOLBF, 0);
 	}
 	return 0;
 }
 
 void log_reopen(void)
 {
-	FILE *f;
+	int fd;
 
 	if (!lg.path)
 		return;
-	f = fopen(lg.path, "a");
-	if (!f) {
+	fd = open_log(lg.path);
+	if (fd < 0) {
 		log_msg(LOG_LEVEL_ERROR, NULL, "cannot reopen log file %s: %s", lg.path, strerror(errno));
 		return;
 	}
-	setvbuf(f, NULL, _IOLBF, 0);
-	fclose(lg.out);
-	lg.out = f;
+	close(lg.fd);
+	lg.fd = fd;
+}
+
+/* Writes what the reader takes now without waiting: a pipe or a terminal
+ * that reports room (POLLOUT) takes PIPE_BUF bytes without blocking, so the
+ * bytes go in chunks of that size while poll() says so. Returns the bytes
+ * written; the rest is for later. The descriptor is not made non-blocking:
+ * stderr's open file is shared with the processes that started us. */
+static size_t write_ready(const char *p, size_t n)
+{
+	size_t done = 0;
+
+	while (done < n) {
+		struct pollfd pfd = { .fd = log_fd(), .events = POLLOUT };
+		size_t chunk = n - done < PIPE_BUF ? n - done : PIPE_BUF;
+		ssize_t w;
+
+		if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & POLLOUT))
+			break;
+		w = write(pfd.fd, p + done, chunk);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		done += (size_t)w;
+	}
+	return done;
+}
+
+/* Sends the held bytes first, keeping their order. Returns true when none
+ * is left. */
+static bool flush_pending(void)
+{
+	size_t w;
+
+	if (!lg.pending_len)
+		return true;
+	w = write_ready(lg.pending, lg.pending_len);
+	memmove(lg.pending, lg.pending + w, lg.pending_len - w);
+	lg.pending_len -= w;
+	return lg.pending_len == 0;
+}
+
+/* One whole line (with its newline) to the log, never blocking the loop:
+ * what the reader cannot take now is held, up to LOG_PENDING_MAX; a line
+ * that fits neither is dropped and counted (log_dropped_total). */
+static void emit(const char *line, size_t n)
+{
+	size_t w = 0;
+
+	if (flush_pending())
+		w = write_ready(line, n);
+	if (w == n)
+		return;
+	if (!lg.pending && !(lg.pending = malloc(LOG_PENDING_MAX))) {
+		lg.dropped_total++;
+		return;
+	}
+	if (n - w > LOG_PENDING_MAX - lg.pending_len) {
+		/* A line begun must end, or the next one would be glued to it. */
+		if (w > 0 && lg.pending_len < LOG_PENDING_MAX)
+			lg.pending[lg.pending_len++] = '\n';
+		lg.dropped_total++;
+		return;
+	}
+	memcpy(lg.pending + lg.pending_len, line + w, n - w);
+	lg.pending_len += n - w;
 }
 
 bool log_enabled(enum log_level level)
@@ -77,37 +157,57 @@ bool log_enabled(enum log_level level)
 
 static void write_line(enum log_level level, const char *id, const char *text)
 {
-	FILE *out = log_out();
 	struct timespec ts;
 	struct tm tm;
-	char stamp[40];
+	char stamp[40], t[64];
+	char head[1200], *line = head, *s = NULL;
+	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(t, sizeof(t), "%s.%03dZ", stamp, (int)(ts.tv_nsec / 1000000));
 	if (lg.json) {
 		cJSON *o = cJSON_CreateObject();
-		char t[64], *s;
 
-		snprintf(t, sizeof(t), "%s.%03dZ", stamp, (int)(ts.tv_nsec / 1000000));
 		cJSON_AddStringToObject(o, "time", t);
 		cJSON_AddStringToObject(o, "level", level_names[level]);
 		if (id)
 			cJSON_AddStringToObject(o, "id", id);
 		cJSON_AddStringToObject(o, "msg", text);
 		s = cJSON_PrintUnformatted(o);
-		if (s)
-			fprintf(out, "%s\n", s);
-		free(s);
 		cJSON_Delete(o);
+		if (!s) {
+			lg.dropped_total++;
+			return;
+		}
+		n = snprintf(head, sizeof(head), "%s\n", s);
 	} else if (id) {
-		fprintf(out, "%s.%03dZ miffy %s: [id=%s] %s\n", stamp, (int)(ts.tv_nsec / 1000000),
-			level_names[level], id, text);
+		n = snprintf(head, sizeof(head), "%s miffy %s: [id=%s] %s\n", t, level_names[level], id, text);
 	} else {
-		fprintf(out, "%s.%03dZ miffy %s: %s\n", stamp, (int)(ts.tv_nsec / 1000000),
-			level_names[level], text);
+		n = snprintf(head, sizeof(head), "%s miffy %s: %s\n", t, level_names[level], text);
 	}
-	fflush(out);
+	/* Long lines (the SIGUSR2 stats document) are formatted again into a
+	 * buffer of their size. */
+	if (n >= (int)sizeof(head)) {
+		line = malloc((size_t)n + 1);
+		if (!line) {
+			lg.dropped_total++;
+			free(s);
+			return;
+		}
+		if (s)
+			snprintf(line, (size_t)n + 1, "%s\n", s);
+		else if (id)
+			snprintf(line, (size_t)n + 1, "%s miffy %s: [id=%s] %s\n", t, level_names[level], id, text);
+		else
+			snprintf(line, (size_t)n + 1, "%s miffy %s: %s\n", t, level_names[level], text);
+	}
+	if (n > 0)
+		emit(line, (size_t)n);
+	if (line != head)
+		free(line);
+	free(s);
 }
 
 /* Says how many lines a flood cost so far. */
@@ -125,12 +225,18 @@ static void report_suppressed(void)
 
 void log_flush(void)
 {
+	flush_pending();
 	report_suppressed();
 }
 
 unsigned long long log_suppressed_total(void)
 {
 	return lg.suppressed_total;
+}
+
+unsigned long long log_dropped_total(void)
+{
+	return lg.dropped_total;
 }
 
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)

@@ -15,17 +15,23 @@ bool log_enabled(enum log_level level);
 
 /* Writes one line. id is the HAProxy unique-id the line is about, or NULL.
  * Warn and error lines are rate limited; suppressed lines are counted and
- * reported once the flood ends. */
+ * reported once the flood ends. Never blocks: what a slow reader (a stalled
+ * stderr pipe) cannot take at once is held in a bounded buffer, and a line
+ * that does not fit is dropped and counted (log_dropped_total). */
 void log_msg(enum log_level level, const char *id, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Writes the "N lines suppressed" note, if lines were suppressed since the
- * last one. Called about once a second (and at exit) so the note comes even
- * when the flood stops. */
+/* Sends the held bytes the reader now takes, then writes the "N lines
+ * suppressed" note, if lines were suppressed since the last one. Called
+ * about once a second (and at exit) so the note comes even when the flood
+ * stops. */
 void log_flush(void);
 
 /* Warn and error lines dropped by the rate limit since start. */
 unsigned long long log_suppressed_total(void);
+
+/* Lines dropped since start because the log's reader did not keep up. */
+unsigned long long log_dropped_total(void);
 
 #define log_error(...) log_msg(LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LEVEL_WARN, NULL, __VA_ARGS__)

@@ -223,6 +223,16 @@ out:
 	return ret;
 }
 
+int replay_check_url(const char *what, const char *url, char *err, size_t errlen)
+{
+	struct target t;
+
+	if (target_init(&t, what, url, NULL, NULL, err, errlen) < 0)
+		return -1;
+	target_clear(&t);
+	return 0;
+}
+
 static bool is_token(const char *s)
 {
 	if (!*s)

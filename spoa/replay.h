@@ -23,6 +23,11 @@ typedef void (*replay_done_fn)(void *arg, enum replay_role role, struct http_res
  * failure. */
 struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
 
+/* Checks url the way replay_new() does for a target named what
+ * ("candidate", "secondary"): http or https, a host, no query or fragment.
+ * Returns 0, or -1 with a message in err. Opens nothing. */
+int replay_check_url(const char *what, const char *url, char *err, size_t errlen);
+
 /* Cancels all transfers (no callbacks) and frees everything. */
 void replay_free(struct replay *r);
 

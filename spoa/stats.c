@@ -787,6 +787,9 @@ char *stats_metrics_text(size_t *len)
 		 "Messages waiting in librdkafka's queue.", stats.kafka_queue_depth);
 	prom_u64(&b, "miffy_log_lines_suppressed_total", "counter",
 		 "Warning and error log lines dropped by the log rate limit.", log_suppressed_total());
+	prom_u64(&b, "miffy_log_lines_dropped_total", "counter",
+		 "Log lines dropped because the log's reader (a stalled stderr pipe) did not keep up.",
+		 log_dropped_total());
 	return sbuf_take(&b, len);
 }
 
@@ -1122,6 +1125,12 @@ char *stats_json_text(size_t *len)
 	json_u64(&b, &f2, "kafka_failed", stats.kafka_failed);
 	json_u64(&b, &f2, "kafka_dropped", stats.kafka_dropped);
 	json_u64(&b, &f2, "kafka_queue_depth", stats.kafka_queue_depth);
+	sbuf_add(&b, "}", 1);
+	json_key(&b, &first, "log");
+	f2 = true;
+	sbuf_add(&b, "{", 1);
+	json_u64(&b, &f2, "lines_suppressed", log_suppressed_total());
+	json_u64(&b, &f2, "lines_dropped", log_dropped_total());
 	sbuf_add(&b, "}", 1);
 	json_key(&b, &first, "endpoints");
 	f2 = true;

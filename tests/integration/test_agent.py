@@ -474,7 +474,15 @@ def test_cli_check_version_help():
 
 @pytest.mark.parametrize("args,needle", [
     ([], "no candidate"),
-    (["--candidate", "ftp://x"], "must be an http:// or https:// URL"),
+    (["--candidate", "ftp://x"], 'candidate URL "ftp://x": scheme must be http or https'),
+    # --check refuses what the start refuses: the same function checks both.
+    (["--candidate", "http://x/?a=1", "--check"], "must not have a query or a fragment"),
+    (["--candidate", "http://x", "--secondary", "http://[::1", "--check"], 'secondary URL "http://[::1" is invalid'),
+    # Integers kept in an unsigned are range-checked, not wrapped at 2^32.
+    (["--candidate", "http://x", "-o", "max_exchanges=4294967297"],
+     "max_exchanges must be an integer between 1 and 4294967295"),
+    (["--candidate", "http://x", "-o", "max_concurrent=0"],
+     "max_concurrent must be an integer between 1 and 4294967295"),
     (["--candidate", "http://x", "--listen", "nowhere"], "listen must be ADDR:PORT"),
     (["--candidate", "http://x", "--sink", "kafkaa"], "sink must be kafka, stdout or file:PATH"),
     (["--candidate", "http://x", "--bogus"], "unknown option --bogus"),
@@ -498,6 +506,10 @@ def test_bad_config_file_names_file_and_line(tmp_path):
     conf.write_text('candidate = "http://127.0.0.1:1"\nno_such_key = 1\n')
     r = run_miffy("-f", conf)
     assert r.returncode == 2 and f"{conf}:2:" in r.stderr and "no_such_key" in r.stderr
+    conf.write_text('candidate = "http://127.0.0.1:1"\nmax_connections = 4294967296\n')
+    r = run_miffy("-f", conf, "--check")
+    assert r.returncode == 2
+    assert f"{conf}:2: max_connections must be an integer between 1 and 4294967295" in r.stderr
     r = run_miffy("-f", tmp_path / "missing.conf")
     assert r.returncode == 2 and "cannot read" in r.stderr
 

@@ -75,3 +75,54 @@ def test_a_replay_that_times_out_while_resolving_does_not_stall_acks(stack):
     peer.close()
     assert "candidate error: timeout" in proc.log()
     assert worst < 0.5, f"an ACK waited {worst:.2f}s for the candidate's name resolution"
+
+
+def test_a_stalled_stderr_pipe_drops_log_lines_instead_of_blocking_the_loop(tmp_path):
+    """Nobody reads miffy's stderr: the pipe fills (64 KiB), then the log's
+    own buffer; later lines are dropped and counted, and the admin server
+    (on the same loop) still answers at once."""
+    import json
+    import os
+    import signal
+    import urllib.request
+
+    port, admin = free_port(), free_port()
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+    proc = subprocess.Popen([str(BUILD / "miffy"), "--listen", f"127.0.0.1:{port}",
+                             "--candidate", "http://127.0.0.1:9", "--admin", f"127.0.0.1:{admin}",
+                             "--sink", f"file:{tmp_path / 'sink.jsonl'}"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, env=env)
+    try:
+        wait_port(admin, proc=proc)
+
+        def get(path):
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}{path}", timeout=2) as r:
+                return r.read().decode()
+
+        dropped = 0
+        deadline = time.monotonic() + 30
+        while dropped == 0 and time.monotonic() < deadline:
+            for _ in range(50):      # each SIGUSR2 logs the /stats document
+                proc.send_signal(signal.SIGUSR2)
+                time.sleep(0.002)
+            t0 = time.monotonic()
+            dropped = json.loads(get("/stats"))["log"]["lines_dropped"]
+            assert time.monotonic() - t0 < 1.0, "the admin server waited for the log"
+        assert dropped > 0, "no line dropped in 30 s of SIGUSR2 into an unread pipe"
+        t0 = time.monotonic()
+        assert get("/health")
+        metrics = get("/metrics")
+        assert time.monotonic() - t0 < 1.0
+        line = [m for m in metrics.splitlines() if m.startswith("miffy_log_lines_dropped_total ")]
+        assert line and int(line[0].split()[1]) >= dropped
+        proc.send_signal(signal.SIGTERM)
+        _, out = proc.communicate(timeout=15)
+        assert proc.returncode == 0
+        # What the reader got is whole lines: none cut, none glued together.
+        lines = out.decode(errors="replace").splitlines()
+        assert lines and all(" miffy " in ln for ln in lines), [ln[:80] for ln in lines if " miffy " not in ln][:3]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
