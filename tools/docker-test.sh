@@ -68,6 +68,7 @@ if ! docker build --network host -t miffy:latest . >"$CACHE/docker-build.log" 2>
 	tail -20 "$CACHE/docker-build.log" >&2
 	exit 1
 fi
+docker image prune -f >/dev/null 2>&1 || true  # the build stages of earlier runs
 step "image miffy:latest: $(docker image inspect miffy:latest --format '{{.Size}}' | awk '{ printf "%.1f MB", $1 / 1e6 }')" \
 	"(debian:bookworm-slim: $(docker image inspect debian:bookworm-slim --format '{{.Size}}' | awk '{ printf "%.1f MB", $1 / 1e6 }'))"
 
