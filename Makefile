@@ -66,7 +66,7 @@ HAPROXY_VERSIONS ?= 3.0 3.2
 # test_replay, test_compare_e2e, test_publish and test_admin), the demo and
 # packaging ones aside.
 HAPROXY_TESTS := tests/integration $(addprefix --ignore=tests/integration/,test_demo_smoke.py \
-                 test_demo_servers.py test_packaging.py)
+                 test_demo_servers.py test_packaging.py test_docker.py)
 
 .PHONY: all deps test test-haproxy test-docker test-fresh unit integration demo install fuzz fuzz-smoke bench clean FORCE
 

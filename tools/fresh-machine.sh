@@ -43,7 +43,7 @@ mount_root() {
 	mount --bind /dev/pts "$ROOT/dev/pts"
 	cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
 }
-in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+in_root() { chroot "$ROOT" /usr/bin/env -i HOME=/root DEBIAN_FRONTEND=noninteractive PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
 	LANG=C.UTF-8 TERM=dumb "$@"; }
 
 newuser="$CACHE/bookworm-newuser.tar"
@@ -60,7 +60,7 @@ else
 	printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 	chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
 	step "installing what a new user has: gcc make git python3 (log $LOG)"
-	if ! { in_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive in_root apt-get install -y -qq \
+	if ! { in_root apt-get update -qq && in_root apt-get install -y -qq \
 		--no-install-recommends gcc make git python3 ca-certificates sudo; } >"$LOG" 2>&1; then
 		echo "test-fresh: installing the new user's packages failed, see $LOG" >&2
 		tail -5 "$LOG" >&2
@@ -94,17 +94,15 @@ if [[ " $STEPS " == *" demo "* ]]; then
 	set -e
 	printf '%s\n' "$out" | grep -v '^cc \|^  -MT \|^ar ' | sed 's/^/    /'
 	[ "$rc" -eq 0 ] || fail "make demo exited with $rc"
-	for want in "make deps: build: installing" "GET /api/changed   -> 200" \
-		"differences published to Kafka topic miffy" "/api/changed     different" \
-		"length value: 7 -> 8" "noise (the secondary differs there too)" \
-		"miffy's outcome counters" "stopped cleanly"; do
-		printf '%s\n' "$out" | grep -qF -- "$want" || fail "make demo's output lacks '$want'"
+	for want in "^make deps: build: installing" "GET /api/changed +-> 200" \
+		"differences published to Kafka topic miffy" "/api/changed +different +/length value: 7 -> 8" \
+		"noise \(the secondary differs there too\)" "miffy's outcome counters" \
+		"^ +equal 0, different [1-9][0-9]*, noise [1-9]" "stopped cleanly"; do
+		printf '%s\n' "$out" | grep -Eq -- "$want" || fail "make demo's output lacks /$want/"
 	done
 	for unwanted in "make deps: test" "make deps: docker" "make deps: browser" "rm build/obj"; do
 		printf '%s\n' "$out" | grep -qF -- "$unwanted" && fail "make demo's output has '$unwanted'"
 	done
-	printf '%s\n' "$out" | grep -E -q '^    different [1-9]|, equal [0-9]+|noise [1-9]' ||
-		fail "make demo printed no outcome counters"
 fi
 
 if [[ " $STEPS " == *" test "* ]]; then

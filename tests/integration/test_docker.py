@@ -194,3 +194,56 @@ def _ok(port, path):
         return http(port, path, timeout=1)[0] == 200
     except OSError:
         return False
+
+
+def test_compose_scales_to_three_agents_that_share_the_traffic(tmp_path):
+    """docker-compose.yml on its own bridge network with --scale miffy=3:
+    HAProxy's server-template finds the three agents through docker's DNS,
+    and every shadowed request is published by exactly one of them."""
+    busy = [p for p in (8080, 8081, 8082, 8083, 9000, 9001, 9002) if not port_free(p)]
+    assert not busy, f"busy ports on 127.0.0.1: {busy}"
+    exe = shutil.which("docker-compose")
+    project = f"miffyscale{os.getpid()}"
+    base = [exe, "-p", project, "-f", "docker-compose.yml", "-f", "docker-compose.scale.yml"]
+
+    def run(*args, timeout=300, check=True):
+        r = subprocess.run(base + list(args), capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        if check:
+            assert r.returncode == 0, f"{' '.join(args)}: {r.stdout[-3000:]}{r.stderr[-3000:]}"
+        return r
+
+    try:
+        run("up", "-d", "--no-build", "--scale", "miffy=3")
+        wait_for(lambda: _ok(8080, "/api/hello"), 60, what="the compose HAProxy on :8080")
+        admins = set()
+        for i in (1, 2, 3):
+            out = run("port", "--index", str(i), "miffy", "9000").stdout.strip()
+            admins.add(int(out.rsplit(":", 1)[1]))
+        assert len(admins) == 3, admins
+        for port in admins:
+            wait_for(lambda port=port: _ok(port, "/health"), 30, what=f"agent admin :{port}")
+        time.sleep(2)    # HAProxy's checks mark the agents UP (rise 2, inter 250ms)
+
+        import concurrent.futures
+        n = 90
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            codes = list(pool.map(lambda i: http(8080, f"/api/changed?i={i}")[0], range(n)))
+        assert codes == [200] * n
+
+        def per_agent():
+            counts = {}
+            for port in admins:
+                counts[port] = json.loads(http(port, "/stats")[1])["outcomes"]["different"]
+            return counts
+        wait_for(lambda: sum(per_agent().values()) >= n, 20, what=f"{n} exchanges compared")
+        counts = per_agent()
+        assert sum(counts.values()) == n, counts           # each request shadowed once
+        assert sum(1 for c in counts.values() if c > 0) >= 2, counts
+        logs = run("logs", "--no-color", "miffy").stdout
+        published = [ln for ln in logs.splitlines() if '"outcome":"different"' in ln]
+        assert len(published) == n, len(published)
+        (tmp_path / "per-agent.txt").write_text(json.dumps(counts))
+        print(f"per-agent exchanges (admin port: count): {counts}")
+    finally:
+        (tmp_path / "compose.log").write_text(run("logs", "--no-color", check=False).stdout)
+        run("down", "--remove-orphans", "-t", "10", check=False)

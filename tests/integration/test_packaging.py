@@ -1,9 +1,12 @@
 """Packaging: docker-compose.yml, the Dockerfile, the systemd unit and
-`make install`.
+`make install`, checked statically (fast, in every `make test`).
 
-There is no Docker engine here: the compose file is validated with Debian's
-docker-compose (`make deps` installs it) and the Dockerfile is read. The
-unit is checked with systemd-analyze on a real `make install` tree.
+The image and the compose demo are built and run for real by
+`make test-docker` (tests/integration/test_docker.py); these checks keep the
+files consistent with each other and with `make demo` between those runs:
+the compose file is validated with Debian's docker-compose, the Dockerfile
+is read, and the unit is checked with systemd-analyze on a real
+`make install` tree.
 """
 import os
 import re
