@@ -84,7 +84,9 @@ def published(service):
         if isinstance(p, dict):
             out.add(int(p["published"]))
         else:
-            out.add(int(p.split("/")[0].split(":")[-2]))
+            host = p.split("/")[0].split(":")[-2]
+            first, _, last = host.partition("-")    # a range, for a scaled service
+            out.update(range(int(first), int(last or first) + 1))
     return out
 
 
@@ -92,6 +94,8 @@ def test_compose_publishes_the_make_demo_ports(compose):
     s = compose["services"]
     assert 8080 in published(s["haproxy"])
     assert 9000 in published(s["miffy"])
+    # one admin port per agent when scaled (up to the 4 of server-template)
+    assert {9000, 9001, 9002, 9003} <= published(s["miffy"])
     assert {8081, 8082, 8083} == published(s["reference"]) | published(s["candidate"]) | \
         published(s["secondary"])
 
@@ -120,7 +124,7 @@ def test_docker_haproxy_config_is_valid(tmp_path):
         hb.discard(work)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "server ref1 reference:8081" in cfg
-    assert "server agent1 miffy:12345" in cfg
+    assert "server-template agent 4 miffy:12345" in cfg
 
 
 def frontend_rules(path):
@@ -145,7 +149,8 @@ def test_docker_haproxy_config_has_the_same_miffy_rules_as_the_example():
 
 
 def agents_backend(path):
-    """The miffy-agents backend lines, with the server address left out."""
+    """The miffy-agents backend lines, with the server name and address left
+    out (the docker config's server-template counts as a server line)."""
     lines, inside = [], False
     for line in open(path).read().splitlines():
         if line.startswith("backend "):
@@ -154,7 +159,9 @@ def agents_backend(path):
         if inside and line.strip() and not line.strip().startswith("#"):
             words = line.split()
             if words[0] == "server":
-                words[2] = "ADDR"
+                words[1:3] = ["NAME", "ADDR"]
+            elif words[0] == "server-template":
+                words[0:4] = ["server", "NAME", "ADDR"]
             lines.append(" ".join(words))
     return lines
 
