@@ -225,25 +225,36 @@ def test_compose_scales_to_three_agents_that_share_the_traffic(tmp_path):
         time.sleep(2)    # HAProxy's checks mark the agents UP (rise 2, inter 250ms)
 
         import concurrent.futures
-        n = 90
-        with concurrent.futures.ThreadPoolExecutor(9) as pool:
-            codes = list(pool.map(lambda i: http(8080, f"/api/changed?i={i}")[0], range(n)))
-        assert codes == [200] * n
 
         def per_agent():
-            counts = {}
-            for port in admins:
-                counts[port] = json.loads(http(port, "/stats")[1])["outcomes"]["different"]
-            return counts
-        wait_for(lambda: sum(per_agent().values()) >= n, 20, what=f"{n} exchanges compared")
-        counts = per_agent()
-        assert sum(counts.values()) == n, counts           # each request shadowed once
+            return {port: json.loads(http(port, "/stats")[1])["outcomes"]["different"] for port in admins}
+
+        # Rounds of concurrent requests until two agents have compared some:
+        # HAProxy sends nothing for 1 s after two events timed out (the
+        # shipped breaker), which a loaded machine trips, so not every
+        # request is shadowed.
+        sent, counts = 0, {}
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with concurrent.futures.ThreadPoolExecutor(9) as pool:
+                codes = list(pool.map(lambda i: http(8080, f"/api/changed?i={i}")[0], range(sent, sent + 45)))
+            assert codes == [200] * 45
+            sent += 45
+            time.sleep(1)
+            counts = per_agent()
+            if sum(counts.values()) >= 45 and sum(1 for c in counts.values() if c > 0) >= 2:
+                break
         assert sum(1 for c in counts.values() if c > 0) >= 2, counts
-        logs = run("logs", "--no-color", "miffy").stdout
-        published = [ln for ln in logs.splitlines() if '"outcome":"different"' in ln]
-        assert len(published) == n, len(published)
+        assert sum(counts.values()) <= sent, (counts, sent)   # none shadowed twice
+
+        def published():
+            logs = run("logs", "--no-color", "miffy").stdout
+            return sum(1 for ln in logs.splitlines() if '"outcome":"different"' in ln)
+        # every comparison published once, by the agent that made it
+        wait_for(lambda: published() == sum(per_agent().values()), 20, what="published == compared")
+        counts = per_agent()
         (tmp_path / "per-agent.txt").write_text(json.dumps(counts))
-        print(f"per-agent exchanges (admin port: count): {counts}")
+        print(f"{sent} requests, per-agent exchanges (admin port: count): {counts}")
     finally:
         (tmp_path / "compose.log").write_text(run("logs", "--no-color", check=False).stdout)
         run("down", "--remove-orphans", "-t", "10", check=False)
