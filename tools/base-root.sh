@@ -20,16 +20,7 @@ fi
 
 [ "$(id -u)" -eq 0 ] || { echo "base-root: needs root (debootstrap)" >&2; exit 2; }
 
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-	[ -f "$f" ] || continue
-	mirror=$(awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }' "$f")
-	[ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-	mirror=$(awk '/^deb / && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || { echo "base-root: no Debian mirror in /etc/apt/sources*" >&2; exit 2; }
+mirror=$(sh "$(dirname "$0")/debian-mirror.sh")
 
 if ! command -v debootstrap >/dev/null 2>&1; then
 	echo "base-root: installing debootstrap" >&2

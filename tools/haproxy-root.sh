@@ -26,16 +26,7 @@ fi
 
 [ "$(id -u)" -eq 0 ] || { echo "haproxy-root: needs root (debootstrap, chroot)" >&2; exit 2; }
 
-mirror=""
-for f in /etc/apt/sources.list.d/*.sources; do
-	[ -f "$f" ] || continue
-	mirror=$(awk '/^URIs:/ && $2 !~ /security/ { print $2; exit }' "$f")
-	[ -n "$mirror" ] && break
-done
-if [ -z "$mirror" ] && [ -f /etc/apt/sources.list ]; then
-	mirror=$(awk '/^deb / && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list)
-fi
-[ -n "$mirror" ] || { echo "haproxy-root: no Debian mirror in /etc/apt/sources*" >&2; exit 2; }
+mirror=$(sh "$(dirname "$0")/debian-mirror.sh")
 
 if ! command -v debootstrap >/dev/null 2>&1; then
 	echo "haproxy-root: installing debootstrap" >&2
