@@ -15,7 +15,8 @@
 # The root with the user's four packages is cached too
 # ($MIFFY_CACHE/bookworm-newuser.tar), so a run costs the clone and the
 # steps. Mounts /proc and /dev (bind) into the root and undoes them, and
-# removes the root, on exit. The root shares the host's network: the demo's
+# removes the root, on exit (its logs, $ROOT.log and $ROOT.test.log beside
+# it, are kept when a step failed). The root shares the host's network: the demo's
 # ports (8080-8083, 9000, 12345) must be free. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,7 +62,7 @@ else
 	chmod 0755 "$ROOT/usr/sbin/policy-rc.d"
 	step "installing what a new user has: gcc make git python3 (log $LOG)"
 	if ! { in_root apt-get update -qq && in_root apt-get install -y -qq \
-		--no-install-recommends gcc make git python3 ca-certificates sudo; } >"$LOG" 2>&1; then
+		--no-install-recommends gcc make git python3; } >"$LOG" 2>&1; then
 		echo "test-fresh: installing the new user's packages failed, see $LOG" >&2
 		tail -5 "$LOG" >&2
 		exit 1
@@ -110,4 +111,5 @@ if [[ " $STEPS " == *" test "* ]]; then
 	in_root sh -c 'cd /root/miffy && make test' >"$ROOT.test.log" 2>&1 || { tail -30 "$ROOT.test.log"; fail "make test failed (log $ROOT.test.log)"; }
 	tail -3 "$ROOT.test.log"
 fi
+rm -f "$LOG" "$ROOT.test.log"
 step "passed: $STEPS"
