@@ -57,7 +57,8 @@ PROGS     := $(BUILD)/miffy $(if $(DEMO_SRCS),$(BUILD)/miffy-demo) $(TOOL_BINS)
 
 PYTHON    ?= /usr/bin/python3
 PYTEST_ARGS ?=
-INTEGRATION_TESTS ?= tests/integration
+# test_docker.py needs a docker engine and the image: make test-docker runs it.
+INTEGRATION_TESTS ?= tests/integration --ignore=tests/integration/test_docker.py
 # The HAProxy the integration tests run: system (the default), 3.0 or 3.2.
 MIFFY_HAPROXY ?=
 HAPROXY_VERSIONS ?= 3.0 3.2

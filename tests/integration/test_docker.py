@@ -2,7 +2,8 @@
 
 Run by `make test-docker` (tools/docker-test.sh starts the engine, makes the
 base images locally and builds miffy:latest, then runs this file with
-MIFFY_DOCKER=1); skipped elsewhere. The engine runs without a bridge network
+MIFFY_DOCKER=1); `make test` leaves this file out (--ignore), and run
+without that setting it fails at once, saying what to run. The engine runs without a bridge network
 here, so containers use the host's network.
 
 1. The image as the agent: HAProxy (the host's), the demo servers and the
@@ -27,8 +28,9 @@ import yaml  # python3-yaml, a dependency of docker-compose
 
 from conftest import BUILD, ROOT, free_port, wait_for, wait_port
 
-pytestmark = pytest.mark.skipif(os.environ.get("MIFFY_DOCKER") != "1",
-                                reason="make test-docker runs these (a docker engine, the image built)")
+if os.environ.get("MIFFY_DOCKER") != "1":
+    raise RuntimeError("tests/integration/test_docker.py needs the engine and the image: "
+                       "run `make test-docker` (tools/docker-test.sh)")
 
 IMAGE = "miffy:latest"
 DOCKER = shutil.which("docker") or "docker"
