@@ -290,6 +290,11 @@ static cfg_opt_t options[] = {
 	CFG_STR_LIST("redact_headers", default_redact, CFGF_NONE),
 	CFG_FLOAT("flush_timeout", 5, CFGF_NONE),
 	CFG_STR("admin", "127.0.0.1:9000", CFGF_NONE),
+	CFG_INT("samples_per_endpoint", 20, CFGF_NONE),
+	CFG_INT("samples_per_field", 5, CFGF_NONE),
+	CFG_INT("samples_endpoint_bytes", 2097152, CFGF_NONE),
+	CFG_INT("samples_max", 1000, CFGF_NONE),
+	CFG_INT("samples_max_bytes", 33554432, CFGF_NONE),
 	CFG_STR("log_level", "info", CFGF_NONE),
 	CFG_BOOL("log_json", cfg_false, CFGF_NONE),
 	CFG_STR("log_file", NULL, CFGF_NONE),
@@ -324,6 +329,12 @@ static void set_validators(cfg_t *c)
 	cfg_set_validate_func(c, "sink", validate_sink);
 	cfg_set_validate_func(c, "listen", validate_addr);
 	cfg_set_validate_func(c, "admin", validate_addr);
+	/* The dashboard's samples (samples.h): 0 turns them off or a bound off. */
+	cfg_set_validate_func(c, "samples_per_endpoint", validate_non_negative);
+	cfg_set_validate_func(c, "samples_per_field", validate_non_negative);
+	cfg_set_validate_func(c, "samples_max", validate_non_negative);
+	cfg_set_validate_func(c, "samples_endpoint_bytes", validate_positive);
+	cfg_set_validate_func(c, "samples_max_bytes", validate_positive);
 }
 
 static char *dup_opt(cfg_t *c, const char *name)
@@ -409,6 +420,11 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	cfg->max_message = (size_t)cfg_getint(c, "max_message");
 	cfg->flush_timeout = cfg_getfloat(c, "flush_timeout");
 	cfg->admin = dup_opt(c, "admin");
+	cfg->samples_per_endpoint = (unsigned)cfg_getint(c, "samples_per_endpoint");
+	cfg->samples_per_field = (unsigned)cfg_getint(c, "samples_per_field");
+	cfg->samples_endpoint_bytes = (size_t)cfg_getint(c, "samples_endpoint_bytes");
+	cfg->samples_max = (unsigned)cfg_getint(c, "samples_max");
+	cfg->samples_max_bytes = (size_t)cfg_getint(c, "samples_max_bytes");
 	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
 	cfg->log_json = cfg_getbool(c, "log_json");
 	cfg->log_file = dup_opt(c, "log_file");

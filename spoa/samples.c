@@ -1,0 +1,318 @@
+#include "samples.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "jsonw.h"
+
+struct sample {
+	atomic_uint refs;               /* the store's hold + one per reader */
+	struct sample *prev, *next;     /* age order, oldest first; under the lock */
+	char *id;
+	char *endpoint;
+	enum outcome outcome;
+	double time;                    /* wall clock */
+	char *fields[SAMPLES_MAX_FIELDS];
+	size_t nfields;
+	size_t len;
+	char *text;                     /* the message, not NUL-terminated */
+};
+
+struct samples {
+	struct samples_limits lim;
+	pthread_mutex_t lock;
+	/* Under lock: */
+	struct sample *oldest, *newest;
+	struct samples_counts counts;
+};
+
+static const char *const evict_names[SAMPLES_EVICT_COUNT] = { "field", "endpoint", "endpoint_bytes", "total" };
+
+const char *samples_evict_name(enum samples_evict r)
+{
+	return (unsigned)r < SAMPLES_EVICT_COUNT ? evict_names[r] : "unknown";
+}
+
+static void sample_destroy(struct sample *x)
+{
+	free(x->id);
+	free(x->endpoint);
+	for (size_t i = 0; i < x->nfields; i++)
+		free(x->fields[i]);
+	free(x->text);
+	free(x);
+}
+
+void samples_release(struct sample *x)
+{
+	if (x && atomic_fetch_sub(&x->refs, 1) == 1)
+		sample_destroy(x);
+}
+
+struct samples *samples_new(const struct samples_limits *lim)
+{
+	struct samples *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->lim = *lim;
+	pthread_mutex_init(&s->lock, NULL);
+	return s;
+}
+
+void samples_free(struct samples *s)
+{
+	struct sample *x, *next;
+
+	if (!s)
+		return;
+	for (x = s->oldest; x; x = next) {
+		next = x->next;
+		samples_release(x);
+	}
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}
+
+size_t samples_max_message(const struct samples *s)
+{
+	size_t max;
+
+	if (!s || !s->lim.per_endpoint || !s->lim.max_count)
+		return 0;
+	max = s->lim.endpoint_bytes;
+	return s->lim.max_bytes < max ? s->lim.max_bytes : max;
+}
+
+static bool has_field(const struct sample *x, const char *field)
+{
+	for (size_t i = 0; i < x->nfields; i++)
+		if (strcmp(x->fields[i], field) == 0)
+			return true;
+	return false;
+}
+
+/* Takes x out of the list and drops the store's hold. Under the lock. */
+static void unlink_sample(struct samples *s, struct sample *x, enum samples_evict why)
+{
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		s->oldest = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	else
+		s->newest = x->prev;
+	s->counts.stored--;
+	s->counts.bytes -= x->len;
+	s->counts.evicted[why]++;
+	samples_release(x);
+}
+
+/* Oldest sample of endpoint (holding field unless NULL), and how many and
+ * how many bytes there are. Under the lock. */
+static struct sample *oldest_of(struct samples *s, const char *endpoint, const char *field, size_t *count,
+				size_t *bytes)
+{
+	struct sample *first = NULL;
+
+	*count = *bytes = 0;
+	for (struct sample *x = s->oldest; x; x = x->next) {
+		if (strcmp(x->endpoint, endpoint) != 0 || (field && !has_field(x, field)))
+			continue;
+		if (!first)
+			first = x;
+		++*count;
+		*bytes += x->len;
+	}
+	return first;
+}
+
+/* A new sample, not linked; NULL on ENOMEM. */
+static struct sample *sample_new(const char *id, const char *endpoint, enum outcome o, const char *const *fields,
+				 size_t nfields, const char *msg, size_t len, double now)
+{
+	struct sample *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	atomic_init(&x->refs, 1);
+	x->outcome = o;
+	x->time = now;
+	x->len = len;
+	x->id = strdup(id ? id : "");
+	x->endpoint = strdup(endpoint ? endpoint : "");
+	x->text = malloc(len ? len : 1);
+	if (!x->id || !x->endpoint || !x->text)
+		goto fail;
+	memcpy(x->text, msg, len);
+	for (size_t i = 0; i < nfields && x->nfields < SAMPLES_MAX_FIELDS; i++) {
+		if (has_field(x, fields[i]))
+			continue;
+		x->fields[x->nfields] = strdup(fields[i]);
+		if (!x->fields[x->nfields])
+			goto fail;
+		x->nfields++;
+	}
+	return x;
+fail:
+	sample_destroy(x);
+	return NULL;
+}
+
+int samples_add(struct samples *s, const char *id, const char *endpoint, enum outcome o,
+		const char *const *fields, size_t nfields, const char *msg, size_t len, double now)
+{
+	size_t max = samples_max_message(s), count, bytes;
+	struct sample *x, *old;
+
+	if (!max)
+		return -1;
+	if (len > max) {
+		pthread_mutex_lock(&s->lock);
+		s->counts.too_large++;
+		pthread_mutex_unlock(&s->lock);
+		return -1;
+	}
+	/* Copied before taking the lock: a reader never waits for a copy. */
+	x = sample_new(id, endpoint, o, fields, nfields, msg, len, now);
+	if (!x)
+		return -1;
+	pthread_mutex_lock(&s->lock);
+	/* Newest kept, oldest out: per field first, so one noisy field cannot
+	 * push every other field's samples of its endpoint out. */
+	for (size_t i = 0; s->lim.per_field && i < x->nfields; i++)
+		while ((old = oldest_of(s, x->endpoint, x->fields[i], &count, &bytes)) &&
+		       count >= s->lim.per_field)
+			unlink_sample(s, old, SAMPLES_EVICT_FIELD);
+	while ((old = oldest_of(s, x->endpoint, NULL, &count, &bytes)) && count >= s->lim.per_endpoint)
+		unlink_sample(s, old, SAMPLES_EVICT_ENDPOINT);
+	while ((old = oldest_of(s, x->endpoint, NULL, &count, &bytes)) && bytes + len > s->lim.endpoint_bytes)
+		unlink_sample(s, old, SAMPLES_EVICT_ENDPOINT_BYTES);
+	while (s->oldest && (s->counts.stored >= s->lim.max_count || s->counts.bytes + len > s->lim.max_bytes))
+		unlink_sample(s, s->oldest, SAMPLES_EVICT_TOTAL);
+	x->prev = s->newest;
+	if (s->newest)
+		s->newest->next = x;
+	else
+		s->oldest = x;
+	s->newest = x;
+	s->counts.taken++;
+	s->counts.stored++;
+	s->counts.bytes += len;
+	pthread_mutex_unlock(&s->lock);
+	return 0;
+}
+
+struct sample *samples_get(struct samples *s, const char *id)
+{
+	struct sample *found = NULL;
+
+	if (!s || !id)
+		return NULL;
+	pthread_mutex_lock(&s->lock);
+	for (struct sample *x = s->newest; x && !found; x = x->prev)
+		if (strcmp(x->id, id) == 0)
+			found = x;
+	if (found)
+		atomic_fetch_add(&found->refs, 1);
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+const char *sample_text(const struct sample *x, size_t *len)
+{
+	*len = x->len;
+	return x->text;
+}
+
+void samples_counts(struct samples *s, struct samples_counts *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = s->counts;
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void time_text(double t, char *buf, size_t len)
+{
+	time_t secs = (time_t)t;
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03dZ", (int)((t - (double)secs) * 1000.0) % 1000);
+}
+
+void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoint, const char *field)
+{
+	static const char *const outcomes[OUTCOME_COUNT] = {
+		[OUTCOME_DIFFERENT] = "different", [OUTCOME_NOISE] = "noise",
+		[OUTCOME_CANDIDATE_ERROR] = "candidate_error",
+	};
+	char t[48];
+
+	jsonw_keyc(w, "limits");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "per_endpoint");
+	jsonw_int(w, s->lim.per_endpoint);
+	jsonw_keyc(w, "per_field");
+	jsonw_int(w, s->lim.per_field);
+	jsonw_keyc(w, "endpoint_bytes");
+	jsonw_int(w, (int64_t)s->lim.endpoint_bytes);
+	jsonw_keyc(w, "max");
+	jsonw_int(w, s->lim.max_count);
+	jsonw_keyc(w, "max_bytes");
+	jsonw_int(w, (int64_t)s->lim.max_bytes);
+	jsonw_close(w, '}');
+	pthread_mutex_lock(&s->lock);
+	jsonw_keyc(w, "counts");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "taken");
+	jsonw_int(w, (int64_t)s->counts.taken);
+	jsonw_keyc(w, "stored");
+	jsonw_int(w, (int64_t)s->counts.stored);
+	jsonw_keyc(w, "bytes");
+	jsonw_int(w, (int64_t)s->counts.bytes);
+	jsonw_keyc(w, "too_large");
+	jsonw_int(w, (int64_t)s->counts.too_large);
+	jsonw_keyc(w, "evicted");
+	jsonw_open(w, '{');
+	for (int i = 0; i < SAMPLES_EVICT_COUNT; i++) {
+		jsonw_keyc(w, evict_names[i]);
+		jsonw_int(w, (int64_t)s->counts.evicted[i]);
+	}
+	jsonw_close(w, '}');
+	jsonw_close(w, '}');
+	jsonw_keyc(w, "samples");
+	jsonw_open(w, '[');
+	for (const struct sample *x = s->newest; x; x = x->prev) {
+		if ((endpoint && strcmp(x->endpoint, endpoint) != 0) || (field && !has_field(x, field)))
+			continue;
+		time_text(x->time, t, sizeof(t));
+		jsonw_open(w, '{');
+		jsonw_keyc(w, "id");
+		jsonw_cstring(w, x->id);
+		jsonw_keyc(w, "time");
+		jsonw_cstring(w, t);
+		jsonw_keyc(w, "endpoint");
+		jsonw_cstring(w, x->endpoint);
+		jsonw_keyc(w, "outcome");
+		jsonw_cstring(w, outcomes[x->outcome] ? outcomes[x->outcome] : "unknown");
+		jsonw_keyc(w, "fields");
+		jsonw_open(w, '[');
+		for (size_t i = 0; i < x->nfields; i++)
+			jsonw_cstring(w, x->fields[i]);
+		jsonw_close(w, ']');
+		jsonw_keyc(w, "bytes");
+		jsonw_int(w, (int64_t)x->len);
+		jsonw_close(w, '}');
+	}
+	jsonw_close(w, ']');
+	pthread_mutex_unlock(&s->lock);
+}
