@@ -1005,7 +1005,7 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 {
 	size_t max = samples_max_message(p->samples), saved = p->msg.max, nfields = 0;
 	char keys[SAMPLES_MAX_FIELDS][256];
-	const char *fields[SAMPLES_MAX_FIELDS];
+	struct sample_field fields[SAMPLES_MAX_FIELDS];
 	bool cut;
 
 	if (!built || p->msg.len > max) {
@@ -1014,8 +1014,13 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		p->msg.max = saved;
 	}
 	for (size_t i = 0; diffs && i < diffs->count && nfields < SAMPLES_MAX_FIELDS; i++) {
-		stats_field_key(&diffs->items[i], keys[nfields], sizeof(keys[0]));
-		fields[nfields] = keys[nfields];
+		const struct difference *d = &diffs->items[i];
+
+		stats_field_key(d, keys[nfields], sizeof(keys[0]));
+		fields[nfields] = (struct sample_field){
+			.key = keys[nfields], .kind = d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value",
+			.noise = d->noise,
+		};
 		nfields++;
 	}
 	if (!built) {

@@ -18,6 +18,8 @@ struct sample {
 	enum outcome outcome;
 	double time;                    /* wall clock */
 	char *fields[SAMPLES_MAX_FIELDS];
+	const char *kinds[SAMPLES_MAX_FIELDS];   /* static strings */
+	bool noise[SAMPLES_MAX_FIELDS];
 	size_t nfields;
 	size_t len;
 	char *text;                     /* the message, not NUL-terminated */
@@ -97,6 +99,21 @@ static bool has_field(const struct sample *x, const char *field)
 	return false;
 }
 
+/* The fields the per-field bound counts x under: those that are not noise,
+ * or all of them when x is noise only. A noise field every exchange has
+ * (a timestamp) must not push the samples of real regressions out. */
+static bool bound_by(const struct sample *x, const char *field)
+{
+	bool any_real = false;
+
+	for (size_t i = 0; i < x->nfields; i++)
+		any_real |= !x->noise[i];
+	for (size_t i = 0; i < x->nfields; i++)
+		if ((!any_real || !x->noise[i]) && strcmp(x->fields[i], field) == 0)
+			return true;
+	return false;
+}
+
 /* Takes x out of the list and drops the store's hold. Under the lock. */
 static void unlink_sample(struct samples *s, struct sample *x, enum samples_evict why)
 {
@@ -114,7 +131,7 @@ static void unlink_sample(struct samples *s, struct sample *x, enum samples_evic
 	samples_release(x);
 }
 
-/* Oldest sample of endpoint (holding field unless NULL), and how many and
+/* Oldest sample of endpoint (bound by field unless NULL), and how many and
  * how many bytes there are. Under the lock. */
 static struct sample *oldest_of(struct samples *s, const char *endpoint, const char *field, size_t *count,
 				size_t *bytes)
@@ -123,7 +140,7 @@ static struct sample *oldest_of(struct samples *s, const char *endpoint, const c
 
 	*count = *bytes = 0;
 	for (struct sample *x = s->oldest; x; x = x->next) {
-		if (strcmp(x->endpoint, endpoint) != 0 || (field && !has_field(x, field)))
+		if (strcmp(x->endpoint, endpoint) != 0 || (field && !bound_by(x, field)))
 			continue;
 		if (!first)
 			first = x;
@@ -133,9 +150,21 @@ static struct sample *oldest_of(struct samples *s, const char *endpoint, const c
 	return first;
 }
 
+/* kind as one of our static names, so a sample owns no copy of it. */
+static const char *kind_name(const char *kind)
+{
+	static const char *const kinds[] = { "value", "type", "missing", "extra", "order" };
+
+	for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (strcmp(kinds[i], kind) == 0)
+			return kinds[i];
+	return "value";
+}
+
 /* A new sample, not linked; NULL on ENOMEM. */
-static struct sample *sample_new(const char *id, const char *endpoint, enum outcome o, const char *const *fields,
-				 size_t nfields, const char *msg, size_t len, double now)
+static struct sample *sample_new(const char *id, const char *endpoint, enum outcome o,
+				 const struct sample_field *fields, size_t nfields, const char *msg, size_t len,
+				 double now)
 {
 	struct sample *x = calloc(1, sizeof(*x));
 
@@ -152,11 +181,13 @@ static struct sample *sample_new(const char *id, const char *endpoint, enum outc
 		goto fail;
 	memcpy(x->text, msg, len);
 	for (size_t i = 0; i < nfields && x->nfields < SAMPLES_MAX_FIELDS; i++) {
-		if (has_field(x, fields[i]))
+		if (!fields[i].key || has_field(x, fields[i].key))
 			continue;
-		x->fields[x->nfields] = strdup(fields[i]);
+		x->fields[x->nfields] = strdup(fields[i].key);
 		if (!x->fields[x->nfields])
 			goto fail;
+		x->kinds[x->nfields] = kind_name(fields[i].kind);
+		x->noise[x->nfields] = fields[i].noise;
 		x->nfields++;
 	}
 	return x;
@@ -166,7 +197,7 @@ fail:
 }
 
 int samples_add(struct samples *s, const char *id, const char *endpoint, enum outcome o,
-		const char *const *fields, size_t nfields, const char *msg, size_t len, double now)
+		const struct sample_field *fields, size_t nfields, const char *msg, size_t len, double now)
 {
 	size_t max = samples_max_message(s), count, bytes;
 	struct sample *x, *old;
@@ -187,7 +218,8 @@ int samples_add(struct samples *s, const char *id, const char *endpoint, enum ou
 	/* Newest kept, oldest out: per field first, so one noisy field cannot
 	 * push every other field's samples of its endpoint out. */
 	for (size_t i = 0; s->lim.per_field && i < x->nfields; i++)
-		while ((old = oldest_of(s, x->endpoint, x->fields[i], &count, &bytes)) &&
+		while (bound_by(x, x->fields[i]) &&
+		       (old = oldest_of(s, x->endpoint, x->fields[i], &count, &bytes)) &&
 		       count >= s->lim.per_field)
 			unlink_sample(s, old, SAMPLES_EVICT_FIELD);
 	while ((old = oldest_of(s, x->endpoint, NULL, &count, &bytes)) && count >= s->lim.per_endpoint)
@@ -306,8 +338,16 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 		jsonw_cstring(w, outcomes[x->outcome] ? outcomes[x->outcome] : "unknown");
 		jsonw_keyc(w, "fields");
 		jsonw_open(w, '[');
-		for (size_t i = 0; i < x->nfields; i++)
+		for (size_t i = 0; i < x->nfields; i++) {
+			jsonw_open(w, '{');
+			jsonw_keyc(w, "field");
 			jsonw_cstring(w, x->fields[i]);
+			jsonw_keyc(w, "kind");
+			jsonw_cstring(w, x->kinds[i]);
+			jsonw_keyc(w, "noise");
+			jsonw_bool(w, x->noise[i]);
+			jsonw_close(w, '}');
+		}
 		jsonw_close(w, ']');
 		jsonw_keyc(w, "bytes");
 		jsonw_int(w, (int64_t)x->len);

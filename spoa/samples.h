@@ -8,6 +8,7 @@
 #ifndef MIFFY_SAMPLES_H
 #define MIFFY_SAMPLES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,13 @@ enum samples_evict {
 	SAMPLES_EVICT_ENDPOINT_BYTES,    /* samples_endpoint_bytes */
 	SAMPLES_EVICT_TOTAL,             /* samples_max or samples_max_bytes */
 	SAMPLES_EVICT_COUNT
+};
+
+/* One field an exchange differed in. */
+struct sample_field {
+	const char *key;                 /* stats_field_key(): "body:/length", "header:etag", ... */
+	const char *kind;                /* "value", "type", "missing", "extra", "order" */
+	bool noise;
 };
 
 struct samples_limits {
@@ -60,11 +68,11 @@ size_t samples_max_message(const struct samples *s);
 
 /* Keeps a copy of the message msg[0..len) of exchange id of endpoint, which
  * ended with outcome o at wall-clock time now and differed in fields
- * (stats_field_key names, the first SAMPLES_MAX_FIELDS used). Evicts the
+ * (the first SAMPLES_MAX_FIELDS distinct keys used; strings copied). Evicts the
  * oldest samples that the bounds require, counted by reason. Returns 0, or
  * -1 when msg is too large (counted) or memory runs out. Loop thread. */
 int samples_add(struct samples *s, const char *id, const char *endpoint, enum outcome o,
-		const char *const *fields, size_t nfields, const char *msg, size_t len, double now);
+		const struct sample_field *fields, size_t nfields, const char *msg, size_t len, double now);
 
 /* The newest sample of exchange id, held until samples_release(); NULL when
  * none is kept. Any thread. */
@@ -80,7 +88,7 @@ void samples_release(struct sample *x);
 void samples_counts(struct samples *s, struct samples_counts *out);
 
 /* Writes the keys "limits", "counts" and "samples" (the index, newest first:
- * id, time, endpoint, outcome, fields, bytes) into w's open object; only
+ * id, time, endpoint, outcome, fields [{field, kind, noise}], bytes) into w's open object; only
  * samples of endpoint and holding field when those are not NULL. Any
  * thread. */
 void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoint, const char *field);
