@@ -163,8 +163,11 @@
         },
       }, c.label, mark);
     }));
-    const body = sorted.map((r) => el('tr', rowAttrs(r), columns.map((c) =>
-      el('td', { class: c.num ? 'num' : null, 'data-col': c.key }, c.cell ? c.cell(r) : String(c.value(r))))));
+    const body = sorted.map((r) => el('tr', rowAttrs(r), columns.map((c) => {
+      const v = c.value(r);
+      return el('td', { class: c.num ? 'num' : null, 'data-col': c.key, 'data-value': typeof v === 'number' ? v : null },
+        c.cell ? c.cell(r) : String(v));
+    })));
     return el('table', { class: cls }, el('thead', null, head), el('tbody', null, body));
   }
 
@@ -236,10 +239,10 @@
       { key: 'error_pct', label: '% cand. errors', num: true, value: (r) => r.error_pct, cell: (r) => el('span', { class: r.errors ? 'bad' : null }, fmtPct(r.error_pct)) },
       { key: 'skipped', label: 'Skipped', num: true, value: (r) => r.skipped },
       { key: 'expired', label: 'Expired', num: true, value: (r) => r.expired },
-      { key: 'ref_p50', label: 'p50 ref | cand (ms)', num: true, value: (r) => r.ref.p50 || 0,
-        cell: (r) => latencyPair(r.ref.p50, r.cand.p50) },
-      { key: 'ref_p99', label: 'p99 ref | cand (ms)', num: true, value: (r) => r.ref.p99 || 0,
-        cell: (r) => latencyPair(r.ref.p99, r.cand.p99) },
+      { key: 'p50', label: 'p50 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p50 over the reference\'s',
+        value: (r) => ratio(r.cand.p50, r.ref.p50), cell: (r) => latencyPair(r.ref.p50, r.cand.p50) },
+      { key: 'p99', label: 'p99 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p99 over the reference\'s',
+        value: (r) => ratio(r.cand.p99, r.ref.p99), cell: (r) => latencyPair(r.ref.p99, r.cand.p99) },
       { key: 'hour', label: 'Last hour', num: true, title: '% different per minute', value: (r) => r.different_pct, cell: (r) => chart(r.minutes) },
     ];
     const table = rows.length ?
@@ -251,9 +254,15 @@
       table));
   }
 
+  function ratio(b, a) {
+    return a ? (b || 0) / a : 0;
+  }
+
+  /* Reference | candidate; the candidate in red when clearly slower. */
   function latencyPair(a, b) {
     const slower = a && b && b > a * 1.2 && b - a > 1;
-    return el('span', { class: 'pair' }, fmtMs(a), el('span', { class: 'sep' }, ' | '), el('span', { class: slower ? 'bad' : null }, fmtMs(b)));
+    return el('span', { class: 'pair' }, el('span', { 'data-ms': a || 0 }, fmtMs(a)), el('span', { class: 'sep' }, ' | '),
+      el('span', { class: slower ? 'bad' : null, 'data-ms': b || 0 }, fmtMs(b)));
   }
 
   /* The verdict of one field and the rule that decided it. */
