@@ -434,7 +434,23 @@
     return m;
   }
 
-  function jsonTree(v, path, marks, depth) {
+  /* Members one side lacks (kind missing on the candidate, extra on the
+   * reference): parent path -> [{key, mark}], shown as placeholders. */
+  function ghostsFor(diffs, side) {
+    const g = new Map();
+    const kind = side === 'reference' ? 'extra' : side === 'candidate' ? 'missing' : null;
+    for (const d of diffs || []) {
+      if (d.where !== 'body' || d.kind !== kind || !d.path) continue;
+      const at = d.path.lastIndexOf('/');
+      const parent = d.path.slice(0, at), key = d.path.slice(at + 1).replace(/~1/g, '/').replace(/~0/g, '~');
+      if (!g.has(parent)) g.set(parent, []);
+      g.get(parent).push({ key, mark: d.noise ? 'hl-noise' : 'hl-diff', side: kind === 'missing' ? 'reference' : 'candidate' });
+    }
+    return g;
+  }
+
+  function jsonTree(v, path, marks, depth, ghosts) {
+    ghosts = ghosts || new Map();
     const node = el('span', { class: 'j', 'data-path': path });
     const mark = marks.get(path);
     if (mark) node.classList.add(mark === 'diff' ? 'hl-diff' : 'hl-noise');
@@ -444,7 +460,7 @@
       node.appendChild(document.createTextNode('[\n'));
       v.forEach((item, i) => {
         node.appendChild(document.createTextNode(pad(depth + 1)));
-        node.appendChild(jsonTree(item, path + '/' + i, marks, depth + 1));
+        node.appendChild(jsonTree(item, path + '/' + i, marks, depth + 1, ghosts));
         node.appendChild(document.createTextNode(i < v.length - 1 ? ',\n' : '\n'));
       });
       node.appendChild(document.createTextNode(pad(depth) + ']'));
@@ -456,9 +472,12 @@
         node.appendChild(document.createTextNode(pad(depth + 1)));
         node.appendChild(el('span', { class: 'jk' }, JSON.stringify(k)));
         node.appendChild(document.createTextNode(': '));
-        node.appendChild(jsonTree(v[k], path + '/' + pointerEscape(k), marks, depth + 1));
+        node.appendChild(jsonTree(v[k], path + '/' + pointerEscape(k), marks, depth + 1, ghosts));
         node.appendChild(document.createTextNode(i < keys.length - 1 ? ',\n' : '\n'));
       });
+      for (const gh of ghosts.get(path) || [])
+        node.appendChild(el('span', { class: 'ghost ' + gh.mark, 'data-ghost': path + '/' + pointerEscape(gh.key) },
+          pad(depth + 1) + JSON.stringify(gh.key) + ': (absent here, only in the ' + gh.side + ')\n'));
       node.appendChild(document.createTextNode(pad(depth) + '}'));
     } else {
       node.classList.add(v === null ? 'jn' : 'j' + typeof v);
@@ -467,14 +486,14 @@
     return node;
   }
 
-  function bodyView(b, marks) {
+  function bodyView(b, marks, ghosts) {
     if (!b) return el('p', { class: 'muted' }, 'no body');
     const parts = [];
     if (b.cut) parts.push(el('p', { class: 'warn' }, `cut: the message shows part of a ${b.size} byte body`));
     if ('json' in b) {
       const whole = marks.get('');
       const pre = el('pre', { class: 'body json' + (whole ? (whole === 'diff' ? ' hl-diff' : ' hl-noise') : '') });
-      pre.appendChild(jsonTree(b.json, '', marks, 0));
+      pre.appendChild(jsonTree(b.json, '', marks, 0, ghosts));
       parts.push(pre);
     } else if ('text' in b) {
       const whole = marks.get('');
@@ -511,7 +530,7 @@
     col.appendChild(el('h4', null, 'Headers'));
     col.appendChild(headersView(resp.headers, diffs));
     col.appendChild(el('h4', null, 'Body'));
-    append(col, [bodyView(resp.body, marksFor(diffs, side))]);
+    append(col, [bodyView(resp.body, marksFor(diffs, side), ghostsFor(diffs, side))]);
     return col;
   }
 

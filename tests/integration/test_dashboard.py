@@ -355,6 +355,10 @@ def test_a_click_leads_to_a_field_and_to_its_exchange_highlighted(dash, browser)
     assert "hl-diff" in ref_mark, "the missing field is highlighted in the reference"
     assert browser.execute_script(
         "return document.querySelector('.side[data-side=candidate] span[data-path=\"/upper\"]')") is None
+    ghost = browser.execute_script(
+        "const g = document.querySelector('.side[data-side=candidate] [data-ghost=\"/upper\"]');"
+        "return g && [g.className, g.textContent]")
+    assert ghost and "hl-diff" in ghost[0] and "absent here" in ghost[1], "the candidate shows where /upper is missing"
     noise_mark = browser.execute_script(
         "return document.querySelector('.side[data-side=candidate] span[data-path=\"/meta/timestamp\"]').className")
     assert "hl-noise" in noise_mark, "noise is marked as noise"
