@@ -109,7 +109,11 @@
     const o = e.outcomes || {};
     const errs = o.candidate_error || 0;
     const lat = e.latency_ms || {};
-    const regressions = Object.entries(e.noise_fields || {}).filter(([, f]) => f.regression).length;
+    /* Fields that count as regressions: Diffy's verdict with a secondary,
+     * else those that differed other than as noise. */
+    const regressions = e.noise_fields ?
+      Object.values(e.noise_fields).filter((f) => f.regression).length :
+      Object.values(e.fields || {}).filter((f) => f.raw > f.noise).length;
     const r = {
       name,
       compared: e.compared || 0,
@@ -237,6 +241,9 @@
       { key: 'different_pct', label: '% different', num: true, value: (r) => r.different_pct, cell: (r) => el('span', { class: r.different ? 'bad' : null }, fmtPct(r.different_pct)) },
       { key: 'noise_pct', label: '% noise only', num: true, value: (r) => r.noise_pct, cell: (r) => fmtPct(r.noise_pct) },
       { key: 'error_pct', label: '% cand. errors', num: true, value: (r) => r.error_pct, cell: (r) => el('span', { class: r.errors ? 'bad' : null }, fmtPct(r.error_pct)) },
+      { key: 'fields', label: 'Fields', num: true, title: 'fields that are regressions / fields that differed',
+        value: (r) => r.regressions * 1000 + r.fields,
+        cell: (r) => el('span', { class: r.regressions ? 'bad' : null }, `${r.regressions} / ${r.fields}`) },
       { key: 'skipped', label: 'Skipped', num: true, value: (r) => r.skipped },
       { key: 'expired', label: 'Expired', num: true, value: (r) => r.expired },
       { key: 'p50', label: 'p50 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p50 over the reference\'s',
