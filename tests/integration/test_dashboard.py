@@ -13,11 +13,11 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 
-from conftest import BUILD, ROOT, Stack, free_port, http_get, wait_for, wait_port
+from conftest import BUILD, Stack, http_get, wait_for
+from test_compare_e2e import Demo
 
 VALUES = ["hello", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10",
           "changed", "missing", "reordered", "type", "extra", "header", "error"]
@@ -25,15 +25,6 @@ HOSTILE = '<script>window.pwned=1</script><img src=x onerror="window.pwned=2">'
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 BROWSER_PACKAGES = "chromium chromium-driver python3-selenium"
-
-
-class Demo:
-    def __init__(self, stack, role):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = stack.start(f"demo-{role}", [BUILD / "miffy-demo", "--role", role,
-                                                 "--listen", f"127.0.0.1:{self.port}"], sanitized=True)
-        wait_port(self.port, proc=self.proc.popen)
 
 
 def admin_get(port, path):
