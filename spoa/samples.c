@@ -10,9 +10,14 @@
 
 #include "jsonw.h"
 
+struct endpoint_samples;
+
 struct sample {
 	atomic_uint refs;               /* the store's hold + one per reader */
-	struct sample *prev, *next;     /* age order, oldest first; under the lock */
+	/* Under the lock, while stored: */
+	struct sample *prev, *next;     /* all samples in age order, oldest first */
+	struct sample *eprev, *enext;   /* those of its endpoint, likewise */
+	struct endpoint_samples *ep;
 	char *id;
 	char *endpoint;
 	enum outcome outcome;
@@ -25,11 +30,20 @@ struct sample {
 	char *text;                     /* the message, not NUL-terminated */
 };
 
+/* The samples of one endpoint; exists while it holds one. */
+struct endpoint_samples {
+	char *name;
+	struct sample *oldest, *newest;
+	size_t count, bytes;
+};
+
 struct samples {
 	struct samples_limits lim;
 	pthread_mutex_t lock;
 	/* Under lock: */
 	struct sample *oldest, *newest;
+	struct endpoint_samples **eps;  /* those holding samples, in no order */
+	size_t neps, eps_cap;
 	struct samples_counts counts;
 };
 
@@ -77,6 +91,11 @@ void samples_free(struct samples *s)
 		next = x->next;
 		samples_release(x);
 	}
+	for (size_t i = 0; i < s->neps; i++) {
+		free(s->eps[i]->name);
+		free(s->eps[i]);
+	}
+	free(s->eps);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -114,9 +133,46 @@ static bool bound_by(const struct sample *x, const char *field)
 	return false;
 }
 
-/* Takes x out of the list and drops the store's hold. Under the lock. */
+static struct endpoint_samples *endpoint_find(const struct samples *s, const char *name)
+{
+	for (size_t i = 0; i < s->neps; i++)
+		if (strcmp(s->eps[i]->name, name) == 0)
+			return s->eps[i];
+	return NULL;
+}
+
+/* The record of name, created when missing; NULL on ENOMEM. */
+static struct endpoint_samples *endpoint_get(struct samples *s, const char *name)
+{
+	struct endpoint_samples *e = endpoint_find(s, name);
+
+	if (e)
+		return e;
+	if (s->neps == s->eps_cap) {
+		size_t cap = s->eps_cap ? 2 * s->eps_cap : 16;
+		struct endpoint_samples **grown = realloc(s->eps, cap * sizeof(*grown));
+
+		if (!grown)
+			return NULL;
+		s->eps = grown;
+		s->eps_cap = cap;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e || !(e->name = strdup(name))) {
+		free(e);
+		return NULL;
+	}
+	s->eps[s->neps++] = e;
+	return e;
+}
+
+/* Takes x out of both lists and drops the store's hold; an endpoint left
+ * without samples goes too, so endpoints seen once cost nothing forever.
+ * Under the lock. */
 static void unlink_sample(struct samples *s, struct sample *x, enum samples_evict why)
 {
+	struct endpoint_samples *e = x->ep;
+
 	if (x->prev)
 		x->prev->next = x->next;
 	else
@@ -125,27 +181,46 @@ static void unlink_sample(struct samples *s, struct sample *x, enum samples_evic
 		x->next->prev = x->prev;
 	else
 		s->newest = x->prev;
+	if (x->eprev)
+		x->eprev->enext = x->enext;
+	else
+		e->oldest = x->enext;
+	if (x->enext)
+		x->enext->eprev = x->eprev;
+	else
+		e->newest = x->eprev;
+	e->count--;
+	e->bytes -= x->len;
+	if (!e->count) {
+		for (size_t i = 0; i < s->neps; i++)
+			if (s->eps[i] == e) {
+				s->eps[i] = s->eps[--s->neps];
+				break;
+			}
+		free(e->name);
+		free(e);
+	}
+	x->ep = NULL;
 	s->counts.stored--;
 	s->counts.bytes -= x->len;
 	s->counts.evicted[why]++;
 	samples_release(x);
 }
 
-/* Oldest sample of endpoint (bound by field unless NULL), and how many and
- * how many bytes there are. Under the lock. */
-static struct sample *oldest_of(struct samples *s, const char *endpoint, const char *field, size_t *count,
-				size_t *bytes)
+/* The oldest sample of endpoint bound by field, and how many there are.
+ * Walks at most samples_per_endpoint samples. Under the lock. */
+static struct sample *oldest_with(struct samples *s, const char *endpoint, const char *field, size_t *count)
 {
+	struct endpoint_samples *e = endpoint_find(s, endpoint);
 	struct sample *first = NULL;
 
-	*count = *bytes = 0;
-	for (struct sample *x = s->oldest; x; x = x->next) {
-		if (strcmp(x->endpoint, endpoint) != 0 || (field && !bound_by(x, field)))
+	*count = 0;
+	for (struct sample *x = e ? e->oldest : NULL; x; x = x->enext) {
+		if (!bound_by(x, field))
 			continue;
 		if (!first)
 			first = x;
 		++*count;
-		*bytes += x->len;
 	}
 	return first;
 }
@@ -199,7 +274,8 @@ fail:
 int samples_add(struct samples *s, const char *id, const char *endpoint, enum outcome o,
 		const struct sample_field *fields, size_t nfields, const char *msg, size_t len, double now)
 {
-	size_t max = samples_max_message(s), count, bytes;
+	size_t max = samples_max_message(s), count;
+	struct endpoint_samples *e;
 	struct sample *x, *old;
 
 	if (!max)
@@ -218,22 +294,36 @@ int samples_add(struct samples *s, const char *id, const char *endpoint, enum ou
 	/* Newest kept, oldest out: per field first, so one noisy field cannot
 	 * push every other field's samples of its endpoint out. */
 	for (size_t i = 0; s->lim.per_field && i < x->nfields; i++)
-		while (bound_by(x, x->fields[i]) &&
-		       (old = oldest_of(s, x->endpoint, x->fields[i], &count, &bytes)) &&
+		while (bound_by(x, x->fields[i]) && (old = oldest_with(s, x->endpoint, x->fields[i], &count)) &&
 		       count >= s->lim.per_field)
 			unlink_sample(s, old, SAMPLES_EVICT_FIELD);
-	while ((old = oldest_of(s, x->endpoint, NULL, &count, &bytes)) && count >= s->lim.per_endpoint)
-		unlink_sample(s, old, SAMPLES_EVICT_ENDPOINT);
-	while ((old = oldest_of(s, x->endpoint, NULL, &count, &bytes)) && bytes + len > s->lim.endpoint_bytes)
-		unlink_sample(s, old, SAMPLES_EVICT_ENDPOINT_BYTES);
+	while ((e = endpoint_find(s, x->endpoint)) && e->count >= s->lim.per_endpoint)
+		unlink_sample(s, e->oldest, SAMPLES_EVICT_ENDPOINT);
+	while ((e = endpoint_find(s, x->endpoint)) && e->bytes + len > s->lim.endpoint_bytes)
+		unlink_sample(s, e->oldest, SAMPLES_EVICT_ENDPOINT_BYTES);
 	while (s->oldest && (s->counts.stored >= s->lim.max_count || s->counts.bytes + len > s->lim.max_bytes))
 		unlink_sample(s, s->oldest, SAMPLES_EVICT_TOTAL);
+	e = endpoint_get(s, x->endpoint);
+	if (!e) {
+		pthread_mutex_unlock(&s->lock);
+		sample_destroy(x);
+		return -1;
+	}
+	x->ep = e;
 	x->prev = s->newest;
 	if (s->newest)
 		s->newest->next = x;
 	else
 		s->oldest = x;
 	s->newest = x;
+	x->eprev = e->newest;
+	if (e->newest)
+		e->newest->enext = x;
+	else
+		e->oldest = x;
+	e->newest = x;
+	e->count++;
+	e->bytes += len;
 	s->counts.taken++;
 	s->counts.stored++;
 	s->counts.bytes += len;
@@ -287,6 +377,7 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 		[OUTCOME_DIFFERENT] = "different", [OUTCOME_NOISE] = "noise",
 		[OUTCOME_CANDIDATE_ERROR] = "candidate_error",
 	};
+	const struct endpoint_samples *ep;
 	char t[48];
 
 	jsonw_keyc(w, "limits");
@@ -323,8 +414,10 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 	jsonw_close(w, '}');
 	jsonw_keyc(w, "samples");
 	jsonw_open(w, '[');
-	for (const struct sample *x = s->newest; x; x = x->prev) {
-		if ((endpoint && strcmp(x->endpoint, endpoint) != 0) || (field && !has_field(x, field)))
+	ep = endpoint ? endpoint_find(s, endpoint) : NULL;
+	for (const struct sample *x = endpoint ? (ep ? ep->newest : NULL) : s->newest; x;
+	     x = endpoint ? x->eprev : x->prev) {
+		if (field && !has_field(x, field))
 			continue;
 		time_text(x->time, t, sizeof(t));
 		jsonw_open(w, '{');
