@@ -378,6 +378,9 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 		[OUTCOME_CANDIDATE_ERROR] = "candidate_error",
 	};
 	const struct endpoint_samples *ep;
+	struct samples_counts c;
+	struct sample **held;
+	size_t n = 0;
 	char t[48];
 
 	jsonw_keyc(w, "limits");
@@ -393,32 +396,46 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 	jsonw_keyc(w, "max_bytes");
 	jsonw_int(w, (int64_t)s->lim.max_bytes);
 	jsonw_close(w, '}');
+	/* Under the lock only the pointers are taken, with a hold each: a
+	 * sample's fields never change, so the text is written without it
+	 * and the loop never waits for a reader's JSON. */
 	pthread_mutex_lock(&s->lock);
+	c = s->counts;
+	held = malloc((s->counts.stored ? s->counts.stored : 1) * sizeof(*held));
+	ep = endpoint ? endpoint_find(s, endpoint) : NULL;
+	for (struct sample *x = endpoint ? (ep ? ep->newest : NULL) : s->newest; held && x;
+	     x = endpoint ? x->eprev : x->prev) {
+		if (field && !has_field(x, field))
+			continue;
+		atomic_fetch_add(&x->refs, 1);
+		held[n++] = x;
+	}
+	pthread_mutex_unlock(&s->lock);
+	if (!held)
+		w->oom = true;
 	jsonw_keyc(w, "counts");
 	jsonw_open(w, '{');
 	jsonw_keyc(w, "taken");
-	jsonw_int(w, (int64_t)s->counts.taken);
+	jsonw_int(w, (int64_t)c.taken);
 	jsonw_keyc(w, "stored");
-	jsonw_int(w, (int64_t)s->counts.stored);
+	jsonw_int(w, (int64_t)c.stored);
 	jsonw_keyc(w, "bytes");
-	jsonw_int(w, (int64_t)s->counts.bytes);
+	jsonw_int(w, (int64_t)c.bytes);
 	jsonw_keyc(w, "too_large");
-	jsonw_int(w, (int64_t)s->counts.too_large);
+	jsonw_int(w, (int64_t)c.too_large);
 	jsonw_keyc(w, "evicted");
 	jsonw_open(w, '{');
 	for (int i = 0; i < SAMPLES_EVICT_COUNT; i++) {
 		jsonw_keyc(w, evict_names[i]);
-		jsonw_int(w, (int64_t)s->counts.evicted[i]);
+		jsonw_int(w, (int64_t)c.evicted[i]);
 	}
 	jsonw_close(w, '}');
 	jsonw_close(w, '}');
 	jsonw_keyc(w, "samples");
 	jsonw_open(w, '[');
-	ep = endpoint ? endpoint_find(s, endpoint) : NULL;
-	for (const struct sample *x = endpoint ? (ep ? ep->newest : NULL) : s->newest; x;
-	     x = endpoint ? x->eprev : x->prev) {
-		if (field && !has_field(x, field))
-			continue;
+	for (size_t k = 0; k < n; k++) {
+		const struct sample *x = held[k];
+
 		time_text(x->time, t, sizeof(t));
 		jsonw_open(w, '{');
 		jsonw_keyc(w, "id");
@@ -447,5 +464,7 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 		jsonw_close(w, '}');
 	}
 	jsonw_close(w, ']');
-	pthread_mutex_unlock(&s->lock);
+	for (size_t k = 0; k < n; k++)
+		samples_release(held[k]);
+	free(held);
 }

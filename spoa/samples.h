@@ -3,8 +3,8 @@
  * candidate_error exchanges, bounded in count and bytes per endpoint, per
  * field and in all. The loop adds; the admin thread reads. Each sample is
  * immutable and reference-counted, and the lock is only ever held for list
- * moves and for copying a bounded index out, so neither thread waits for
- * the other's work. */
+ * and pointer moves (the index holds its samples and is written without the
+ * lock), so neither thread waits for the other's work. */
 #ifndef MIFFY_SAMPLES_H
 #define MIFFY_SAMPLES_H
 
