@@ -254,6 +254,9 @@ def test_bad_sample_bounds_are_refused_with_the_key_named():
 def test_admin_off_keeps_no_samples(stack):
     cand = Demo(stack, "candidate")
     agent = stack.miffy(candidate=cand.url, admin=False)
+    # The agent handles SIGUSR2 from its "listening" line on (its SPOP port
+    # opens a moment before).
+    wait_for(lambda: " listening on " in agent.log(), 10, what="the agent's start line")
     # Nothing would ever read them: the agent keeps none (and /stats, here
     # from SIGUSR2, has no samples section).
     assert "samples" not in agent.stats()
