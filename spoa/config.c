@@ -64,14 +64,18 @@ static const char usage[] =
 "            publish [differences] (differences | noise | all), sample_rate [1],\n"
 "            max_message [1048576], redact_headers [authorization cookie\n"
 "            set-cookie proxy-authorization], flush_timeout [5]\n"
-"  admin:    admin [127.0.0.1:9000] or off\n"
+"  admin:    admin [127.0.0.1:9000] or off; the dashboard's samples:\n"
+"            samples_per_endpoint [20] (0: none), samples_per_field [5],\n"
+"            samples_endpoint_bytes [2097152], samples_max [1000],\n"
+"            samples_max_bytes [33554432]\n"
 "  logging:  log_level [info], log_json [false], log_file [stderr]\n"
 "\n"
 "signals: SIGTERM/SIGINT stop accepting, drain in-flight work (drain_timeout),\n"
 "flush the sink (flush_timeout) and exit 0; SIGHUP reopens the log and sink\n"
 "files; SIGUSR2 writes the /stats JSON to the log.\n"
 "\n"
-"admin endpoints: /health, /metrics (Prometheus), /stats (JSON).\n"
+"admin endpoints: / (the dashboard), /health, /metrics (Prometheus), /stats\n"
+"(JSON), /samples (recent differing exchanges; docs/dashboard-api.md).\n"
 "exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.\n";
 
 /* libconfuse wants writable defaults for lists. */
