@@ -45,6 +45,10 @@ PKG_LIBS   = $(eval PKG_LIBS := $$(shell pkg-config --libs $(PKGS) 2>/dev/null) 
 SRCS      := $(wildcard spoa/*.c)
 LIB_SRCS  := $(filter-out spoa/main.c,$(SRCS))
 LIB_OBJS  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+# The dashboard's files, embedded in the binary (spoa/assets.h).
+ASSET_FILES := $(sort $(wildcard dashboard/*.html dashboard/*.js dashboard/*.css))
+ASSET_OBJ := $(BUILD)/obj/gen/assets.o
+LIB_OBJS  += $(ASSET_OBJ)
 MAIN_OBJ  := $(BUILD)/obj/spoa/main.o
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
@@ -98,6 +102,14 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(PKG_CFLAGS) -Ispoa -MMD -MP -MT $(abspath $@) \
 	  -MT $(patsubst $(CURDIR)/%,%,$(abspath $@)) -c $< -o $@
+
+$(BUILD)/gen/assets.c: tools/embed-assets.sh $(ASSET_FILES)
+	@mkdir -p $(dir $@)
+	sh tools/embed-assets.sh $@ $(ASSET_FILES)
+
+$(ASSET_OBJ): $(BUILD)/gen/assets.c spoa/assets.h $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ispoa -c $< -o $@
 
 $(BUILD)/libmiffy.a: $(LIB_OBJS)
 	@rm -f $@

@@ -1,4 +1,5 @@
-/* Admin HTTP server: /health, /metrics, /stats.
+/* Admin HTTP server: /health, /metrics, /stats, the dashboard (/, its
+ * files from memory) and its samples (/samples, /samples/ID).
  *
  * The event loop serves HAProxy and must never wait for an admin client, so
  * libmicrohttpd runs in its own thread and never touches the counters:
@@ -39,7 +40,11 @@
 
 #include <microhttpd.h>
 
+#include "assets.h"
 #include "config.h"
+#include "http.h"
+#include "jsonw.h"
+#include "samples.h"
 #include "stats.h"
 
 #define HEARTBEAT_INTERVAL 0.5      /* s, loop timer */
@@ -54,6 +59,20 @@ static const double render_interval[] = { 0.1, 0.5 };
 #define ADMIN_CONNECTION_LIMIT 64
 #define ADMIN_CONNECTION_TIMEOUT 10 /* s of client silence before closing */
 #define ADMIN_MEMORY_LIMIT (32 * 1024)
+#define SAMPLES_INDEX_MAX (16u << 20)   /* bytes of a /samples document */
+
+/* Every answer carries these: the dashboard shows traffic (paths, headers,
+ * bodies) and must never run any of it. No inline script or style, no
+ * eval, nothing from elsewhere, no framing. */
+static const char *const security_headers[][2] = {
+	{ "Content-Security-Policy",
+	  "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+	  "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'" },
+	{ "X-Content-Type-Options", "nosniff" },
+	{ "X-Frame-Options", "DENY" },
+	{ "Referrer-Policy", "no-referrer" },
+	{ "Cross-Origin-Resource-Policy", "same-origin" },
+};
 
 /* An immutable rendered document, shared by the admin and MHD threads. */
 struct snapshot {
@@ -65,6 +84,8 @@ struct snapshot {
 
 struct admin {
 	struct ev_loop *loop;
+	const struct config *cfg;
+	struct samples *samples;        /* or NULL; its own lock */
 	struct MHD_Daemon *mhd;
 	ev_timer heartbeat;
 	ev_async wake;
@@ -241,22 +262,32 @@ static struct snapshot *snapshot_get(struct admin *a, enum snap_kind k)
 	return s;
 }
 
+/* Queues r with the headers every answer has, then drops our reference. */
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, struct MHD_Response *r,
+			     const char *type)
+{
+	enum MHD_Result rc;
+
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	for (size_t i = 0; i < sizeof(security_headers) / sizeof(security_headers[0]); i++)
+		MHD_add_response_header(r, security_headers[i][0], security_headers[i][1]);
+	rc = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
 static enum MHD_Result send_text(struct MHD_Connection *conn, unsigned status, const char *type,
 				 const char *text)
 {
 	struct MHD_Response *r = MHD_create_response_from_buffer(strlen(text), (void *)(uintptr_t)text,
 								 MHD_RESPMEM_MUST_COPY);
-	enum MHD_Result rc;
 
 	if (!r)
 		return MHD_NO;
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
-	rc = MHD_queue_response(conn, status, r);
-	MHD_destroy_response(r);
-	return rc;
+	return queue(conn, status, r, type);
 }
 
 static enum MHD_Result send_snapshot(struct admin *a, struct MHD_Connection *conn, enum snap_kind k)
@@ -266,7 +297,6 @@ static enum MHD_Result send_snapshot(struct admin *a, struct MHD_Connection *con
 	};
 	struct snapshot *s = snapshot_get(a, k);
 	struct MHD_Response *r;
-	enum MHD_Result rc;
 	char age[32];
 
 	if (!s)
@@ -278,12 +308,151 @@ static enum MHD_Result send_snapshot(struct admin *a, struct MHD_Connection *con
 		return MHD_NO;
 	}
 	snprintf(age, sizeof(age), "%.3f", monotonic() - s->taken);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, types[k]);
-	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	MHD_add_response_header(r, "X-Miffy-Snapshot-Age", age);
-	rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
-	MHD_destroy_response(r);
-	return rc;
+	return queue(conn, MHD_HTTP_OK, r, types[k]);
+}
+
+/* ---- the dashboard (MHD thread) ----------------------------------------- */
+
+static enum MHD_Result send_asset(struct MHD_Connection *conn, const char *url)
+{
+	struct MHD_Response *r;
+
+	if (strcmp(url, "/") == 0)
+		url = "/index.html";
+	for (const struct asset *f = assets; f->path; f++) {
+		if (strcmp(f->path, url) != 0)
+			continue;
+		r = MHD_create_response_from_buffer(f->len, (void *)(uintptr_t)f->data, MHD_RESPMEM_PERSISTENT);
+		if (!r)
+			return MHD_NO;
+		return queue(conn, MHD_HTTP_OK, r, f->type);
+	}
+	return send_text(conn, MHD_HTTP_NOT_FOUND, "text/plain",
+			 "not found: try /, /health, /metrics, /stats or /samples\n");
+}
+
+static void write_str_list(struct jsonw *w, const char *key, const struct str_list *l)
+{
+	jsonw_keyc(w, key);
+	jsonw_open(w, '[');
+	for (size_t i = 0; i < l->count; i++)
+		jsonw_cstring(w, l->items[i]);
+	jsonw_close(w, ']');
+}
+
+/* What a reader of the samples needs beside them: how the agent replays
+ * (for "copy as curl") and what it ignores (for "ignore this field"). */
+static void write_settings(const struct config *cfg, struct jsonw *w)
+{
+	const char *name;
+
+	jsonw_keyc(w, "replay");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "candidate");
+	jsonw_cstring(w, cfg->candidate);
+	jsonw_keyc(w, "secondary");
+	jsonw_cstring(w, cfg->secondary);
+	jsonw_keyc(w, "marker_header");
+	jsonw_cstring(w, cfg->marker_header);
+	jsonw_keyc(w, "preserve_host");
+	jsonw_bool(w, cfg->preserve_host);
+	jsonw_keyc(w, "dropped_headers");
+	jsonw_open(w, '[');
+	for (size_t i = 0; (name = http_hop_by_hop_name(i)) != NULL; i++)
+		jsonw_cstring(w, name);
+	jsonw_cstring(w, "content-length");
+	jsonw_cstring(w, "expect");
+	jsonw_cstring(w, "host");
+	jsonw_close(w, ']');
+	jsonw_close(w, '}');
+	jsonw_keyc(w, "compare");
+	jsonw_open(w, '{');
+	write_str_list(w, "ignore_headers", &cfg->ignore_headers);
+	write_str_list(w, "ignore_paths", &cfg->ignore_paths);
+	write_str_list(w, "redact_headers", &cfg->redact_headers);
+	jsonw_keyc(w, "noise_relative");
+	jsonw_number(w, cfg->noise_relative);
+	jsonw_keyc(w, "noise_absolute");
+	jsonw_number(w, cfg->noise_absolute);
+	jsonw_close(w, '}');
+}
+
+static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, struct jsonw *w)
+{
+	struct MHD_Response *r;
+
+	if (!jsonw_ok(w)) {
+		jsonw_free(w);
+		return send_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "application/json",
+				 "{\"error\":\"out of memory or over the document size limit\"}\n");
+	}
+	/* MHD frees the text with free() once sent. */
+	r = MHD_create_response_from_buffer(w->len, w->buf, MHD_RESPMEM_MUST_FREE);
+	if (!r) {
+		jsonw_free(w);
+		return MHD_NO;
+	}
+	w->buf = NULL;
+	return queue(conn, status, r, "application/json");
+}
+
+static struct samples *samples_of(struct admin *a)
+{
+	struct samples *s;
+
+	pthread_mutex_lock(&a->lock);
+	s = a->samples;
+	pthread_mutex_unlock(&a->lock);
+	return s;
+}
+
+static enum MHD_Result send_samples_index(struct admin *a, struct MHD_Connection *conn)
+{
+	const char *endpoint = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "endpoint");
+	const char *field = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "field");
+	struct samples *s = samples_of(a);
+	struct jsonw w;
+
+	jsonw_init(&w, SAMPLES_INDEX_MAX);
+	jsonw_open(&w, '{');
+	write_settings(a->cfg, &w);
+	if (s) {
+		samples_write_index(s, &w, endpoint && endpoint[0] ? endpoint : NULL,
+				    field && field[0] ? field : NULL);
+	} else {
+		jsonw_keyc(&w, "samples");
+		jsonw_open(&w, '[');
+		jsonw_close(&w, ']');
+	}
+	jsonw_close(&w, '}');
+	return send_json(conn, MHD_HTTP_OK, &w);
+}
+
+static void sample_unref(void *arg)
+{
+	samples_release(arg);
+}
+
+static enum MHD_Result send_sample(struct admin *a, struct MHD_Connection *conn, const char *id)
+{
+	struct samples *s = samples_of(a);
+	struct sample *x = s ? samples_get(s, id) : NULL;
+	struct MHD_Response *r;
+	const char *text;
+	size_t len;
+
+	if (!x)
+		return send_text(conn, MHD_HTTP_NOT_FOUND, "application/json",
+				 "{\"error\":\"no sample of this exchange is kept (evicted, or it did not differ)\"}\n");
+	text = sample_text(x, &len);
+	/* The sample stays held until MHD has sent it. */
+	r = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)(uintptr_t)text, sample_unref, x);
+	if (!r) {
+		samples_release(x);
+		return MHD_NO;
+	}
+	return queue(conn, MHD_HTTP_OK, r, "application/json");
 }
 
 static enum MHD_Result send_health(struct admin *a, struct MHD_Connection *conn)
@@ -329,10 +498,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		return send_snapshot(a, conn, SNAP_METRICS);
 	if (strcmp(url, "/stats") == 0)
 		return send_snapshot(a, conn, SNAP_STATS);
-	if (strcmp(url, "/") == 0)
-		return send_text(conn, MHD_HTTP_OK, "text/plain",
-				 "miffy admin\n/health   liveness (JSON)\n/metrics  Prometheus\n/stats    per-endpoint view (JSON)\n");
-	return send_text(conn, MHD_HTTP_NOT_FOUND, "text/plain", "not found: try /health, /metrics or /stats\n");
+	if (strcmp(url, "/samples") == 0)
+		return send_samples_index(a, conn);
+	if (strncmp(url, "/samples/", 9) == 0)
+		return send_sample(a, conn, url + 9);
+	return send_asset(conn, url);
 }
 
 /* ---- setup --------------------------------------------------------------- */
@@ -388,6 +558,7 @@ struct admin *admin_new(struct ev_loop *loop, const struct config *cfg, char *er
 		return NULL;
 	}
 	a->loop = loop;
+	a->cfg = cfg;
 	pthread_mutex_init(&a->lock, NULL);
 	pthread_condattr_init(&cattr);
 	pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
@@ -428,6 +599,13 @@ fail:
 		close(fd);
 	admin_free(a);
 	return NULL;
+}
+
+void admin_set_samples(struct admin *a, struct samples *s)
+{
+	pthread_mutex_lock(&a->lock);
+	a->samples = s;
+	pthread_mutex_unlock(&a->lock);
 }
 
 void admin_free(struct admin *a)

@@ -1,4 +1,4 @@
-/* Admin HTTP server: /health, /metrics, /stats. */
+/* Admin HTTP server: /health, /metrics, /stats, the dashboard and /samples. */
 #ifndef MIFFY_ADMIN_H
 #define MIFFY_ADMIN_H
 
@@ -12,6 +12,10 @@ struct admin;
 /* Starts serving cfg->admin ("ADDR:PORT"). Returns NULL with a message in
  * err when it cannot listen. Never stalls the loop that serves HAProxy. */
 struct admin *admin_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
+
+/* Serves s at /samples; s is borrowed and must outlive a. */
+struct samples;
+void admin_set_samples(struct admin *a, struct samples *s);
 
 /* Stops serving and frees a (NULL is fine). */
 void admin_free(struct admin *a);

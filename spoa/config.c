@@ -67,14 +67,18 @@ static const char usage[] =
 "            publish [differences] (differences | noise | all), sample_rate [1],\n"
 "            max_message [1048576], redact_headers [authorization cookie\n"
 "            set-cookie proxy-authorization], flush_timeout [5]\n"
-"  admin:    admin [127.0.0.1:9000] or off\n"
+"  admin:    admin [127.0.0.1:9000] or off; the dashboard's samples:\n"
+"            samples_per_endpoint [20] (0: none), samples_per_field [5],\n"
+"            samples_endpoint_bytes [2097152], samples_max [1000],\n"
+"            samples_max_bytes [33554432]\n"
 "  logging:  log_level [info], log_json [false], log_file [stderr]\n"
 "\n"
 "signals: SIGTERM/SIGINT stop accepting, drain in-flight work (drain_timeout),\n"
 "flush the sink (flush_timeout) and exit 0; SIGHUP reopens the log and sink\n"
 "files; SIGUSR2 writes the /stats JSON to the log.\n"
 "\n"
-"admin endpoints: /health, /metrics (Prometheus), /stats (JSON).\n"
+"admin endpoints: / (the dashboard), /health, /metrics (Prometheus), /stats\n"
+"(JSON), /samples (recent differing exchanges; docs/dashboard-api.md).\n"
 "exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.\n";
 
 /* libconfuse wants writable defaults for lists. */
@@ -309,6 +313,11 @@ static cfg_opt_t options[] = {
 	CFG_STR_LIST("redact_headers", default_redact, CFGF_NONE),
 	CFG_FLOAT("flush_timeout", 5, CFGF_NONE),
 	CFG_STR("admin", "127.0.0.1:9000", CFGF_NONE),
+	CFG_INT("samples_per_endpoint", 20, CFGF_NONE),
+	CFG_INT("samples_per_field", 5, CFGF_NONE),
+	CFG_INT("samples_endpoint_bytes", 2097152, CFGF_NONE),
+	CFG_INT("samples_max", 1000, CFGF_NONE),
+	CFG_INT("samples_max_bytes", 33554432, CFGF_NONE),
 	CFG_STR("log_level", "info", CFGF_NONE),
 	CFG_BOOL("log_json", cfg_false, CFGF_NONE),
 	CFG_STR("log_file", NULL, CFGF_NONE),
@@ -347,6 +356,12 @@ static void set_validators(cfg_t *c)
 	cfg_set_validate_func(c, "sink", validate_sink);
 	cfg_set_validate_func(c, "listen", validate_addr);
 	cfg_set_validate_func(c, "admin", validate_addr);
+	/* The dashboard's samples (samples.h): 0 turns them off or a bound off. */
+	cfg_set_validate_func(c, "samples_per_endpoint", validate_non_negative);
+	cfg_set_validate_func(c, "samples_per_field", validate_non_negative);
+	cfg_set_validate_func(c, "samples_max", validate_non_negative);
+	cfg_set_validate_func(c, "samples_endpoint_bytes", validate_positive);
+	cfg_set_validate_func(c, "samples_max_bytes", validate_positive);
 }
 
 static char *dup_opt(cfg_t *c, const char *name)
@@ -432,6 +447,11 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	cfg->max_message = (size_t)cfg_getint(c, "max_message");
 	cfg->flush_timeout = cfg_getfloat(c, "flush_timeout");
 	cfg->admin = dup_opt(c, "admin");
+	cfg->samples_per_endpoint = (unsigned)cfg_getint(c, "samples_per_endpoint");
+	cfg->samples_per_field = (unsigned)cfg_getint(c, "samples_per_field");
+	cfg->samples_endpoint_bytes = (size_t)cfg_getint(c, "samples_endpoint_bytes");
+	cfg->samples_max = (unsigned)cfg_getint(c, "samples_max");
+	cfg->samples_max_bytes = (size_t)cfg_getint(c, "samples_max_bytes");
 	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
 	cfg->log_json = cfg_getbool(c, "log_json");
 	cfg->log_file = dup_opt(c, "log_file");

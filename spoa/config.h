@@ -73,6 +73,11 @@ struct config {
 
 	/* admin */
 	char *admin;                 /* "127.0.0.1:9000" or "off" */
+	unsigned samples_per_endpoint;   /* dashboard samples kept per endpoint, 20; 0: none */
+	unsigned samples_per_field;      /* ... holding one field of an endpoint, 5; 0: no bound */
+	size_t samples_endpoint_bytes;   /* message bytes per endpoint, 2 MiB (also one sample's cap) */
+	unsigned samples_max;            /* samples in all, 1000 */
+	size_t samples_max_bytes;        /* message bytes in all, 32 MiB */
 
 	/* logging */
 	enum log_level log_level;

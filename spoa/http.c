@@ -157,13 +157,18 @@ int http_headers_fold(struct header_list *list, const char *s, size_t len)
 	return 0;
 }
 
+static const char *const hop[] = {
+	"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+	"te", "trailer", "transfer-encoding", "upgrade",
+};
+
+const char *http_hop_by_hop_name(size_t i)
+{
+	return i < sizeof(hop) / sizeof(hop[0]) ? hop[i] : NULL;
+}
+
 bool http_header_is_hop_by_hop(const struct header_list *list, const char *lname)
 {
-	static const char *const hop[] = {
-		"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-		"te", "trailer", "transfer-encoding", "upgrade",
-	};
-
 	for (size_t i = 0; i < sizeof(hop) / sizeof(hop[0]); i++)
 		if (strcmp(lname, hop[i]) == 0)
 			return true;

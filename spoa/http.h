@@ -66,4 +66,7 @@ int http_headers_fold(struct header_list *list, const char *s, size_t len);
  * plus those listed in a Connection header of the list. */
 bool http_header_is_hop_by_hop(const struct header_list *list, const char *lname);
 
+/* The i-th of the fixed hop-by-hop names (lower-case), NULL past the last. */
+const char *http_hop_by_hop_name(size_t i);
+
 #endif

@@ -19,6 +19,7 @@
 #include "publish.h"
 #include "replay.h"
 #include "route.h"
+#include "samples.h"
 #include "stats.h"
 
 /* How often a draining agent looks whether in-flight work is done. */
@@ -37,6 +38,7 @@ struct app {
 	struct noise *noise;
 	struct route *route;
 	struct publish *publish;
+	struct samples *samples;
 	struct admin *admin;
 	ev_signal sigterm, sigint, sighup, sigusr2;
 	ev_timer log_tick;           /* flushes the log's "suppressed" note */
@@ -167,6 +169,22 @@ static int app_start(struct app *app)
 		fprintf(stderr, "miffy: sink %s: %s\n", app->cfg.sink, err);
 		return 2;
 	}
+	/* The dashboard's samples: only with an admin address to show them. */
+	if (strcmp(app->cfg.admin, "off") != 0 && app->cfg.samples_per_endpoint > 0) {
+		struct samples_limits lim = {
+			.per_endpoint = app->cfg.samples_per_endpoint, .per_field = app->cfg.samples_per_field,
+			.endpoint_bytes = app->cfg.samples_endpoint_bytes, .max_count = app->cfg.samples_max,
+			.max_bytes = app->cfg.samples_max_bytes,
+		};
+
+		app->samples = samples_new(&lim);
+		if (!app->samples) {
+			fprintf(stderr, "miffy: out of memory\n");
+			return 1;
+		}
+		publish_set_samples(app->publish, app->samples);
+		stats_set_samples(app->samples);
+	}
 	deps = (struct exchange_deps){
 		.loop = app->loop, .cfg = &app->cfg, .replay = app->replay, .compare = app->compare,
 		.noise = app->noise, .route = app->route, .publish = app->publish,
@@ -187,6 +205,7 @@ static int app_start(struct app *app)
 			fprintf(stderr, "miffy: admin: %s\n", err);
 			return 1;
 		}
+		admin_set_samples(app->admin, app->samples);
 	}
 	return 0;
 }
@@ -205,6 +224,9 @@ static void app_stop(struct app *app)
 	if (app->publish)
 		publish_free(app->publish, app->cfg.flush_timeout);
 	agent_free(app->agent);
+	stats_set_samples(NULL);
+	samples_free(app->samples);
+	app->samples = NULL;
 	replay_free(app->replay);
 	stats_set_noise(NULL);
 	noise_free(app->noise);

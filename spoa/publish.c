@@ -19,6 +19,7 @@
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"
+#include "samples.h"
 #include "stats.h"
 
 /* Producer defaults; any of them can be overridden by kafka_properties.
@@ -64,6 +65,7 @@ struct publish {
 	uint64_t rng;
 	struct ratelog drop_log, fail_log, err_log, write_log;
 	struct jsonw msg;            /* reused by every message */
+	struct samples *samples;     /* or NULL */
 
 	/* kafka */
 	rd_kafka_t *rk;
@@ -995,6 +997,45 @@ static bool policy_selects(struct publish *p, enum outcome o)
 	}
 }
 
+/* Keeps the message of x in the samples: the one just built when it fits
+ * (built says p->msg holds it), else one built within the samples' own
+ * maximum, so a sample is redacted and shaped exactly like a message. */
+static void sample(struct publish *p, struct build *b, const struct exchange *x, enum outcome o,
+		   const struct diff_list *diffs, bool built)
+{
+	size_t max = samples_max_message(p->samples), saved = p->msg.max, nfields = 0;
+	char keys[SAMPLES_MAX_FIELDS][256];
+	struct sample_field fields[SAMPLES_MAX_FIELDS];
+	bool cut;
+
+	if (!built || p->msg.len > max) {
+		p->msg.max = max < saved ? max : saved;
+		built = build_within(b, &cut) == 1;
+		p->msg.max = saved;
+	}
+	for (size_t i = 0; diffs && i < diffs->count && nfields < SAMPLES_MAX_FIELDS; i++) {
+		const struct difference *d = &diffs->items[i];
+
+		stats_field_key(d, keys[nfields], sizeof(keys[0]));
+		fields[nfields] = (struct sample_field){
+			.key = keys[nfields], .kind = d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value",
+			.noise = d->noise,
+		};
+		nfields++;
+	}
+	if (!built) {
+		/* Counted as too large by the store. */
+		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
+		return;
+	}
+	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.buf, p->msg.len, ev_time());
+}
+
+void publish_set_samples(struct publish *p, struct samples *s)
+{
+	p->samples = s;
+}
+
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
 		      const struct diff_list *diffs)
 {
@@ -1008,10 +1049,12 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 	const struct config *cfg = p->cfg;
 	struct build b = { .p = p, .w = &p->msg, .x = x, .outcome = o, .diffs = diffs };
 	struct http_response req = { 0 };
-	bool cut;
-	int rc;
+	bool cut, selected = policy_selects(p, o), sampled;
+	int rc = 0;
 
-	if (!policy_selects(p, o))
+	sampled = p->samples && samples_max_message(p->samples) > 0 &&
+		  (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR);
+	if (!selected && !sampled)
 		return;
 
 	/* The request as a response-shaped view, for body_decode's sake. */
@@ -1030,23 +1073,27 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 						&x->replies[r], cfg->max_decompressed, cfg->max_depth);
 	}
 
-	rc = build_within(&b, &cut);
-	if (rc != 1) {
-		if (p->kind == SINK_KAFKA)
-			stats.kafka_dropped++;
-		else
-			stats.sink_errors++;
-		ratelog_hit(p, &p->drop_log, x->id, rc == 0 ? "message over max_message even without bodies, dropped" :
-			    "out of memory building the message, dropped");
-		goto out;
+	if (selected) {
+		rc = build_within(&b, &cut);
+		if (rc != 1) {
+			if (p->kind == SINK_KAFKA)
+				stats.kafka_dropped++;
+			else
+				stats.sink_errors++;
+			ratelog_hit(p, &p->drop_log, x->id,
+				    rc == 0 ? "message over max_message even without bodies, dropped" :
+				    "out of memory building the message, dropped");
+		} else {
+			if (cut)
+				stats.messages_cut++;
+			if (p->kind == SINK_KAFKA)
+				kafka_send(p, x, p->msg.buf, p->msg.len);
+			else if (out_line(p, p->msg.buf, p->msg.len))
+				stats.published++;
+		}
 	}
-	if (cut)
-		stats.messages_cut++;
-	if (p->kind == SINK_KAFKA)
-		kafka_send(p, x, p->msg.buf, p->msg.len);
-	else if (out_line(p, p->msg.buf, p->msg.len))
-		stats.published++;
-out:
+	if (sampled)
+		sample(p, &b, x, o, diffs, selected && rc == 1);
 	for (int i = 0; i < PART_COUNT; i++)
 		body_shared_clear(&b.own[i]);
 }

@@ -28,6 +28,12 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 			     const struct diff_list *diffs, struct body_shared *reference,
 			     struct body_shared *replies);
 
+/* Also keeps the message of every different, noise and candidate_error
+ * exchange in s (the dashboard's samples), whatever the publish policy,
+ * built within samples_max_message(s). s is borrowed; NULL stops it. */
+struct samples;
+void publish_set_samples(struct publish *p, struct samples *s);
+
 /* Reopens a file sink (SIGHUP). */
 void publish_reopen(struct publish *p);
 

@@ -16,7 +16,9 @@
 
 #include "compare.h"
 #include "log.h"
+#include "minutes.h"
 #include "noise.h"
+#include "samples.h"
 
 struct stats stats;
 
@@ -70,6 +72,7 @@ struct endpoint_stats {
 	uint8_t *field_index;         /* INDEX_SLOTS */
 	struct last_diff last[STATS_LAST_IDS];  /* ring */
 	unsigned last_next;
+	struct minutes minutes;       /* the last hour, per minute */
 };
 
 struct error_reason {
@@ -87,6 +90,7 @@ static struct {
 	double ack_max;                          /* seconds */
 	struct error_reason errors[ROLE_COUNT][STATS_MAX_ERROR_REASONS + 1];
 	const struct noise *noise;
+	struct samples *samples;
 } st = { .ack = { .bounds = stats_ack_bounds } };
 
 const double stats_hist_bounds[STATS_HIST_BOUNDS] = {
@@ -413,7 +417,7 @@ static struct endpoint_stats *endpoint_get(const char *name)
 	return other;
 }
 
-static void field_key(const struct difference *d, char *key, size_t len)
+void stats_field_key(const struct difference *d, char *key, size_t len)
 {
 	switch (d->where) {
 	case DIFF_STATUS:
@@ -474,7 +478,7 @@ static void count_fields(struct endpoint_stats *e, const struct diff_list *diffs
 		const struct difference *d = &diffs->items[i];
 		struct field_count *f;
 
-		field_key(d, key, sizeof(key));
+		stats_field_key(d, key, sizeof(key));
 		f = field_get(e, key);
 		if (!f)
 			continue;
@@ -512,8 +516,10 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 	if (o == OUTCOME_SKIPPED)
 		stats.skips[x->skip]++;
 	e = endpoint_get(x->endpoint);
-	if (e)
+	if (e) {
 		e->outcomes[o]++;
+		minutes_add(&e->minutes, ev_time(), o);
+	}
 	if (x->have_reference) {
 		stats_hist_observe(&st.latency[LAT_REFERENCE], x->reference.latency_ms / 1000.0);
 		if (e)
@@ -572,6 +578,11 @@ void stats_candidate_error(enum replay_role role, const char *reason)
 void stats_set_noise(const struct noise *n)
 {
 	st.noise = n;
+}
+
+void stats_set_samples(struct samples *s)
+{
+	st.samples = s;
 }
 
 void stats_free(void)
@@ -785,6 +796,23 @@ char *stats_metrics_text(size_t *len)
 		 "Messages dropped before Kafka (local queue full or produce error).", stats.kafka_dropped);
 	prom_u64(&b, "miffy_kafka_queue_depth", "gauge",
 		 "Messages waiting in librdkafka's queue.", stats.kafka_queue_depth);
+	if (st.samples) {
+		struct samples_counts sc;
+
+		samples_counts(st.samples, &sc);
+		prom_u64(&b, "miffy_samples_taken_total", "counter",
+			 "Differing exchanges kept for the dashboard.", sc.taken);
+		prom_u64(&b, "miffy_samples_too_large_total", "counter",
+			 "Differing exchanges not kept: over samples_endpoint_bytes even with bodies cut.",
+			 sc.too_large);
+		prom_family(&b, "miffy_samples_evicted_total", "counter",
+			    "Samples dropped to make room, by the bound that required it.");
+		for (int r = 0; r < SAMPLES_EVICT_COUNT; r++)
+			prom_labeled(&b, "miffy_samples_evicted_total", "reason",
+				     samples_evict_name((enum samples_evict)r), sc.evicted[r]);
+		prom_u64(&b, "miffy_samples_stored", "gauge", "Samples kept now.", sc.stored);
+		prom_u64(&b, "miffy_samples_bytes", "gauge", "Message bytes the samples hold now.", sc.bytes);
+	}
 	prom_u64(&b, "miffy_log_lines_suppressed_total", "counter",
 		 "Warning and error log lines dropped by the log rate limit.", log_suppressed_total());
 	prom_u64(&b, "miffy_log_lines_dropped_total", "counter",
@@ -917,6 +945,46 @@ static void latency_text(struct sbuf *b, const struct pct_hist *h)
 	sbuf_add(b, "}", 1);
 }
 
+/* "minutes": the last hour oldest first, one array per count. */
+static void minutes_text(struct sbuf *b, bool *first, const struct minutes *m)
+{
+	static const char *const names[] = { "compared", "different", "noise", "candidate_error" };
+	double now = ev_time();
+	struct minute_bucket all[MINUTES_KEPT];
+	bool f2 = true;
+	char t[48];
+
+	for (unsigned i = 0; i < MINUTES_KEPT; i++)
+		all[i] = minutes_at(m, now, MINUTES_KEPT - 1 - i);
+	json_key(b, first, "minutes");
+	sbuf_add(b, "{", 1);
+	time_string((double)all[0].minute * 60.0, t, sizeof(t));
+	json_key(b, &f2, "start");
+	json_str(b, t);
+	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		json_key(b, &f2, names[k]);
+		sbuf_add(b, "[", 1);
+		for (unsigned i = 0; i < MINUTES_KEPT; i++) {
+			const uint32_t v[] = { all[i].compared, all[i].different, all[i].noise,
+					       all[i].candidate_error };
+
+			char digits[16], *q = digits + sizeof(digits);
+			uint32_t n = v[k];
+
+			/* 240 numbers an endpoint: printf would cost the loop. */
+			do {
+				*--q = (char)('0' + n % 10);
+				n /= 10;
+			} while (n);
+			if (i)
+				*--q = ',';
+			sbuf_add(b, q, (size_t)(digits + sizeof(digits) - q));
+		}
+		sbuf_add(b, "]", 1);
+	}
+	sbuf_add(b, "}", 1);
+}
+
 static bool endpoint_shown(size_t i)
 {
 	const struct endpoint_stats *e = &st.endpoints[i];
@@ -990,6 +1058,7 @@ static void endpoint_text(struct sbuf *b, const struct endpoint_stats *e)
 		free(text);
 		cJSON_Delete(n);
 	}
+	minutes_text(b, &first, &e->minutes);
 	json_key(b, &first, "last_differences");
 	sbuf_add(b, "[", 1);
 	/* Newest first. */
@@ -1132,6 +1201,24 @@ char *stats_json_text(size_t *len)
 	json_u64(&b, &f2, "lines_suppressed", log_suppressed_total());
 	json_u64(&b, &f2, "lines_dropped", log_dropped_total());
 	sbuf_add(&b, "}", 1);
+	if (st.samples) {
+		struct samples_counts sc;
+		bool f3 = true;
+
+		samples_counts(st.samples, &sc);
+		json_key(&b, &first, "samples");
+		f2 = true;
+		sbuf_add(&b, "{", 1);
+		json_u64(&b, &f2, "taken", sc.taken);
+		json_u64(&b, &f2, "stored", sc.stored);
+		json_u64(&b, &f2, "bytes", sc.bytes);
+		json_u64(&b, &f2, "too_large", sc.too_large);
+		json_key(&b, &f2, "evicted");
+		sbuf_add(&b, "{", 1);
+		for (int r = 0; r < SAMPLES_EVICT_COUNT; r++)
+			json_u64(&b, &f3, samples_evict_name((enum samples_evict)r), sc.evicted[r]);
+		sbuf_add(&b, "}}", 2);
+	}
 	json_key(&b, &first, "endpoints");
 	f2 = true;
 	sbuf_add(&b, "{", 1);

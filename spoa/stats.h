@@ -103,6 +103,16 @@ char *stats_metrics_text(size_t *len);
  * stats_set_noise(NULL) before freeing it. */
 void stats_set_noise(const struct noise *n);
 
+/* Lets /stats and /metrics show the dashboard samples' counters. s is
+ * borrowed: call stats_set_samples(NULL) before freeing it. */
+struct samples;
+void stats_set_samples(struct samples *s);
+
+/* The /stats name of the field difference d is about: "status",
+ * "header:<name>", "body" or "body:<JSON Pointer>", cut to len - 1 bytes. */
+struct difference;
+void stats_field_key(const struct difference *d, char *key, size_t len);
+
 /* Releases per-endpoint tables and resets them (the global counters in
  * `stats` are left alone). */
 void stats_free(void);

@@ -24,6 +24,8 @@
 #include "compare.h"
 #include "config.h"
 #include "exchange.h"
+#include "minutes.h"
+#include "samples.h"
 #include "stats.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -274,6 +276,73 @@ static void test_fields_count_once_per_exchange_and_noise_apart(void **state)
 	cJSON_Delete(doc);
 	diff_list_clear(&d1);
 	diff_list_clear(&d2);
+}
+
+static void test_minutes_show_the_last_hour_of_each_endpoint(void **state)
+{
+	struct diff_list d = { 0 };
+	struct exchange x = make_exchange("m", "GET /api/:id", 1, 1);
+	static const char *const names[] = { "compared", "different", "noise", "candidate_error" };
+	const int last[] = { 3, 1, 1, 1 };
+	cJSON *doc, *m, *a;
+
+	(void)state;
+	add_diff(&d, DIFF_BODY, "/price", false);
+	stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	stats_exchange_done(&x, OUTCOME_DIFFERENT, &d);
+	stats_exchange_done(&x, OUTCOME_NOISE, &d);
+	stats_exchange_done(&x, OUTCOME_CANDIDATE_ERROR, NULL);
+	stats_exchange_done(&x, OUTCOME_EXPIRED, NULL);
+	doc = stats_json();
+	m = cJSON_GetObjectItemCaseSensitive(endpoint_doc(doc, "GET /api/:id"), "minutes");
+	assert_non_null(m);
+	assert_non_null(strstr(cJSON_GetObjectItemCaseSensitive(m, "start")->valuestring, ":00.000Z"));
+	for (size_t k = 0; k < 4; k++) {
+		a = cJSON_GetObjectItemCaseSensitive(m, names[k]);
+		assert_int_equal(cJSON_GetArraySize(a), MINUTES_KEPT);
+		/* Now is the last minute; the hour before it is empty (unless
+		 * the test ran across a minute boundary: then it is the one before). */
+		assert_int_equal(cJSON_GetArrayItem(a, MINUTES_KEPT - 1)->valueint +
+				 cJSON_GetArrayItem(a, MINUTES_KEPT - 2)->valueint, last[k]);
+		assert_int_equal(cJSON_GetArrayItem(a, 0)->valueint, 0);
+	}
+	cJSON_Delete(doc);
+	diff_list_clear(&d);
+}
+
+static void test_samples_counters_are_in_stats_and_metrics(void **state)
+{
+	struct samples_limits lim = { 1, 0, 1000, 100, 1000 };
+	struct samples *s = samples_new(&lim);
+	char *text;
+	cJSON *doc;
+
+	(void)state;
+	assert_non_null(s);
+	doc = stats_json();
+	assert_null(cJSON_GetObjectItemCaseSensitive(doc, "samples"));   /* none without a store */
+	cJSON_Delete(doc);
+	stats_set_samples(s);
+	samples_add(s, "a", "GET /a", OUTCOME_DIFFERENT, NULL, 0, "{}", 2, 1.0);
+	samples_add(s, "b", "GET /a", OUTCOME_DIFFERENT, NULL, 0, "{}", 2, 2.0);
+	samples_add(s, "c", "GET /a", OUTCOME_DIFFERENT, NULL, 0, "{}", 5000, 3.0);
+	doc = stats_json();
+	assert_int_equal(num(doc, "samples.taken"), 2);
+	assert_int_equal(num(doc, "samples.stored"), 1);
+	assert_int_equal(num(doc, "samples.bytes"), 2);
+	assert_int_equal(num(doc, "samples.too_large"), 1);
+	assert_int_equal(num(doc, "samples.evicted.endpoint"), 1);
+	assert_int_equal(num(doc, "samples.evicted.field"), 0);
+	cJSON_Delete(doc);
+	text = stats_metrics_text(NULL);
+	assert_non_null(text);
+	assert_true(has_line(text, "miffy_samples_evicted_total{reason=\"endpoint\"} 1"));
+	assert_true(has_line(text, "miffy_samples_evicted_total{reason=\"total\"} 0"));
+	assert_true(has_line(text, "miffy_samples_too_large_total 1"));
+	assert_true(has_line(text, "miffy_samples_stored 1"));
+	free(text);
+	stats_set_samples(NULL);
+	samples_free(s);
 }
 
 static void test_fields_past_the_cap_share_other(void **state)
@@ -573,6 +642,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_ack_histogram_has_microsecond_buckets_in_metrics_and_stats, reset, reset),
 		cmocka_unit_test_setup_teardown(test_metrics_have_help_and_type_before_samples, reset, reset),
 		cmocka_unit_test_setup_teardown(test_fields_count_once_per_exchange_and_noise_apart, reset, reset),
+		cmocka_unit_test_setup_teardown(test_minutes_show_the_last_hour_of_each_endpoint, reset, reset),
+		cmocka_unit_test_setup_teardown(test_samples_counters_are_in_stats_and_metrics, reset, reset),
 		cmocka_unit_test_setup_teardown(test_fields_past_the_cap_share_other, reset, reset),
 		cmocka_unit_test_setup_teardown(test_last_differences_keep_the_newest_ten, reset, reset),
 		cmocka_unit_test_setup_teardown(test_percentiles_are_within_a_bucket, reset, reset),
