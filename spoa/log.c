@@ -155,18 +155,26 @@ bool log_enabled(enum log_level level)
 	return level <= lg.level;
 }
 
+void log_stamp(double t, char *buf, size_t len)
+{
+	time_t secs = (time_t)t;
+	struct tm tm;
+	size_t n;
+
+	gmtime_r(&secs, &tm);
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf + n, len - n, ".%03dZ", (int)((t - (double)secs) * 1000.0) % 1000);
+}
+
 static void write_line(enum log_level level, const char *id, const char *text)
 {
 	struct timespec ts;
-	struct tm tm;
-	char stamp[40], t[64];
+	char t[LOG_STAMP_LEN];
 	char head[1200], *line = head, *s = NULL;
 	int n;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(t, sizeof(t), "%s.%03dZ", stamp, (int)(ts.tv_nsec / 1000000));
+	log_stamp((double)ts.tv_sec + (double)ts.tv_nsec / 1e9, t, sizeof(t));
 	if (lg.json) {
 		cJSON *o = cJSON_CreateObject();
 

@@ -27,6 +27,12 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...)
  * stops. */
 void log_flush(void);
 
+/* t, seconds since the epoch, as UTC RFC 3339 with milliseconds
+ * ("2026-12-02T02:07:06.562Z") into buf (at least LOG_STAMP_LEN bytes): the
+ * one time format of log lines, messages, samples and /stats. */
+#define LOG_STAMP_LEN 32
+void log_stamp(double t, char *buf, size_t len);
+
 /* Warn and error lines dropped by the rate limit since start. */
 unsigned long long log_suppressed_total(void);
 

@@ -461,18 +461,6 @@ static void write_differences(struct build *b, const struct shape *sh)
 	jsonw_close(w, ']');
 }
 
-static void format_time(char *buf, size_t len)
-{
-	struct timespec ts;
-	struct tm tm;
-	size_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03ldZ", ts.tv_nsec / 1000000);
-}
-
 /* Writes the whole message of DESIGN.md "Kafka message" within shape sh
  * into b->w. Returns 1 when it fits in the writer's maximum, 0 when it does
  * not, -1 on ENOMEM. */
@@ -550,10 +538,12 @@ static int build_within(struct build *b, bool *cut)
 {
 	struct shape sh = { SIZE_MAX, SIZE_MAX, true, SIZE_MAX };
 	size_t sizes[PART_COUNT], n = 0, lo, hi, best = SIZE_MAX;
-	char stamp[40];
+	char stamp[LOG_STAMP_LEN];
+	struct timespec now;
 	int rc;
 
-	format_time(stamp, sizeof(stamp));
+	clock_gettime(CLOCK_REALTIME, &now);
+	log_stamp((double)now.tv_sec + (double)now.tv_nsec / 1e9, stamp, sizeof(stamp));
 	*cut = false;
 	if ((rc = write_message(b, &sh, stamp)) != 0)
 		goto done;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "jsonw.h"
+#include "log.h"
 
 struct endpoint_samples;
 
@@ -360,17 +361,6 @@ void samples_counts(struct samples *s, struct samples_counts *out)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static void time_text(double t, char *buf, size_t len)
-{
-	time_t secs = (time_t)t;
-	struct tm tm;
-	size_t n;
-
-	gmtime_r(&secs, &tm);
-	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf + n, len - n, ".%03dZ", (int)((t - (double)secs) * 1000.0) % 1000);
-}
-
 void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoint, const char *field)
 {
 	static const char *const outcomes[OUTCOME_COUNT] = {
@@ -436,7 +426,7 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 	for (size_t k = 0; k < n; k++) {
 		const struct sample *x = held[k];
 
-		time_text(x->time, t, sizeof(t));
+		log_stamp(x->time, t, sizeof(t));
 		jsonw_open(w, '{');
 		jsonw_keyc(w, "id");
 		jsonw_cstring(w, x->id);

@@ -921,17 +921,6 @@ static void json_ms(struct sbuf *b, bool *first, const char *key, double v)
 	sbuf_printf(b, "%.3f", v);
 }
 
-static void time_string(double t, char *buf, size_t len)
-{
-	time_t secs = (time_t)t;
-	struct tm tm;
-	char stamp[32];
-
-	gmtime_r(&secs, &tm);
-	strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, len, "%s.%03dZ", stamp, (int)((t - (double)secs) * 1000.0) % 1000);
-}
-
 static void latency_text(struct sbuf *b, const struct pct_hist *h)
 {
 	bool first = true;
@@ -958,7 +947,7 @@ static void minutes_text(struct sbuf *b, bool *first, const struct minutes *m)
 		all[i] = minutes_at(m, now, MINUTES_KEPT - 1 - i);
 	json_key(b, first, "minutes");
 	sbuf_add(b, "{", 1);
-	time_string((double)all[0].minute * 60.0, t, sizeof(t));
+	log_stamp((double)all[0].minute * 60.0, t, sizeof(t));
 	json_key(b, &f2, "start");
 	json_str(b, t);
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
@@ -1071,7 +1060,7 @@ static void endpoint_text(struct sbuf *b, const struct endpoint_stats *e)
 			break;
 		if (k)
 			sbuf_add(b, ",", 1);
-		time_string(l->time, t, sizeof(t));
+		log_stamp(l->time, t, sizeof(t));
 		sbuf_add(b, "{", 1);
 		json_key(b, &f3, "id");
 		json_str(b, l->id);
