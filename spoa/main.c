@@ -258,12 +258,15 @@ int main(int argc, char **argv)
 	}
 	stats.started = ev_time();
 	app.loop = ev_default_loop(EVFLAG_AUTO);
+	/* Before the ports open: a signal that comes as soon as someone can
+	 * connect (a reload, logrotate's SIGHUP) waits for the loop instead of
+	 * killing the process by its default action. */
+	watch_signal(&app, &app.sigterm, on_stop, SIGTERM);
+	watch_signal(&app, &app.sigint, on_stop, SIGINT);
+	watch_signal(&app, &app.sighup, on_hup, SIGHUP);
+	watch_signal(&app, &app.sigusr2, on_usr2, SIGUSR2);
 	rc = app_start(&app);
 	if (rc == 0) {
-		watch_signal(&app, &app.sigterm, on_stop, SIGTERM);
-		watch_signal(&app, &app.sigint, on_stop, SIGINT);
-		watch_signal(&app, &app.sighup, on_hup, SIGHUP);
-		watch_signal(&app, &app.sigusr2, on_usr2, SIGUSR2);
 		ev_timer_init(&app.log_tick, on_log_tick, 1., 1.);
 		ev_timer_start(app.loop, &app.log_tick);
 		log_info("miffy %s listening on %s, candidate %s%s%s, sink %s, admin %s", MIFFY_VERSION,

@@ -593,3 +593,27 @@ def test_body_memory_budget_sheds_and_counts(stack):
                  what="the shed exchange to end")
     assert s["skipped"]["overload"] == 1
     assert s["outcomes"]["skipped"] == 1
+
+
+def test_a_signal_as_soon_as_the_port_opens_is_handled_not_fatal(stack):
+    """A reload or logrotate may signal the agent the moment it can be
+    reached: the signal waits for the loop instead of killing the process
+    by its default action (SIGHUP, SIGUSR2 terminate)."""
+    from conftest import WRAPPER, free_port
+    port, admin = free_port(), free_port()
+    argv = WRAPPER + [BUILD / "miffy", "--listen", f"127.0.0.1:{port}", "--candidate", "http://127.0.0.1:9",
+            "--admin", f"127.0.0.1:{admin}", "--sink", "stdout"]
+    p = stack.start("early-signal", argv, sanitized=True)
+    deadline = time.time() + 20
+    while time.time() < deadline and p.alive():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            pass  # no sleep: the signal must come as early as it can
+    p.signal(signal.SIGHUP)
+    p.signal(signal.SIGUSR2)
+    wait_for(lambda: "SIGHUP: log and sink files reopened" in p.log() and " stats {" in p.log(), 10,
+             what="both signals handled")
+    assert p.alive(), p.log()
+    assert p.stop() == 0, p.log()
