@@ -148,8 +148,9 @@ install: all
 	install -m 0644 haproxy/miffy-spoe.conf $(DESTDIR)$(PREFIX)/share/miffy/haproxy/
 	sed 's|config haproxy/miffy-spoe.conf|config $(PREFIX)/share/miffy/haproxy/miffy-spoe.conf|' haproxy/haproxy.cfg \
 	  > $(DESTDIR)$(PREFIX)/share/miffy/haproxy/haproxy.cfg
-	if [ -f packaging/miffy.service ]; then install -d $(DESTDIR)$(PREFIX)/lib/systemd/system && \
-	  sed 's|@PREFIX@|$(PREFIX)|g' packaging/miffy.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/miffy.service; fi
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	for unit in miffy.service miffy@.service; do \
+	  sed 's|@PREFIX@|$(PREFIX)|g' packaging/$$unit > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$unit || exit 1; done
 
 clean:
 	rm -rf $(BUILD)
