@@ -251,3 +251,24 @@ def test_bodies_up_to_the_caps_are_whole_and_beyond_them_cut(stack):
            for p, m in published.items() if p.startswith("/api/big/")}
     assert cut == {"/api/big/10240": (False, 10240), "/api/big/12000": (True, 10240),
                    "/api/big/20000": (True, 10240)}, cut
+
+
+def test_request_over_the_variables_size_limit_is_not_replayed(stack):
+    """tune.vars.txn-max-size bounds what the request's variables may hold:
+    HAProxy leaves a variable over it unset (here the headers) and the
+    agent skips that request instead of replaying it without them."""
+    ref = stack.backend(name="ref")
+    cand = stack.backend(name="cand", record=True)
+    agent = stack.miffy(candidate=cand.url)
+    hap = stack.haproxy(reference=ref, agent=agent, extra_global="    tune.vars.txn-max-size 1024")
+    wait_up(hap, 1)
+    small = {"X-Small": "1"}
+    big = {f"X-Header-{i}": "v" * 60 for i in range(20)}  # 1.6 KB of headers
+    for path, headers in (("/api/vars/small", small), ("/api/vars/big", big)):
+        status, _, body = http_request(hap.port, "GET", path, headers=headers)
+        assert status == 200 and json.loads(body)["path"] == path
+    wait_for(lambda: finished(agent) == 2, 10, what="two finished exchanges")
+    s = agent.stats()
+    assert s["skipped"]["request_truncated"] == 1
+    assert [r["path"] for r in cand.requests()] == ["/api/vars/small"]
+    assert "miffy-tx without req_headers" in agent.log()
