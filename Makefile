@@ -55,7 +55,7 @@ MIFFY_HAPROXY ?=
 HAPROXY_VERSIONS ?= 3.0 3.2
 # make test-haproxy: every integration test that starts or checks HAProxy
 # (pytest --haproxy-only finds them: today in test_agent, test_faults,
-# test_replay, test_compare_e2e, test_publish and test_admin), the demo and
+# test_replay, test_compare_e2e, test_publish, test_admin and test_fleet), the demo and
 # packaging ones aside.
 HAPROXY_TESTS := tests/integration $(addprefix --ignore=tests/integration/,test_demo_smoke.py \
                  test_demo_servers.py test_packaging.py)
