@@ -5,6 +5,7 @@ whichever agent HAProxy picked, and nothing is left to pair.
 
 How HAProxy spreads the events over the agents is printed and written to
 $MIFFY_BUILD/figures/fleet_*.json (run pytest with -s to see it)."""
+import http.client
 import json
 import signal
 import threading
@@ -15,13 +16,16 @@ from haproxy_bin import two_message_cfg
 
 FIGURES = BUILD / "figures"
 BODY = '{"name": "widget", "price": 10}'
-OTHER = '{"name": "widget", "price": 12}'
 
 
 def record_figure(name, value):
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / f"fleet_{name}.json").write_text(json.dumps(value, indent=1))
     print(f"\n{name}: {json.dumps(value)}")
+
+
+def hap_version(hap):
+    return str(hap.bin.full_version)
 
 
 def finished(agent):
@@ -31,7 +35,6 @@ def finished(agent):
 def drive(port, clients, per_client, path="/api/fleet"):
     """clients threads, each one keep-alive connection sending per_client
     GETs; returns the client failures (status other than 200, or exception)."""
-    import http.client
     errors, lock = [], threading.Lock()
 
     def run(n):
@@ -94,7 +97,7 @@ def test_three_agents_behind_one_haproxy_compare_every_request_once(stack):
     hap = stack.haproxy(reference=ref, agents=agents)
     wait_up(hap, 3)
     total = 0
-    figure = {"haproxy": str(hap.bin.full_version)}
+    figure = {"haproxy": hap_version(hap)}
     for clients, per_client in ((1, 100), (8, 75), (32, 60)):
         before = [finished(a) for a in agents]
         errors = drive(hap.port, clients, per_client)
@@ -126,10 +129,6 @@ def test_two_haproxy_processes_share_two_agents(stack):
     figure = {"haproxy": hap_version(haps[0]), "per_agent": [sum(s["outcomes"].values()) for s in stats]}
     record_figure("two_haproxy_two_agents", figure)
     assert all(n > 0 for n in figure["per_agent"]), figure
-
-
-def hap_version(hap):
-    return str(hap.bin.full_version)
 
 
 def test_an_agent_killed_among_three_the_others_go_on(stack):
