@@ -68,7 +68,7 @@ MIFFY_HAPROXY ?=
 HAPROXY_VERSIONS ?= 3.0 3.2
 # make test-haproxy: every integration test that starts or checks HAProxy
 # (pytest --haproxy-only finds them: today in test_agent, test_faults,
-# test_replay, test_compare_e2e, test_publish and test_admin), the demo and
+# test_replay, test_compare_e2e, test_publish, test_admin and test_fleet), the demo and
 # packaging ones aside.
 HAPROXY_TESTS := tests/integration $(addprefix --ignore=tests/integration/,test_demo_smoke.py \
                  test_demo_servers.py test_packaging.py test_docker.py)
@@ -193,8 +193,9 @@ install: all
 	install -m 0644 haproxy/miffy-spoe.conf $(DESTDIR)$(PREFIX)/share/miffy/haproxy/
 	sed 's|config haproxy/miffy-spoe.conf|config $(PREFIX)/share/miffy/haproxy/miffy-spoe.conf|' haproxy/haproxy.cfg \
 	  > $(DESTDIR)$(PREFIX)/share/miffy/haproxy/haproxy.cfg
-	if [ -f packaging/miffy.service ]; then install -d $(DESTDIR)$(PREFIX)/lib/systemd/system && \
-	  sed 's|@PREFIX@|$(PREFIX)|g' packaging/miffy.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/miffy.service; fi
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	for unit in miffy.service miffy@.service; do \
+	  sed 's|@PREFIX@|$(PREFIX)|g' packaging/$$unit > $(DESTDIR)$(PREFIX)/lib/systemd/system/$$unit || exit 1; done
 
 clean:
 	rm -rf $(BUILD)

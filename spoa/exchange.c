@@ -478,9 +478,10 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 }
 
 /* Enters the request side of an exchange into the table and starts its
- * replays. Returns the exchange, or NULL when the request was refused
- * (counted and logged here). */
-static struct exchange *on_request(struct exchange_table *t, const struct message_args *m)
+ * replays. from_vars: the request comes from txn variables (miffy-tx).
+ * Returns the exchange, or NULL when the request was refused (counted and
+ * logged here). */
+static struct exchange *on_request(struct exchange_table *t, const struct message_args *m, bool from_vars)
 {
 	struct exchange *x;
 	bool failed = false;
@@ -523,6 +524,15 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 		return NULL;
 	}
 	x->req_truncated = body_cut(m);
+	/* Every request has a header block (req.hdrs_bin is never NULL), but
+	 * HAProxy silently leaves a variable unset that would exceed
+	 * tune.vars.*-max-size: replayed without its headers, the request
+	 * would differ for nothing. */
+	if (from_vars && !is_text(m->headers)) {
+		x->req_truncated = true;
+		log_msg(LOG_LEVEL_WARN, x->id, "miffy-tx without req_headers (a variable HAProxy did not set: "
+			"tune.vars.txn-max-size?): not replayed");
+	}
 	if (!hold(t, x, x->req_body_len)) {
 		free(x->req_body);
 		x->req_body = NULL;
@@ -618,7 +628,7 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 	}
 	switch (kind) {
 	case MSG_REQ:
-		on_request(t, &m);
+		on_request(t, &m, false);
 		break;
 	case MSG_RES:
 		x = table_find(t, m.id->v.str.ptr, m.id->v.str.len);
@@ -634,7 +644,7 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 		break;
 	default:
 		/* The whole transaction in one message: no pairing to wait for. */
-		x = on_request(t, &m);
+		x = on_request(t, &m, true);
 		if (x) {
 			collect_args(args, nargs, "res_", &res);
 			on_response(t, x, &res);

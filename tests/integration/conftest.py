@@ -187,7 +187,8 @@ class HAProxy:
     file. cfg_path is the config as HAProxy names it (hand it to
     bin.argv(...)); a copy of both files stays in stack.tmp for reading."""
 
-    def __init__(self, stack, name, reference, agent_port, shadow, spoe_edit, extra_global, timeouts):
+    def __init__(self, stack, name, reference, agent_port, shadow, spoe_edit, extra_global, timeouts,
+                 cfg_edit=None):
         self.bin = stack.haproxy_bin()
         self.port = free_port()
         self.stats_port = free_port()
@@ -220,6 +221,8 @@ class HAProxy:
             line = re.search(r"\n    timeout check \S+\n", cfg)
             assert line, "haproxy/haproxy.cfg has no 'timeout check' line"
             cfg = cfg.replace(line.group(0), "\n    timeout check 1s\n")
+        if cfg_edit:
+            cfg = cfg_edit(cfg)
         for path, text in ((spoe_path, spoe), (self.cfg_path, cfg)):
             path.write_text(text)
             if self.bin.outside(path) != path:
@@ -247,11 +250,11 @@ class HAProxy:
         names = lines[0].lstrip("# ").split(",")
         return [dict(zip(names, line.split(","))) for line in lines[1:] if line]
 
-    def agent_status(self):
-        """UP / DOWN of the miffy agent server as HAProxy's checks see it
+    def agent_status(self, server="agent1"):
+        """UP / DOWN of a miffy agent server as HAProxy's checks see it
         (transitions such as "UP 1/2" are reported as they are)."""
         for row in self.stats_csv():
-            if row.get("pxname") == "miffy-agents" and row.get("svname") == "agent1":
+            if row.get("pxname") == "miffy-agents" and row.get("svname") == server:
                 return row.get("status")
         return None
 
@@ -296,12 +299,15 @@ class Stack:
         return Miffy(self, name, candidate, secondary, args, sink, admin, listen_port)
 
     def haproxy(self, reference, agent=None, agent_port=None, shadow=True, spoe_edit=None,
-                extra_global="", name="haproxy", timeouts="relaxed"):
+                extra_global="", name="haproxy", timeouts="relaxed", agents=None, cfg_edit=None):
         """timeouts="shipped" keeps the SPOE file's timeout processing and
         the agents' check timeout (fault tests); "relaxed" raises both to
-        1 s (tests that count exchanges)."""
-        port = agent.port if agent else agent_port
-        return HAProxy(self, name, reference, port, shadow, spoe_edit, extra_global, timeouts)
+        1 s (tests that count exchanges).
+        agents: a list of Miffy, one `server agentN` line each (in order).
+        cfg_edit: a function of the rendered haproxy.cfg text."""
+        port = [a.port for a in agents] if agents else agent.port if agent else agent_port
+        return HAProxy(self, name, reference, port, shadow, spoe_edit, extra_global, timeouts,
+                       cfg_edit)
 
     def close(self):
         problems = []

@@ -117,12 +117,21 @@ class HAProxyBin:
 
 def render_haproxy_cfg(front_port, ref_port, agent_port, spoe_path, shadow=True, extra_global="",
                        stats_port=None):
-    """The shipped haproxy/haproxy.cfg with test ports; without the miffy
-    lines when shadow is False (HAProxy alone)."""
+    """The shipped haproxy/haproxy.cfg with test ports; agent_port is a port
+    or a list of them (one `server agentN` line each, the shipped line's
+    options kept); without the miffy lines when shadow is False (HAProxy
+    alone)."""
     text = (ROOT / "haproxy" / "haproxy.cfg").read_text()
     text = text.replace("127.0.0.1:8080", f"127.0.0.1:{front_port}")
     text = text.replace("127.0.0.1:8081", f"127.0.0.1:{ref_port}")
-    text = text.replace("127.0.0.1:12345", f"127.0.0.1:{agent_port}")
+    ports = list(agent_port) if isinstance(agent_port, (list, tuple)) else [agent_port]
+    server = re.search(r"^ +server agent1 127\.0\.0\.1:12345 .*\n", text, re.M)
+    assert server, "haproxy/haproxy.cfg has no 'server agent1 127.0.0.1:12345' line"
+    # One server line per agent, as a user adds them: the shipped line with
+    # its name and address changed.
+    servers = "".join(server.group(0).replace("agent1", f"agent{i + 1}")
+                      .replace("127.0.0.1:12345", f"127.0.0.1:{port}") for i, port in enumerate(ports))
+    text = text[:server.start()] + servers + text[server.end():]
     text = text.replace("config haproxy/miffy-spoe.conf", f"config {spoe_path}")
     text = text.replace("log stderr format short local0 warning", "log stderr format short local0 info")
     if extra_global:
@@ -141,6 +150,23 @@ def render_haproxy_cfg(front_port, ref_port, agent_port, spoe_path, shadow=True,
             out.append(line)
         text = "\n".join(out) + "\n"
     return text
+
+
+def two_message_cfg(text):
+    """A rendered haproxy.cfg changed to the two-message shape (docs/
+    spoe-messages.md): miffy-req from an http-request rule once the request
+    body is in, miffy-res in place of the shipped miffy-tx rule, on the same
+    conditions."""
+    send = re.search(r"^( +)http-response send-spoe-group miffy miffy-tx (if .*)\n", text, re.M)
+    assert send, "haproxy.cfg has no 'http-response send-spoe-group miffy miffy-tx' rule"
+    ind, cond = send.groups()
+    # After the last ACL it names: HAProxy resolves ACL names as it parses.
+    acl = list(re.finditer(r"^ +acl miffy_\S+ .*\n", text[:send.start()], re.M))
+    assert acl, "haproxy.cfg declares no miffy_* ACL before its send-spoe-group rule"
+    at = acl[-1].end()
+    res = f"{ind}http-response send-spoe-group miffy miffy-res {cond}\n"
+    req = f"{ind}http-request send-spoe-group miffy miffy-req {cond}\n"
+    return text[:at] + req + text[at:send.start()] + res + text[send.end():]
 
 
 _current = None

@@ -63,6 +63,21 @@ def test_one_message_is_skipped_like_a_request_for_its_method(stack):
     assert cand.requests() == []
 
 
+def test_one_message_without_request_headers_is_not_replayed(stack):
+    """A miffy-tx whose req_headers variable HAProxy did not set (over
+    tune.vars.txn-max-size) would replay a request without its headers."""
+    cand = stack.backend(name="cand", record=True)
+    m = stack.miffy(candidate=cand.url)
+    p = sp.Peer(m.port)
+    p.handshake()
+    send_and_ack(p, [sp.message("miffy-tx", [("id", "tx-nohdrs"), ("method", "GET"), ("path", "/api/x"),
+                                             ("req_headers", None), ("status", 200)])])
+    wait_for(lambda: outcomes(m)["skipped"] == 1, timeout=5, what="one skipped exchange")
+    assert m.stats()["skipped"]["request_truncated"] == 1
+    assert "miffy-tx without req_headers" in m.log()
+    assert cand.requests() == []
+
+
 def test_bad_one_messages_are_counted_anomalies(stack):
     cand = stack.backend(name="cand")
     m = stack.miffy(candidate=cand.url, args=["-o", "exchange_ttl=0.5"])

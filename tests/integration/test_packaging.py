@@ -264,6 +264,9 @@ def test_make_install_installs_binary_config_haproxy_files_and_unit(build_copy, 
     unit = (usr / "lib" / "systemd" / "system" / "miffy.service").read_text()
     assert "@PREFIX@" not in unit
     assert "ExecStart=/usr/bin/miffy -f /usr/etc/miffy/miffy.conf\n" in unit
+    template = (usr / "lib" / "systemd" / "system" / "miffy@.service").read_text()
+    assert "@PREFIX@" not in template
+    assert "exec /usr/bin/miffy -f /usr/etc/miffy/miffy.conf --listen" in template
 
 
 def test_installed_unit_passes_systemd_analyze_verify(build_copy, tmp_path):
@@ -275,9 +278,93 @@ def test_installed_unit_passes_systemd_analyze_verify(build_copy, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def unit_settings():
+def test_installed_template_unit_and_an_instance_pass_systemd_analyze_verify(build_copy, tmp_path):
+    assert shutil.which("systemd-analyze"), "systemd-analyze (package systemd) is missing"
+    prefix = tmp_path / "usr"
+    make_install(build_copy, "", str(prefix))
+    units = prefix / "lib" / "systemd" / "system"
+    (units / "miffy@12346.service").symlink_to("miffy@.service")
+    for name in ("miffy@.service", "miffy@12346.service"):
+        res = run(["systemd-analyze", "verify", str(units / name)])
+        assert res.returncode == 0, name + ": " + res.stdout + res.stderr
+
+
+def systemd_command(unit_text, key, instance, env):
+    """The command line of unit_text's `key` (ExecStart, ExecStartPre) for
+    an instance, with what systemd does to it: %i is the instance, $$ a
+    literal $; env gets the unit's Environment= assignments (so a test
+    can run it as the service would be run). systemd is not PID 1 in
+    this container, so this is how an instance is started for real here."""
     settings = {}
-    for line in open(os.path.join(ROOT, "packaging", "miffy.service")):
+    for line in unit_text.splitlines():
+        if "=" in line and not line.startswith(("#", "[")):
+            k, v = line.split("=", 1)
+            settings.setdefault(k, []).append(v.replace("%i", str(instance)))
+    for assignment in " ".join(settings.get("Environment", [])).split():
+        k, v = assignment.split("=", 1)
+        env.setdefault(k, v)
+    [cmd] = settings[key]
+    m = re.fullmatch(r"/bin/sh -c '(.*)'", cmd)
+    assert m, cmd
+    return ["/bin/sh", "-c", m.group(1).replace("$$", "$")]
+
+
+def test_template_instances_listen_on_their_port_with_admin_on_port_minus_3345(build_copy, tmp_path):
+    import socket
+    from conftest import free_port, wait_port
+    prefix = tmp_path / "usr"
+    make_install(build_copy, "", str(prefix))
+    template = (prefix / "lib" / "systemd" / "system" / "miffy@.service").read_text()
+    # The default derivation: 12345 -> 9000, 12346 -> 9001.
+    env = {}
+    assert "--admin \"$MIFFY_ADDR:$((12346 + $MIFFY_ADMIN_OFFSET))\"" in \
+        systemd_command(template, "ExecStart", 12346, env)[2]
+    assert int(env["MIFFY_ADMIN_OFFSET"]) == 9001 - 12346
+    conf = prefix / "etc" / "miffy" / "miffy.conf"
+    conf.write_text(conf.read_text() + '\ncandidate = "http://127.0.0.1:9"\n')
+    procs = []
+    try:
+        for _ in range(2):
+            # Free ports for both: the instance's .env file moves the admin
+            # offset, as a user can.
+            port, admin = free_port(), free_port()
+            env = dict(os.environ, MIFFY_ADMIN_OFFSET=str(admin - port))
+            check = subprocess.run(systemd_command(template, "ExecStartPre", port, env), env=env,
+                                   capture_output=True, text=True, timeout=30)
+            assert check.returncode == 0, check.stdout + check.stderr
+            p = subprocess.Popen(systemd_command(template, "ExecStart", port, env), env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            procs.append(p)
+            wait_port(port, proc=p)
+            wait_port(admin, proc=p)
+            with socket.create_connection(("127.0.0.1", admin), timeout=5) as sock:
+                sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+                assert sock.recv(100).startswith(b"HTTP/1.")
+        # exec: the service's main process is miffy itself, so systemd's
+        # SIGTERM reaches it and it exits 0.
+        for p in procs:
+            assert open(f"/proc/{p.pid}/comm").read().strip() == "miffy"
+            p.terminate()
+            assert p.wait(timeout=15) == 0, p.stderr.read()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+
+def test_template_unit_has_the_single_units_service_settings():
+    single, template = unit_settings("miffy.service"), unit_settings("miffy@.service")
+    for key, value in single.items():
+        if key in ("ExecStart", "ExecStartPre", "Description", "StateDirectory", "LogsDirectory"):
+            continue
+        assert template.get(key) == value, key
+    assert template["StateDirectory"] == ["miffy/%i"]
+
+
+def unit_settings(name="miffy.service"):
+    settings = {}
+    for line in open(os.path.join(ROOT, "packaging", name)):
         line = line.strip()
         if line and not line.startswith(("#", "[")):
             key, value = line.split("=", 1)
