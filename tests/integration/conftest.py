@@ -213,7 +213,7 @@ class HAProxy:
         # event timed out, "-": none), so that a request the agent never saw
         # explains itself in the log.
         cfg = cfg.replace("    option httplog\n", "    log-format " + HTTPLOG_SPOE + "\n", 1)
-        if timeouts == "relaxed":
+        if timeouts == "relaxed" and shadow:
             # Likewise the health check's 100 ms: a busy ASan agent that
             # answers a check late is marked down, and HAProxy then shadows
             # nothing for a while, which a test counting exchanges must not
