@@ -172,7 +172,10 @@ class Miffy:
     def published(self):
         if not self.sink_path.exists():
             return []
-        return [json.loads(l) for l in self.sink_path.read_text().splitlines() if l.strip()]
+        # Complete lines only: the agent may be writing the last one now.
+        text = self.sink_path.read_text()
+        text = text[:text.rfind("\n") + 1]
+        return [json.loads(l) for l in text.splitlines() if l.strip()]
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
         return self.proc.stop(sig, timeout)
@@ -241,10 +244,21 @@ class HAProxy:
     def stats_csv(self):
         """The stats page's CSV as dicts keyed by its own header's column
         names (their order and number differ between versions)."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
-        conn.request("GET", "/stats;csv")
-        lines = conn.getresponse().read().decode().splitlines()
-        conn.close()
+        # A refusal is retried for 2 s: one CI run saw the stats listener
+        # of a running HAProxy refuse a connection once (2.6, 03:46 UTC).
+        deadline = time.time() + 2
+        while True:
+            conn = http.client.HTTPConnection("127.0.0.1", self.stats_port, timeout=5)
+            try:
+                conn.request("GET", "/stats;csv")
+                lines = conn.getresponse().read().decode().splitlines()
+                break
+            except ConnectionRefusedError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.05)
+            finally:
+                conn.close()
         if not lines:
             return []
         names = lines[0].lstrip("# ").split(",")
