@@ -6,11 +6,12 @@
 # SUITE-minbase.tar; it is written under a temporary name and renamed when
 # complete, so an interrupted build starts again. The fresh-machine check
 # (tools/fresh-machine.sh) unpacks it; the docker test (tools/docker-test.sh)
-# imports it as the Dockerfile's base images. The mirror is the one in this
+# imports it as the Dockerfile's base images; tools/haproxy-root.sh unpacks
+# trixie's and sid's to install HAProxy 3.0 and 3.2 in them. The mirror is the one in this
 # machine's apt sources. Progress goes to stderr.
 set -eu
 
-suite=${1:?usage: tools/base-root.sh SUITE (bookworm, trixie)}
+suite=${1:?usage: tools/base-root.sh SUITE (bookworm, trixie, sid)}
 cache=${MIFFY_CACHE:-/var/cache/miffy}
 tarball="$cache/$suite-minbase.tar"
 if [ -s "$tarball" ]; then

@@ -7,7 +7,7 @@
 # shared, and config files must be inside ROOT (tests/integration copy them).
 # The root lives in $MIFFY_ROOTS (default /var/cache/miffy/roots); a root is
 # used only once complete (marked by .miffy-ready), so an interrupted build
-# is started again. The mirror is the one in this machine's apt sources.
+# is started again. The pristine root comes from tools/base-root.sh.
 set -eu
 
 version=${1:?usage: tools/haproxy-root.sh 3.0|3.2}
@@ -26,21 +26,13 @@ fi
 
 [ "$(id -u)" -eq 0 ] || { echo "haproxy-root: needs root (debootstrap, chroot)" >&2; exit 2; }
 
-mirror=$(sh "$(dirname "$0")/debian-mirror.sh")
-
-if ! command -v debootstrap >/dev/null 2>&1; then
-	echo "haproxy-root: installing debootstrap" >&2
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap >&2
-fi
-
-echo "haproxy-root: building $root ($suite from $mirror)" >&2
+# The suite's pristine minbase root (debootstrap, cached as a tarball by
+# tools/base-root.sh), unpacked here, then haproxy installed into it.
+tarball=$(sh "$(dirname "$0")/base-root.sh" "$suite")
+echo "haproxy-root: building $root (Debian $suite from $tarball)" >&2
 rm -rf "$root"
-mkdir -p "$cache"
-debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$cache/debootstrap-$version.log" 2>&1 || {
-	echo "haproxy-root: debootstrap failed, see $cache/debootstrap-$version.log" >&2
-	tail -5 "$cache/debootstrap-$version.log" >&2
-	exit 1
-}
+mkdir -p "$root"
+tar -C "$root" --numeric-owner -xf "$tarball"
 # Nothing the package installs may start a service.
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
 chmod 0755 "$root/usr/sbin/policy-rc.d"
