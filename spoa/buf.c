@@ -1,0 +1,153 @@
+/* buf — growable bytes with a hard maximum. */
+#include "buf.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUF_MIN_CAP 256
+
+void buf_init(struct buf *b, size_t max)
+{
+	*b = (struct buf){ .max = max };
+}
+
+/* Makes room for n more bytes and the terminator. */
+static int grow(struct buf *b, size_t n)
+{
+	size_t need, cap;
+	char *p;
+
+	if (b->err != BUF_OK)
+		return -1;
+	if (n > b->max - b->len) {
+		b->err = BUF_TOO_BIG;
+		return -1;
+	}
+	need = b->len + n + 1;
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : BUF_MIN_CAP;
+	while (cap < need)
+		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+	if (cap > b->max + 1)
+		cap = b->max + 1;
+	p = realloc(b->p, cap);
+	if (p == NULL) {
+		b->err = BUF_NO_MEMORY;
+		return -1;
+	}
+	b->p = p;
+	b->cap = cap;
+	return 0;
+}
+
+int buf_add(struct buf *b, const void *data, size_t n)
+{
+	if (grow(b, n) == -1)
+		return -1;
+	if (n > 0)
+		memcpy(b->p + b->len, data, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+int buf_adds(struct buf *b, const char *s)
+{
+	return buf_add(b, s, strlen(s));
+}
+
+int buf_printf(struct buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->err != BUF_OK)
+		return -1;
+	va_start(ap, fmt);
+	n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+	va_end(ap);
+	if (n < 0) {
+		b->err = BUF_NO_MEMORY;
+		return -1;
+	}
+	if (b->p == NULL || (size_t)n >= b->cap - b->len) {
+		if (grow(b, (size_t)n) == -1) {
+			if (b->p)
+				b->p[b->len] = '\0';
+			return -1;
+		}
+		va_start(ap, fmt);
+		vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+	}
+	b->len += (size_t)n;
+	return 0;
+}
+
+char *buf_reserve(struct buf *b, size_t n)
+{
+	if (grow(b, n) == -1)
+		return NULL;
+	return b->p + b->len;
+}
+
+void buf_commit(struct buf *b, size_t n)
+{
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+	if (n == 0)
+		return;
+	memmove(b->p, b->p + n, b->len - n);
+	b->len -= n;
+	b->p[b->len] = '\0';
+}
+
+void buf_reset(struct buf *b)
+{
+	b->len = 0;
+	b->err = BUF_OK;
+	if (b->p)
+		b->p[0] = '\0';
+}
+
+char *buf_take(struct buf *b, size_t *len)
+{
+	char *p;
+
+	if (b->err == BUF_OK && b->p == NULL)
+		buf_add(b, "", 0);
+	if (b->err != BUF_OK) {
+		buf_free(b);
+		return NULL;
+	}
+	p = b->p;
+	if (len)
+		*len = b->len;
+	buf_init(b, b->max);
+	return p;
+}
+
+void buf_free(struct buf *b)
+{
+	free(b->p);
+	buf_init(b, b->max);
+}
+
+const char *buf_error_name(enum buf_error e)
+{
+	static const char *const names[BUF_ERROR_COUNT] = {
+		[BUF_OK] = "ok",
+		[BUF_TOO_BIG] = "too big",
+		[BUF_NO_MEMORY] = "out of memory",
+	};
+
+	return (unsigned)e < BUF_ERROR_COUNT ? names[e] : "?";
+}
