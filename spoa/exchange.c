@@ -12,6 +12,7 @@
 #include "noise.h"
 #include "publish.h"
 #include "replay.h"
+#include "request.h"
 #include "route.h"
 #include "spop.h"
 #include "stats.h"
@@ -214,7 +215,7 @@ static void finish(struct exchange_table *t, struct exchange *x)
 	 * it has released its connection. */
 	if (t->yield)
 		t->yield(t->yield_arg);
-	if (x->replies[ROLE_CANDIDATE].error[0]) {
+	if (x->replies[ROLE_CANDIDATE].error != REPLAY_OK) {
 		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL);
 		return;
 	}
@@ -230,7 +231,7 @@ static void finish(struct exchange_table *t, struct exchange *x)
 	}
 	o = diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
 	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
-	if (x->want[ROLE_SECONDARY] && !x->replies[ROLE_SECONDARY].error[0] && t->deps.noise &&
+	if (x->want[ROLE_SECONDARY] && x->replies[ROLE_SECONDARY].error == REPLAY_OK && t->deps.noise &&
 	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &bodies[0],
 				     &bodies[1 + ROLE_SECONDARY], &sec) == 0) {
 		if (noise_mark(t->deps.noise, x->endpoint, &diffs, &sec))
@@ -269,9 +270,9 @@ static void on_replay_done(void *arg, enum replay_role role, struct http_respons
 	}
 	x->have[role] = true;
 	x->xfer[role] = NULL;
-	if (x->replies[role].error[0])
+	if (x->replies[role].error != REPLAY_OK)
 		log_msg(LOG_LEVEL_DEBUG, x->id, "%s error: %s (%s)", role_name(role),
-			x->replies[role].error, x->replies[role].error_detail);
+			replay_error_name(x->replies[role].error), x->replies[role].error_detail);
 	maybe_finish(x->table, x);
 }
 
@@ -443,6 +444,8 @@ static void anomaly(enum anomaly a, const char *id, const char *what)
 static void start_replays(struct exchange_table *t, struct exchange *x)
 {
 	const struct config *cfg = t->deps.cfg;
+	struct replay_request rq;
+	int built;
 
 	if (x->skip != SKIP_NONE)
 		return;
@@ -456,12 +459,16 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 	}
 	if (!t->deps.replay)
 		return;
+	/* one request for every role, the forwarding rules applied once */
+	built = request_build(&rq, replay_rules(t->deps.replay), x->method, x->path, x->query, &x->req_headers,
+			      x->req_body, x->req_body_len);
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		int rc;
 
 		if (r == ROLE_SECONDARY && !replay_has_secondary(t->deps.replay))
 			continue;
-		rc = replay_start(t->deps.replay, (enum replay_role)r, x, on_replay_done, x, &x->xfer[r]);
+		rc = replay_start(t->deps.replay, (enum replay_role)r, built == 0 ? &rq : NULL, on_replay_done, x,
+				  &x->xfer[r]);
 		if (rc < 0) {
 			/* One role without the other cannot be judged: shed both. */
 			cancel_replays(t, x);
@@ -471,10 +478,12 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 			if (rc != -1)
 				log_msg(LOG_LEVEL_INFO, x->id, "%s %s cannot be replayed to the %s: skipped",
 					x->method, x->path, role_name((enum replay_role)r));
-			return;
+			break;
 		}
 		x->want[r] = true;
 	}
+	if (built == 0)
+		request_clear(&rq);
 }
 
 /* Enters the request side of an exchange into the table and starts its

@@ -9,6 +9,7 @@
 #include <ev.h>
 
 #include "http.h"
+#include "replay-t.h"
 
 struct config;
 struct spop_arg;
@@ -50,8 +51,6 @@ enum anomaly {
 	ANOMALY_UNKNOWN_MESSAGE,
 	ANOMALY_COUNT
 };
-
-enum replay_role { ROLE_CANDIDATE = 0, ROLE_SECONDARY, ROLE_COUNT };
 
 /* One client request seen by HAProxy, its reference response and the
  * replays' responses. Owned by the table; read-only for compare and publish. */

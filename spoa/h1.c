@@ -12,16 +12,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* A response head (status line, headers, blank line) longer than this is
- * malformed; so is a trailer section. */
-#define H1_HEAD_MAX (64 * 1024)
+#include "h1parse.h"
+#include "request.h"
 
 /* A chunk-size line (with extensions) longer than this is malformed. */
 #define H1_CHUNK_LINE_MAX 4096
-
-/* Same limits as the curl engine: see replay.c. */
-#define H1_DRAIN_MAX (1024 * 1024)
-#define H1_MAX_HEADERS 1000
 
 #define H1_READ_CHUNK 16384
 
@@ -71,7 +66,7 @@ struct h1_conn {
 	struct h1_req *owner;
 	char *buf;                   /* received, not yet parsed */
 	size_t len, cap;
-	size_t line_start;           /* head scan resumes here */
+	size_t head_scanned;         /* of an incomplete head: h1_parse_response's last_len */
 	struct h1_conn *prev, *next; /* all connections of the pool */
 	struct h1_conn *idle_next;   /* LIFO of idle connections */
 };
@@ -81,7 +76,7 @@ struct h1_req {
 	enum req_state state;
 	struct h1_conn *conn;
 	ev_timer timer;              /* total timeout; EV_CUSTOM: fail_soon */
-	h1_done_fn done;
+	transport_done_fn done;
 	void *arg;
 	unsigned flags;
 	bool retried;
@@ -201,12 +196,12 @@ static void queue_remove(struct h1_pool *p, struct h1_req *q)
  * starting, pumping the queue or handling another request's event must
  * not call back into the caller from there. q must already be detached
  * from its connection and the queue. */
-static void req_fail_soon(struct h1_req *q, const char *reason, const char *fmt, ...)
+static void req_fail_soon(struct h1_req *q, enum replay_error reason, const char *fmt, ...)
 {
 	va_list ap;
 
 	http_response_clear(&q->resp);
-	snprintf(q->resp.error, sizeof(q->resp.error), "%s", reason);
+	q->resp.error = reason;
 	va_start(ap, fmt);
 	vsnprintf(q->resp.error_detail, sizeof(q->resp.error_detail), fmt, ap);
 	va_end(ap);
@@ -221,7 +216,7 @@ static void req_fail_soon(struct h1_req *q, const char *reason, const char *fmt,
 static void req_complete(struct h1_req *q)
 {
 	struct http_response resp = q->resp;
-	h1_done_fn done = q->done;
+	transport_done_fn done = q->done;
 	void *arg = q->arg;
 
 	memset(&q->resp, 0, sizeof(q->resp));
@@ -233,11 +228,11 @@ static void req_complete(struct h1_req *q)
  * connection that had not delivered a byte may just have been closed by
  * the server while idle: an idempotent request is sent again, once, on a
  * fresh connection. */
-static void req_conn_failed(struct h1_req *q, const char *reason, const char *detail)
+static void req_conn_failed(struct h1_req *q, enum replay_error reason, const char *detail)
 {
 	struct h1_conn *c = q->conn;
 	struct h1_pool *p = q->p;
-	bool retry = c->reused && q->received == 0 && (q->flags & H1_IDEMPOTENT) && !q->retried;
+	bool retry = c->reused && q->received == 0 && (q->flags & REQUEST_IDEMPOTENT) && !q->retried;
 
 	c->owner = NULL;
 	q->conn = NULL;
@@ -278,7 +273,7 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 			conn_close(c);
 	}
 	http_response_clear(&q->resp);
-	snprintf(q->resp.error, sizeof(q->resp.error), "timeout");
+	q->resp.error = REPLAY_TIMEOUT;
 	snprintf(q->resp.error_detail, sizeof(q->resp.error_detail),
 		 "Operation timed out after %.0f milliseconds with %zu bytes received",
 		 p->lim.timeout * 1000.0, q->received);
@@ -331,7 +326,7 @@ static void conn_assign(struct h1_conn *c, struct h1_req *q)
 	c->state = CONN_BUSY;
 	c->owner = q;
 	c->len = 0;
-	c->line_start = 0;
+	c->head_scanned = 0;
 	q->conn = c;
 	q->state = REQ_ON_CONN;
 	conn_send(c);
@@ -368,7 +363,7 @@ static void conn_connected(struct h1_conn *c)
 	}
 }
 
-static void conn_connect_failed(struct h1_conn *c, const char *reason, const char *detail)
+static void conn_connect_failed(struct h1_conn *c, enum replay_error reason, const char *detail)
 {
 	struct h1_req *q = c->owner;
 	struct h1_pool *p = c->p;
@@ -390,7 +385,7 @@ static void on_connect_timer(struct ev_loop *loop, ev_timer *w, int revents)
 
 	snprintf(detail, sizeof(detail), "Connection to %s timed out after %.0f milliseconds",
 		 c->p->name, c->p->lim.connect_timeout * 1000.0);
-	conn_connect_failed(c, "timeout", detail);
+	conn_connect_failed(c, REPLAY_TIMEOUT, detail);
 }
 
 /* Sends what is left of the owner's request; one sendmsg for head and body
@@ -428,7 +423,7 @@ static int conn_send(struct h1_conn *c)
 				return 0;
 			}
 			snprintf(detail, sizeof(detail), "Failed sending the request: %s", strerror(errno));
-			req_conn_failed(q, "reset", detail);
+			req_conn_failed(q, REPLAY_RESET, detail);
 			return -1;
 		}
 		q->sent += (size_t)n;
@@ -439,9 +434,9 @@ static int conn_send(struct h1_conn *c)
 
 /* ---- the response parser ------------------------------------------------- */
 
-static int fail_parse(struct h1_req *q, const char *reason, const char *detail)
+static int fail_parse(struct h1_req *q, enum replay_error reason, const char *detail)
 {
-	snprintf(q->resp.error, sizeof(q->resp.error), "%s", reason);
+	q->resp.error = reason;
 	snprintf(q->resp.error_detail, sizeof(q->resp.error_detail), "%s", detail);
 	return PARSE_ERROR;
 }
@@ -456,136 +451,29 @@ static int body_sink(struct h1_req *q, const char *data, size_t len)
 	if (dropped < 0)
 		return -1;
 	q->drained += (size_t)dropped;
-	return q->drained > H1_DRAIN_MAX ? 1 : 0;
+	return q->drained > REPLAY_DRAIN_MAX ? 1 : 0;
 }
 
-/* True when the last transfer coding of the response is chunked. */
-static bool chunked_last(const char *te)
+/* The head of a response was parsed: an interim one is skipped, a final
+ * one sets how its body is framed (RFC 9112 6.3). */
+static int start_body(struct h1_req *q, const struct h1_head *head)
 {
-	const char *last = strrchr(te, ',');
-	size_t n;
-
-	last = last ? last + 1 : te;
-	while (*last == ' ' || *last == '\t')
-		last++;
-	n = strlen(last);
-	while (n > 0 && (last[n - 1] == ' ' || last[n - 1] == '\t'))
-		n--;
-	return n == 7 && strncasecmp(last, "chunked", 7) == 0;
-}
-
-static bool is_tchar(unsigned char c)
-{
-	return c > 0x20 && c < 0x7f && !strchr("\"(),/:;<=>?@[\\]{}", c);
-}
-
-/* Parses one complete head block [s, s + len) (status line to blank line).
- * Returns PARSE_DONE for a final response (q->ps set for the body),
- * PARSE_MORE for an interim 1xx one, PARSE_ERROR. */
-static int parse_head(struct h1_req *q, const char *s, size_t len)
-{
-	const char *end = s + len, *line = s;
-	const char *te = NULL, *conn_hdr = NULL;
-	bool have_len = false, http10 = false;
-	uint64_t clen = 0;
-	int status = 0;
-
-	http_headers_clear(&q->resp.headers);
-	for (bool first = true; line < end; first = false) {
-		const char *nl = memchr(line, '\n', (size_t)(end - line));
-		const char *eol = nl ? nl : end;
-		const char *next = nl ? nl + 1 : end;
-
-		if (eol > line && eol[-1] == '\r')
-			eol--;
-		if (first) {
-			size_t n = (size_t)(eol - line);
-
-			if (n < 12 || memcmp(line, "HTTP/1.", 7) != 0 || (line[7] != '0' && line[7] != '1') ||
-			    line[8] != ' ' || line[9] < '1' || line[9] > '9' || line[10] < '0' || line[10] > '9' ||
-			    line[11] < '0' || line[11] > '9' || (n > 12 && line[12] != ' '))
-				return fail_parse(q, "malformed", "Invalid status line from the server");
-			http10 = line[7] == '0';
-			status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-			line = next;
-			continue;
-		}
-		if (eol == line)
-			break;              /* the blank line */
-		if (*line == ' ' || *line == '\t') {
-			/* obsolete line folding (RFC 9112 5.2): joined with a space */
-			while (line < eol && (*line == ' ' || *line == '\t'))
-				line++;
-			if (q->resp.headers.count > 0 &&
-			    http_headers_fold(&q->resp.headers, line, (size_t)(eol - line)) < 0)
-				return fail_parse(q, "other", "Out of memory reading the response headers");
-			line = next;
-			continue;
-		}
-		{
-			const char *colon = memchr(line, ':', (size_t)(eol - line));
-			const char *v, *ve = eol;
-
-			if (!colon || colon == line)
-				return fail_parse(q, "malformed", "Header line without a name and a colon");
-			for (const char *c = line; c < colon; c++)
-				if (!is_tchar((unsigned char)*c))
-					return fail_parse(q, "malformed", "Invalid character in a header name");
-			v = colon + 1;
-			while (v < ve && (*v == ' ' || *v == '\t'))
-				v++;
-			while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t'))
-				ve--;
-			if (q->resp.headers.count >= H1_MAX_HEADERS)
-				return fail_parse(q, "malformed", "Too many response headers");
-			if (http_headers_add(&q->resp.headers, line, (size_t)(colon - line), v, (size_t)(ve - v)) < 0)
-				return fail_parse(q, "other", "Out of memory reading the response headers");
-		}
-		line = next;
-	}
-	if (status < 200) {
-		if (status == 101)
-			return fail_parse(q, "malformed", "Unexpected 101 Switching Protocols");
-		http_headers_clear(&q->resp.headers);
+	if (head->status < 200) {
+		if (head->status == 101)
+			return fail_parse(q, REPLAY_MALFORMED, "Unexpected 101 Switching Protocols");
 		return PARSE_MORE;
 	}
-	/* the framing is read from the stored headers (folds included) */
-	for (size_t i = 0; i < q->resp.headers.count; i++) {
-		const struct header *h = &q->resp.headers.items[i];
-
-		if (strcmp(h->name, "content-length") == 0) {
-			const char *d = h->value;
-			uint64_t v = 0;
-
-			if (!*d)
-				return fail_parse(q, "malformed", "Invalid Content-Length");
-			for (; *d; d++) {
-				if (*d < '0' || *d > '9' || v > (UINT64_MAX - 9) / 10)
-					return fail_parse(q, "malformed", "Invalid Content-Length");
-				v = v * 10 + (uint64_t)(*d - '0');
-			}
-			if (have_len && v != clen)
-				return fail_parse(q, "malformed", "Conflicting Content-Length values");
-			have_len = true;
-			clen = v;
-		} else if (strcmp(h->name, "transfer-encoding") == 0) {
-			te = h->value;      /* the last one holds the last coding */
-		} else if (strcmp(h->name, "connection") == 0 && !conn_hdr) {
-			conn_hdr = h->value;
-		}
-	}
-	q->resp.status = status;
-	q->keep_alive = http10 ? (conn_hdr && http_token_in_list(conn_hdr, "keep-alive"))
-			       : !(conn_hdr && http_token_in_list(conn_hdr, "close"));
-	if ((q->flags & H1_HEAD) || status == 204 || status == 304) {
+	q->resp.status = head->status;
+	q->keep_alive = head->keep_alive;
+	if ((q->flags & REQUEST_HEAD) || head->status == 204 || head->status == 304) {
 		q->mode = BODY_NONE;
 		q->ps = PS_DONE;
-	} else if (te) {
+	} else if (head->have_te) {
 		/* with both, Transfer-Encoding wins and the connection is not
-		 * reused (RFC 9112 6.3) */
-		if (have_len)
+		 * reused */
+		if (head->have_length)
 			q->keep_alive = false;
-		if (chunked_last(te)) {
+		if (head->chunked) {
 			q->mode = BODY_CHUNKED;
 			q->ps = PS_CHUNK_SIZE;
 		} else {
@@ -593,39 +481,16 @@ static int parse_head(struct h1_req *q, const char *s, size_t len)
 			q->keep_alive = false;
 			q->ps = PS_BODY;
 		}
-	} else if (have_len) {
+	} else if (head->have_length) {
 		q->mode = BODY_LENGTH;
-		q->remaining = clen;
-		q->ps = clen ? PS_BODY : PS_DONE;
+		q->remaining = head->length;
+		q->ps = head->length ? PS_BODY : PS_DONE;
 	} else {
 		q->mode = BODY_UNTIL_CLOSE;
 		q->keep_alive = false;
 		q->ps = PS_BODY;
 	}
-	return PARSE_DONE;
-}
-
-/* Finds the end of a block of lines ending with an empty one in
- * [s, s + len), resuming at *line_start. Returns its length or 0. */
-static size_t block_end(const char *s, size_t len, size_t *line_start)
-{
-	size_t start = *line_start;
-
-	for (;;) {
-		const char *nl = memchr(s + start, '\n', len - start);
-		size_t n;
-
-		if (!nl) {
-			*line_start = start;
-			return 0;
-		}
-		n = (size_t)(nl - (s + start));
-		if (n == 0 || (n == 1 && s[start] == '\r')) {
-			*line_start = 0;
-			return (size_t)(nl - s) + 1;
-		}
-		start = (size_t)(nl - s) + 1;
-	}
+	return PARSE_MORE;
 }
 
 /* Consumes what it can of c->buf for its owner. */
@@ -642,26 +507,20 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 			break;
 		switch (q->ps) {
 		case PS_HEAD: {
-			size_t n;
+			struct h1_head head;
+			int n = h1_parse_response(s, avail, c->head_scanned, &head, &q->resp.headers);
 
-			if (memcmp(s, "HTTP/", avail < 5 ? avail : 5) != 0) {
-				ret = fail_parse(q, "malformed", "The server did not answer with an HTTP/1.x status line");
-				break;
-			}
-			n = block_end(s, avail, &c->line_start);
-			if (n == 0) {
-				if (avail > H1_HEAD_MAX)
-					ret = fail_parse(q, "malformed", "Response header block over 65536 bytes");
+			if (n == -2) {
+				c->head_scanned = avail;
 				goto out;
 			}
-			if (n > H1_HEAD_MAX) {
-				ret = fail_parse(q, "malformed", "Response header block over 65536 bytes");
+			if (n < 0) {
+				ret = fail_parse(q, head.error, head.why);
 				break;
 			}
-			ret = parse_head(q, s, n);
-			pos += n;
-			if (ret == PARSE_DONE)
-				ret = PARSE_MORE;   /* now the body */
+			pos += (size_t)n;
+			c->head_scanned = 0;
+			ret = start_body(q, &head);
 			break;
 		}
 		case PS_BODY: {
@@ -678,7 +537,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 					q->ps = PS_DONE;
 			}
 			if (sunk < 0) {
-				ret = fail_parse(q, "other", "Out of memory reading the response body");
+				ret = fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
 			} else if (sunk > 0) {
 				q->keep_alive = false;
 				q->ps = PS_DONE;
@@ -692,11 +551,11 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 
 			if (!nl) {
 				if (avail > H1_CHUNK_LINE_MAX)
-					ret = fail_parse(q, "malformed", "Chunk size line too long");
+					ret = fail_parse(q, REPLAY_MALFORMED, "Chunk size line too long");
 				goto out;
 			}
 			if (d == nl || !strchr("0123456789abcdefABCDEF", *d) || *d == '\0')
-				return fail_parse(q, "malformed", "Invalid chunk size");
+				return fail_parse(q, REPLAY_MALFORMED, "Invalid chunk size");
 			for (; d < nl; d++) {
 				int v;
 
@@ -709,17 +568,16 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 				else
 					break;
 				if (size >> 56)
-					return fail_parse(q, "malformed", "Chunk size too large");
+					return fail_parse(q, REPLAY_MALFORMED, "Chunk size too large");
 				size = size * 16 + (uint64_t)v;
 			}
 			while (d < nl && (*d == ' ' || *d == '\t'))
 				d++;
 			if (d < nl && *d != ';' && !(*d == '\r' && d + 1 == nl))
-				return fail_parse(q, "malformed", "Invalid chunk size line");
+				return fail_parse(q, REPLAY_MALFORMED, "Invalid chunk size line");
 			pos += (size_t)(nl - s) + 1;
 			if (size == 0) {
 				q->ps = PS_TRAILERS;
-				c->line_start = 0;
 			} else {
 				q->remaining = size;
 				q->ps = PS_CHUNK_DATA;
@@ -735,7 +593,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 			if (q->remaining == 0)
 				q->ps = PS_CHUNK_END;
 			if (sunk < 0) {
-				ret = fail_parse(q, "other", "Out of memory reading the response body");
+				ret = fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
 			} else if (sunk > 0) {
 				q->keep_alive = false;
 				q->ps = PS_DONE;
@@ -749,10 +607,10 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 				if (avail < 2)
 					goto out;
 				if (s[1] != '\n')
-					return fail_parse(q, "malformed", "Chunk not followed by CRLF");
+					return fail_parse(q, REPLAY_MALFORMED, "Chunk not followed by CRLF");
 				pos += 2;
 			} else {
-				return fail_parse(q, "malformed", "Chunk not followed by CRLF");
+				return fail_parse(q, REPLAY_MALFORMED, "Chunk not followed by CRLF");
 			}
 			q->ps = PS_CHUNK_SIZE;
 			break;
@@ -763,13 +621,13 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 
 			if (!nl) {
 				if (q->trailer_bytes + avail > H1_HEAD_MAX)
-					ret = fail_parse(q, "malformed", "Trailer section over 65536 bytes");
+					ret = fail_parse(q, REPLAY_MALFORMED, "Trailer section over 65536 bytes");
 				goto out;
 			}
 			n = (size_t)(nl - s) + 1;
 			q->trailer_bytes += n;
 			if (q->trailer_bytes > H1_HEAD_MAX) {
-				ret = fail_parse(q, "malformed", "Trailer section over 65536 bytes");
+				ret = fail_parse(q, REPLAY_MALFORMED, "Trailer section over 65536 bytes");
 				break;
 			}
 			pos += n;
@@ -784,7 +642,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 out:
 	if (ret == PARSE_ERROR)
 		return ret;
-	/* an incomplete head's line_start is relative to s, which becomes
+	/* an incomplete head's head_scanned is relative to s, which becomes
 	 * c->buf here */
 	if (pos > 0) {
 		memmove(c->buf, c->buf + pos, c->len - pos);
@@ -842,12 +700,12 @@ static void conn_on_read(struct h1_conn *c)
 
 			if (cap > H1_HEAD_MAX * 2 + H1_READ_CHUNK) {
 				/* only a head or a line in progress stays buffered */
-				req_conn_failed(q, "malformed", "Response header block over 65536 bytes");
+				req_conn_failed(q, REPLAY_MALFORMED, "Response header block over 65536 bytes");
 				return;
 			}
 			b = realloc(c->buf, cap);
 			if (!b) {
-				req_conn_failed(q, "other", "Out of memory reading the response");
+				req_conn_failed(q, REPLAY_OTHER, "Out of memory reading the response");
 				return;
 			}
 			c->buf = b;
@@ -863,7 +721,7 @@ static void conn_on_read(struct h1_conn *c)
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				return;
 			snprintf(detail, sizeof(detail), "Failure receiving the response: %s", strerror(errno));
-			req_conn_failed(q, "reset", detail);
+			req_conn_failed(q, REPLAY_RESET, detail);
 			return;
 		}
 		if (n == 0) {
@@ -873,7 +731,7 @@ static void conn_on_read(struct h1_conn *c)
 				conn_response_done(c);
 				return;
 			}
-			req_conn_failed(q, "reset", q->received == 0 ? "Empty reply from server"
+			req_conn_failed(q, REPLAY_RESET, q->received == 0 ? "Empty reply from server"
 					: "Connection closed before the end of the response");
 			return;
 		}
@@ -881,9 +739,9 @@ static void conn_on_read(struct h1_conn *c)
 		q->received += (size_t)n;
 		ret = parse(c, q);
 		if (ret == PARSE_ERROR) {
-			char reason[sizeof(q->resp.error)], detail[sizeof(q->resp.error_detail)];
+			enum replay_error reason = q->resp.error;
+			char detail[sizeof(q->resp.error_detail)];
 
-			memcpy(reason, q->resp.error, sizeof(reason));
 			memcpy(detail, q->resp.error_detail, sizeof(detail));
 			q->retried = true;      /* a bad answer is not retried */
 			req_conn_failed(q, reason, detail);
@@ -915,7 +773,7 @@ static void on_conn_io(struct ev_loop *loop, ev_io *w, int revents)
 			return;
 		}
 		snprintf(detail, sizeof(detail), "Failed to connect to %s: %s", c->p->name, strerror(err));
-		conn_connect_failed(c, "connect", detail);
+		conn_connect_failed(c, REPLAY_CONNECT, detail);
 		return;
 	}
 	case CONN_IDLE:
@@ -948,7 +806,7 @@ static int conn_open(struct h1_pool *p, struct h1_req *q)
 
 	fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
-		req_fail_soon(q, "connect", "socket: %s", strerror(errno));
+		req_fail_soon(q, REPLAY_CONNECT, "socket: %s", strerror(errno));
 		return -1;
 	}
 	/* small requests and answers: Nagle would only add latency */
@@ -956,7 +814,7 @@ static int conn_open(struct h1_pool *p, struct h1_req *q)
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
-		req_fail_soon(q, "other", "Out of memory opening a connection");
+		req_fail_soon(q, REPLAY_OTHER, "Out of memory opening a connection");
 		return -1;
 	}
 	c->p = p;
@@ -985,7 +843,7 @@ static int conn_open(struct h1_pool *p, struct h1_req *q)
 			c->owner = NULL;
 			q->conn = NULL;
 			conn_close(c);
-			req_fail_soon(q, "connect", "Failed to connect to %s: %s", p->name, strerror(err));
+			req_fail_soon(q, REPLAY_CONNECT, "Failed to connect to %s: %s", p->name, strerror(err));
 			return -1;
 		}
 	}
@@ -1022,25 +880,82 @@ static void on_kick(struct ev_loop *loop, ev_prepare *w, int revents)
 	pool_pump(p);
 }
 
+/* ---- the request head ------------------------------------------------------ */
+
+struct head_writer {
+	char *p;                     /* NULL: only counting */
+	size_t len;
+};
+
+static void put(struct head_writer *w, const char *s, size_t len)
+{
+	if (w->p)
+		memcpy(w->p + w->len, s, len);
+	w->len += len;
+}
+
+static int put_header(void *arg, const char *name, const char *value)
+{
+	struct head_writer *w = arg;
+
+	put(w, name, strlen(name));
+	/* an empty value goes as "name:", as curl sends it */
+	if (*value) {
+		put(w, ": ", 2);
+		put(w, value, strlen(value));
+	} else {
+		put(w, ":", 1);
+	}
+	put(w, "\r\n", 2);
+	return 0;
+}
+
+/* Request line, Host, the forwarded headers in order, the marker, and
+ * Content-Length with REQUEST_BODY: written by the same code as counted. */
+static void write_head(struct head_writer *w, const struct replay_request *rq, const struct request_dest *to)
+{
+	char clen[sizeof("Content-Length: 18446744073709551615\r\n")];
+
+	put(w, rq->method, strlen(rq->method));
+	put(w, " ", 1);
+	put(w, to->prefix, strlen(to->prefix));
+	put(w, rq->target, rq->target_len);
+	put(w, " HTTP/1.1\r\n", 11);
+	request_each_header(rq, to, put_header, w);
+	if (rq->flags & REQUEST_BODY)
+		put(w, clen, (size_t)snprintf(clen, sizeof(clen), "Content-Length: %zu\r\n", rq->body_len));
+	put(w, "\r\n", 2);
+}
+
 /* ---- API ------------------------------------------------------------------- */
 
-struct h1_req *h1_start(struct h1_pool *p, char *head, size_t head_len, uint8_t *body, size_t body_len,
-			unsigned flags, ev_tstamp t_start, h1_done_fn done, void *arg)
+struct h1_req *h1_start(struct h1_pool *p, const struct replay_request *rq, const struct request_dest *to,
+			ev_tstamp t_start, transport_done_fn done, void *arg)
 {
 	struct h1_req *q = calloc(1, sizeof(*q));
+	struct head_writer w = { 0 };
+	size_t body_len = rq->flags & REQUEST_BODY ? rq->body_len : 0;
 	double delay;
 
-	if (!q) {
-		free(head);
-		free(body);
+	if (!q)
+		return NULL;
+	write_head(&w, rq, to);
+	q->head = malloc(w.len);
+	q->body = body_len ? malloc(body_len) : NULL;
+	if (!q->head || (body_len && !q->body)) {
+		free(q->head);
+		free(q->body);
+		free(q);
 		return NULL;
 	}
-	q->p = p;
-	q->head = head;
-	q->head_len = head_len;
-	q->body = body;
+	q->head_len = w.len;
+	w = (struct head_writer){ .p = q->head };
+	write_head(&w, rq, to);
+	if (body_len)
+		memcpy(q->body, rq->body, body_len);
 	q->body_len = body_len;
-	q->flags = flags;
+	q->flags = rq->flags;
+	q->p = p;
 	q->t_start = t_start;
 	q->done = done;
 	q->arg = arg;

@@ -1,7 +1,7 @@
-/* A minimal HTTP/1.1 client for plain-http targets given by an IP literal:
- * non-blocking connects on the caller's libev loop, a keep-alive pool per
- * target, a response parser. Private to replay.c, which builds the request
- * head and applies the header rules. */
+/* The native transport: a minimal HTTP/1.1 client for plain-http targets
+ * given by an IP literal. Non-blocking connects on the caller's libev loop,
+ * a keep-alive pool per target; the response head is parsed by h1parse.c.
+ * Private to replay.c, which picks the transport of each target. */
 #ifndef MIFFY_H1_H
 #define MIFFY_H1_H
 
@@ -14,6 +14,7 @@
 #include <ev.h>
 
 #include "http.h"
+#include "request-t.h"
 
 struct h1_pool;
 struct h1_req;
@@ -21,19 +22,9 @@ struct h1_req;
 struct h1_limits {
 	double connect_timeout;      /* seconds */
 	double timeout;              /* seconds, from the request's t_start */
-	size_t max_body;             /* body bytes kept; the rest drained */
+	size_t max_body;             /* body bytes kept; the rest drained (REPLAY_DRAIN_MAX) */
 	unsigned max_conns;          /* open connections to the target */
 };
-
-enum h1_flags {
-	H1_HEAD = 1 << 0,            /* the response has no body */
-	H1_IDEMPOTENT = 1 << 1,      /* may be retried once on a fresh connection */
-};
-
-/* Called once per request unless cancelled, never from inside h1_start().
- * *resp holds the response (latency_ms not set) or resp->error; the callee
- * takes ownership of its contents. The request is gone when this runs. */
-typedef void (*h1_done_fn)(void *arg, struct http_response *resp);
 
 /* Fills *ss for host (an IPv4 or IPv6 literal, brackets allowed, or
  * "localhost", which is 127.0.0.1) and port without any name lookup.
@@ -48,12 +39,12 @@ struct h1_pool *h1_pool_new(struct ev_loop *loop, const struct sockaddr *sa, soc
 /* Cancels every request (no callbacks), closes every connection, frees p. */
 void h1_pool_free(struct h1_pool *p);
 
-/* Sends head (the complete request head, ending with the blank line) and
- * body[0..body_len) to p's target. Takes ownership of head and body (both
- * malloc'd, body may be NULL) in every case. Returns the request, or NULL
- * on allocation failure. */
-struct h1_req *h1_start(struct h1_pool *p, char *head, size_t head_len, uint8_t *body, size_t body_len,
-			unsigned flags, ev_tstamp t_start, h1_done_fn done, void *arg);
+/* Sends rq to p's target as to says (prefix, Host, marker). Copies what it
+ * needs of rq, which may go away on return. The total timeout runs from
+ * t_start. Returns the request, or NULL on allocation failure; done is
+ * called once, never from inside h1_start(), unless h1_cancel() came first. */
+struct h1_req *h1_start(struct h1_pool *p, const struct replay_request *rq, const struct request_dest *to,
+			ev_tstamp t_start, transport_done_fn done, void *arg);
 
 /* Stops q without a callback; a connection in the middle of q's exchange is
  * closed, never reused. */

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "replay-t.h"
+
 struct header {
 	char *name;   /* lower-case, NUL-terminated; the allocation that holds both */
 	char *value;  /* NUL-terminated, inside name's allocation */
@@ -26,7 +28,7 @@ struct http_response {
 	size_t body_len;
 	bool truncated;             /* body cut by HAProxy or by max_body */
 	double latency_ms;
-	char error[32];             /* "" on success, else "timeout", "connect", ... */
+	enum replay_error error;    /* REPLAY_OK on success (always for the reference) */
 	char error_detail[256];     /* human text for the log and the message */
 };
 

@@ -19,6 +19,7 @@
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"
+#include "replay.h"
 #include "samples.h"
 #include "stats.h"
 
@@ -364,9 +365,9 @@ static void write_response(struct build *b, const struct shape *sh, enum part pa
 	struct jsonw *w = b->w;
 
 	jsonw_open(w, '{');
-	if (!have || r->error[0]) {
+	if (!have || r->error != REPLAY_OK) {
 		jsonw_keyc(w, "error");
-		jsonw_cstring(w, have ? r->error : "missing");
+		jsonw_cstring(w, have ? replay_error_name(r->error) : "missing");
 		if (have && r->error_detail[0]) {
 			jsonw_keyc(w, "detail");
 			jsonw_cstring(w, r->error_detail);
@@ -1053,11 +1054,11 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 	req.body_len = x->req_body_len;
 	b.bodies[PART_REQUEST] = body_shared_get(&b.own[PART_REQUEST], &req, cfg->max_decompressed,
 						 cfg->max_depth);
-	if (x->have_reference && !x->reference.error[0])
+	if (x->have_reference && x->reference.error == REPLAY_OK)
 		b.bodies[PART_REFERENCE] = body_shared_get(reference ? reference : &b.own[PART_REFERENCE],
 							   &x->reference, cfg->max_decompressed, cfg->max_depth);
 	for (int r = 0; r < ROLE_COUNT; r++) {
-		if (x->have[r] && !x->replies[r].error[0] && (r == ROLE_CANDIDATE || x->want[r]))
+		if (x->have[r] && x->replies[r].error == REPLAY_OK && (r == ROLE_CANDIDATE || x->want[r]))
 			b.bodies[PART_CANDIDATE + r] =
 				body_shared_get(replies ? &replies[r] : &b.own[PART_CANDIDATE + r],
 						&x->replies[r], cfg->max_decompressed, cfg->max_depth);

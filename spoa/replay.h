@@ -1,13 +1,19 @@
 /* Replays requests to the candidate and the secondary on the agent's libev
- * loop: a built-in HTTP/1.1 client (h1.c) for http:// targets given by an
- * address literal, libcurl multi for the rest (config replay_engine). */
+ * loop: the targets from config, the concurrency cap, and one start/cancel
+ * interface over two transports, the native HTTP/1.1 client (h1.c) for
+ * http:// targets given by an address literal and libcurl multi
+ * (curl_xfer.c) for the rest (config replay_engine). */
 #ifndef MIFFY_REPLAY_H
 #define MIFFY_REPLAY_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <ev.h>
 
-#include "exchange.h"
 #include "http.h"
+#include "replay-t.h"
+#include "request-t.h"
 
 struct config;
 struct replay;
@@ -31,18 +37,30 @@ int replay_check_url(const char *what, const char *url, char *err, size_t errlen
 /* Cancels all transfers (no callbacks) and frees everything. */
 void replay_free(struct replay *r);
 
-/* Starts replaying x's request to role's target. The request data is copied;
- * x may go away after replay_cancel(). Returns 0 and sets *xfer, -1 when the
- * concurrency cap is reached (caller counts overload), -2 on another error. */
-int replay_start(struct replay *r, enum replay_role role, const struct exchange *x,
+/* The forwarding rules to build requests with (request_build()); valid as
+ * long as r. */
+const struct request_rules *replay_rules(const struct replay *r);
+
+/* Starts replaying rq (built with replay_rules(r)) to role's target. What
+ * the transfer needs of rq is copied: rq may go away on return. rq NULL
+ * stands for a request that request_build() refused. Returns 0 and sets
+ * *xfer, -1 when the concurrency cap is reached (caller counts overload,
+ * whatever rq), -2 on another error (no such target, rq NULL, out of
+ * memory). done is never called from inside replay_start(). */
+int replay_start(struct replay *r, enum replay_role role, const struct replay_request *rq,
 		 replay_done_fn done, void *arg, struct replay_xfer **xfer);
 
-/* Stops a transfer; its callback will not be called. */
+/* Stops a transfer; its callback will not be called. xfer may be NULL. */
 void replay_cancel(struct replay *r, struct replay_xfer *xfer);
 
 /* Transfers in flight. */
 unsigned replay_inflight(const struct replay *r);
 
+/* True when a secondary target is configured. */
 bool replay_has_secondary(const struct replay *r);
+
+/* The stable name of e ("timeout", "connect", ...; "ok" for REPLAY_OK), as
+ * in Kafka messages, metrics labels and logs. Static storage. */
+const char *replay_error_name(enum replay_error e);
 
 #endif

@@ -18,6 +18,7 @@
 #include "log.h"
 #include "minutes.h"
 #include "noise.h"
+#include "replay.h"
 #include "samples.h"
 
 struct stats stats;
@@ -529,10 +530,15 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		enum lat_source src = r == ROLE_CANDIDATE ? LAT_CANDIDATE : LAT_SECONDARY;
 		const struct http_response *resp = &x->replies[r];
 
-		/* A failed replay's time says how fast it failed, not how fast
-		 * the service answers: errors are counted apart. */
-		if (!x->have[r] || resp->error[0])
+		if (!x->have[r])
 			continue;
+		/* A failed replay is counted here, once, with its exchange's
+		 * outcome; its time says how fast it failed, not how fast the
+		 * service answers. */
+		if (resp->error != REPLAY_OK) {
+			stats_candidate_error((enum replay_role)r, replay_error_name(resp->error));
+			continue;
+		}
 		stats_hist_observe(&st.latency[src], resp->latency_ms / 1000.0);
 		if (e)
 			pct_observe(&e->latency[src], resp->latency_ms);

@@ -80,7 +80,9 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
  * kernel's receive time) to the write that sent the ACK out. */
 void stats_ack_observe(double seconds);
 
-/* Records a failed replay by reason ("timeout", "connect", ...). */
+/* Records a failed replay by reason ("timeout", "connect", ...: see
+ * replay_error_name()). stats_exchange_done() calls it for each failed
+ * replay of an exchange; nothing else needs to. */
 void stats_candidate_error(enum replay_role role, const char *reason);
 
 /* The /stats document (counters, per-endpoint view). The caller frees it

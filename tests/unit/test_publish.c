@@ -538,7 +538,7 @@ static void candidate_error_has_reason_and_detail(void **state)
 	cJSON *m;
 
 	http_response_clear(c);
-	snprintf(c->error, sizeof(c->error), "timeout");
+	c->error = REPLAY_TIMEOUT;
 	snprintf(c->error_detail, sizeof(c->error_detail), "Operation timed out after 5001 ms");
 	free_diffs(&f->diffs);
 	m = publish_one(f, OUTCOME_CANDIDATE_ERROR);

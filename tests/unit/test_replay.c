@@ -17,9 +17,9 @@
 #include <ev.h>
 
 #include "config.h"
-#include "exchange.h"
 #include "http.h"
 #include "replay.h"
+#include "request.h"
 #include "stats.h"
 
 /* ---- an HTTP server on the test's loop ----------------------------------- */
@@ -302,7 +302,12 @@ struct fixture {
 	struct server srv;
 	bool have_srv;
 	struct replay *replay;
-	struct exchange x;
+	struct {                     /* the client's request, as an exchange holds it */
+		char *method, *path, *query;
+		struct header_list req_headers;
+		uint8_t *req_body;
+		size_t req_body_len;
+	} x;
 	char url[128];
 	char url2[128];
 	char err[256];
@@ -433,11 +438,26 @@ static void add_header(struct fixture *f, const char *name, const char *value)
 	assert_int_equal(http_headers_add(&f->x.req_headers, name, strlen(name), value, strlen(value)), 0);
 }
 
+/* Builds the request from f->x as exchange.c does (NULL when refused) and
+ * starts it. */
+static int try_start(struct fixture *f, enum replay_role role, replay_done_fn done, struct result *res,
+		     struct replay_xfer **xfer)
+{
+	struct replay_request rq;
+	int built = request_build(&rq, replay_rules(f->replay), f->x.method, f->x.path, f->x.query,
+				  &f->x.req_headers, f->x.req_body, f->x.req_body_len);
+	int rc = replay_start(f->replay, role, built == 0 ? &rq : NULL, done, res, xfer);
+
+	if (built == 0)
+		request_clear(&rq);
+	return rc;
+}
+
 static void start(struct fixture *f, enum replay_role role, struct result *res)
 {
 	struct replay_xfer *xfer = NULL;
 
-	assert_int_equal(replay_start(f->replay, role, &f->x, on_done, res, &xfer), 0);
+	assert_int_equal(try_start(f, role, on_done, res, &xfer), 0);
 	assert_non_null(xfer);
 }
 
@@ -472,7 +492,7 @@ static void test_request_carries_method_path_query_headers_and_body(void **state
 	add_header(f, "content-length", "7");
 	replay_once(f);
 
-	assert_string_equal(f->res[0].resp.error, "");
+	assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 	assert_true(starts_with(f->srv.last, "PUT /prefix/api/items/7?a=1&b=two%20x HTTP/1.1\r\n"));
 	assert_string_equal(req_header(&f->srv, "content-type", &n), "application/json");
 	assert_int_equal(n, 1);
@@ -609,7 +629,7 @@ static void test_secondary_is_refused_when_not_configured(void **state)
 	serve(f, SRV_RESPOND, OK_RESPONSE, "");
 	make_replay(f);
 	assert_false(replay_has_secondary(f->replay));
-	assert_int_equal(replay_start(f->replay, ROLE_SECONDARY, &f->x, on_done, &f->res[0], &xfer), -2);
+	assert_int_equal(try_start(f, ROLE_SECONDARY, on_done, &f->res[0], &xfer), -2);
 }
 
 static void test_head_request_reads_no_body(void **state)
@@ -620,7 +640,7 @@ static void test_head_request_reads_no_body(void **state)
 	make_replay(f);
 	set_request(f, "HEAD", "/h", NULL, NULL);
 	replay_once(f);
-	assert_string_equal(f->res[0].resp.error, "");
+	assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 	assert_int_equal(f->res[0].resp.status, 200);
 	assert_int_equal(f->res[0].resp.body_len, 0);
 	assert_true(starts_with(f->srv.last, "HEAD /h HTTP/1.1\r\n"));
@@ -658,7 +678,13 @@ static void test_header_with_line_break_is_dropped(void **state)
 	serve(f, SRV_RESPOND, OK_RESPONSE, "");
 	make_replay(f);
 	add_header(f, "x-evil", "a\r\nx-injected: 1");
+	add_header(f, "x-fine", "1");
 	replay_once(f);
+	/* the request went out, only without the header */
+	assert_int_equal(f->res[0].resp.error, REPLAY_OK);
+	assert_int_equal(f->res[0].resp.status, 200);
+	assert_true(starts_with(f->srv.last, "GET / HTTP/1.1\r\n"));
+	assert_string_equal(req_header(&f->srv, "x-fine", NULL), "1");
 	assert_null(req_header(&f->srv, "x-evil", NULL));
 	assert_null(req_header(&f->srv, "x-injected", NULL));
 }
@@ -673,10 +699,10 @@ static void test_path_not_in_origin_form_is_refused(void **state)
 	make_replay(f);
 	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
 		set_request(f, "GET", paths[i], NULL, NULL);
-		assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done, &f->res[0], &xfer), -2);
+		assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done, &f->res[0], &xfer), -2);
 	}
 	set_request(f, "GE T", "/", NULL, NULL);
-	assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done, &f->res[0], &xfer), -2);
+	assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done, &f->res[0], &xfer), -2);
 	assert_int_equal(replay_inflight(f->replay), 0);
 	assert_int_equal(stats.replays_inflight, 0);
 }
@@ -689,7 +715,7 @@ static void test_path_cannot_change_the_target(void **state)
 	make_replay(f);
 	set_request(f, "GET", "//evil.example:80/../x y#frag", "u=http://evil.example/#f", NULL);
 	replay_once(f);
-	assert_string_equal(f->res[0].resp.error, "");
+	assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 	assert_int_equal(f->srv.requests, 1);
 	/* byte for byte, except what would break the request line */
 	assert_true(starts_with(f->srv.last, "GET /base//evil.example:80/../x%20y#frag?u=http://evil.example/#f HTTP/1.1\r\n"));
@@ -706,7 +732,7 @@ static void test_response_status_headers_body_and_latency(void **state)
 	      "X-Folded: a\r\n  b\r\n\r\nhello", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 201);
 	assert_int_equal(r->headers.count, 3);
 	assert_string_equal(http_headers_get(&r->headers, "content-length"), "5");
@@ -733,7 +759,7 @@ static void test_interim_responses_headers_are_dropped(void **state)
 	make_replay(f);
 	set_request(f, "POST", "/p", NULL, "body");
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_int_equal(r->headers.count, 2);
 	assert_string_equal(http_headers_get(&r->headers, "x-final"), "1");
@@ -751,7 +777,7 @@ static void test_redirects_are_not_followed(void **state)
 	serve(f, SRV_RESPOND, "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/x\r\nContent-Length: 0\r\n\r\n", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(f->res[0].resp.error, "");
+	assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 	assert_int_equal(f->res[0].resp.status, 302);
 	assert_int_equal(f->srv.requests, 1);
 }
@@ -780,7 +806,7 @@ static void test_body_over_max_body_is_truncated_and_connection_kept(void **stat
 	f->cfg.max_body = 1000;
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_true(r->truncated);
 	assert_int_equal(r->body_len, 1000);
@@ -804,7 +830,7 @@ static void test_huge_body_is_cut_short_but_still_a_response(void **state)
 	f->cfg.max_body = 100;
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_true(r->truncated);
 	assert_int_equal(r->body_len, 100);
@@ -828,7 +854,7 @@ static void test_body_exactly_max_body_is_not_truncated(void **state)
 static void assert_error(const struct result *res, const char *reason)
 {
 	assert_int_equal(res->calls, 1);
-	assert_string_equal(res->resp.error, reason);
+	assert_string_equal(replay_error_name(res->resp.error), reason);
 	assert_true(res->resp.error_detail[0] != '\0');
 	assert_int_equal(res->resp.status, 0);
 	assert_int_equal(res->resp.headers.count, 0);
@@ -939,7 +965,7 @@ static void test_concurrency_cap_returns_minus_one(void **state)
 	make_replay(f);
 	start(f, ROLE_CANDIDATE, &f->res[0]);
 	start(f, ROLE_CANDIDATE, &f->res[1]);
-	assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done, &f->res[2], &xfer), -1);
+	assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done, &f->res[2], &xfer), -1);
 	assert_int_equal(replay_inflight(f->replay), 2);
 	assert_int_equal(stats.replays_inflight, 2);
 	assert_int_equal(stats.replays_started[ROLE_CANDIDATE], 2);
@@ -949,7 +975,7 @@ static void test_concurrency_cap_returns_minus_one(void **state)
 	/* room again once they ended */
 	start(f, ROLE_CANDIDATE, &f->res[2]);
 	wait_results(f, 1);
-	assert_string_equal(f->res[2].resp.error, "timeout");
+	assert_string_equal(replay_error_name(f->res[2].resp.error), "timeout");
 }
 
 static void test_queued_transfers_time_out_on_the_same_clock(void **state)
@@ -968,7 +994,7 @@ static void test_queued_transfers_time_out_on_the_same_clock(void **state)
 	/* waiting for a connection counts against the timeout */
 	assert_true(ev_time() - t0 < 0.8);
 	for (int i = 0; i < 3; i++)
-		assert_string_equal(f->res[i].resp.error, "timeout");
+		assert_string_equal(replay_error_name(f->res[i].resp.error), "timeout");
 	/* one after the other they would have needed three connections */
 	assert_true(f->srv.accepted <= 2);
 }
@@ -1001,10 +1027,10 @@ static void test_cancel_gives_no_callback(void **state)
 	serve(f, SRV_RESPOND, OK_RESPONSE, "");
 	make_replay(f);
 	/* one cancelled before it ever ran, one while waiting for the answer */
-	assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done, &f->res[0], &a), 0);
+	assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done, &f->res[0], &a), 0);
 	replay_cancel(f->replay, a);
 	f->srv.mode = SRV_SILENT;
-	assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done, &f->res[1], &b), 0);
+	assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done, &f->res[1], &b), 0);
 	while (f->srv.requests == 0) {
 		f->pending = 0;
 		run_for(f, 0.01);
@@ -1044,8 +1070,8 @@ static void test_cancel_from_a_callback_of_another_transfer(void **state)
 
 	serve(f, SRV_RESPOND, OK_RESPONSE, "");
 	make_replay(f);
-	assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done_cancel_other, &f->res[0], &pair[0]), 0);
-	assert_int_equal(replay_start(f->replay, ROLE_CANDIDATE, &f->x, on_done_cancel_other, &f->res[1], &pair[1]), 0);
+	assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done_cancel_other, &f->res[0], &pair[0]), 0);
+	assert_int_equal(try_start(f, ROLE_CANDIDATE, on_done_cancel_other, &f->res[1], &pair[1]), 0);
 	f->pending = 2;
 	run_for(f, 2.0);
 	run_for(f, 0.2);
@@ -1101,7 +1127,7 @@ static void test_chunked_body_with_extensions_and_trailers(void **state)
 	      "3;name=value\r\nabc\r\n2;x;y=\"q\"\r\nde\r\nA\r\n0123456789\r\n0;last\r\nX-Sum: 1\r\n\r\n", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_int_equal(r->body_len, 15);
 	assert_memory_equal(r->body, "abcde0123456789", 15);
@@ -1122,7 +1148,7 @@ static void test_response_split_byte_by_byte(void **state)
 	      "4;e=1\r\nwxyz\r\n1\r\n!\r\n0\r\n\r\n", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_string_equal(http_headers_get(&r->headers, "x-a"), "1");
 	assert_int_equal(r->headers.count, 2);
@@ -1141,7 +1167,7 @@ static void test_interim_response_then_200_with_length(void **state)
 	serve(f, SRV_RESPOND, "HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_int_equal(r->headers.count, 1);
 	assert_memory_equal(r->body, "ok", 2);
@@ -1156,7 +1182,7 @@ static void test_head_with_content_length_keeps_the_connection(void **state)
 	set_request(f, "HEAD", "/h", NULL, NULL);
 	for (int i = 0; i < 3; i++) {
 		replay_once(f);
-		assert_string_equal(f->res[0].resp.error, "");
+		assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 		assert_int_equal(f->res[0].resp.status, 200);
 		assert_int_equal(f->res[0].resp.body_len, 0);
 	}
@@ -1171,7 +1197,7 @@ static void test_no_content_length_and_204_304(void **state)
 	serve(f, SRV_RESPOND, "HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(f->res[0].resp.error, "");
+	assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 	assert_int_equal(f->res[0].resp.status, 204);
 	assert_int_equal(f->res[0].resp.body_len, 0);
 	f->srv.response = "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n";
@@ -1189,7 +1215,7 @@ static void test_response_without_length_is_read_until_close(void **state)
 	serve(f, SRV_GARBAGE, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nall of it, until the close", "");
 	make_replay(f);
 	replay_once(f);
-	assert_string_equal(r->error, "");
+	assert_int_equal(r->error, REPLAY_OK);
 	assert_int_equal(r->status, 200);
 	assert_int_equal(r->body_len, strlen("all of it, until the close"));
 	assert_memory_equal(r->body, "all of it, until the close", r->body_len);
@@ -1246,7 +1272,7 @@ static void test_connection_closed_while_idle_is_retried_on_a_new_one(void **sta
 	make_replay(f);
 	for (int i = 0; i < 3; i++) {
 		replay_once(f);
-		assert_string_equal(f->res[0].resp.error, "");
+		assert_int_equal(f->res[0].resp.error, REPLAY_OK);
 		assert_int_equal(f->res[0].resp.status, 200);
 	}
 	assert_int_equal(f->srv.requests, 3);
@@ -1259,10 +1285,14 @@ static void test_post_gets_a_content_length_even_when_empty(void **state)
 
 	serve(f, SRV_RESPOND, OK_RESPONSE, "");
 	make_replay(f);
+	/* no body and no Content-Length from the client: both engines still
+	 * send "Content-Length: 0", as RFC 9110 8.6 asks of a POST */
 	set_request(f, "POST", "/e", NULL, NULL);
-	add_header(f, "content-length", "0");
 	replay_once(f);
+	assert_int_equal(f->res[0].resp.status, 200);
+	assert_true(starts_with(f->srv.last, "POST /e HTTP/1.1\r\n"));
 	assert_string_equal(req_header(&f->srv, "content-length", NULL), "0");
+	assert_null(req_header(&f->srv, "transfer-encoding", NULL));
 }
 
 /* ---- native engine only ------------------------------------------------------ */
