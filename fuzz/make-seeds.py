@@ -128,4 +128,17 @@ for name, data in [
         ("leading-plus", b"+1"),
 ]:
     write("json", name, data)
+# ---- h1: response heads as candidates answer them ------------------------------
+for name, data in [
+        ("ok-length", b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"),
+        ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nVary: Accept\r\n\r\n5;x=y\r\nhello\r\n0\r\n\r\n"),
+        ("interim", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nDate: Mon, 01 Jan 2026 00:00:00 GMT\r\n\r\n"),
+        ("http10-keepalive", b"HTTP/1.0 304 Not Modified\nConnection: keep-alive\nETag: \"x\"\n\n"),
+        ("fold", b"HTTP/1.1 200 OK\r\nX-Long: a\r\n \t b\r\nSet-Cookie: s=1; Path=/\r\nContent-Length: 0\r\n\r\n"),
+        ("conflicting-length", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"),
+        ("redirect", b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.example/\r\nConnection: close\r\n\r\n"),
+        ("incomplete", b"HTTP/1.1 200 OK\r\nContent-Le"),
+        ("not-http", b"SSH-2.0-OpenSSH_9.2\r\n"),
+]:
+    write("h1", name, data)
 print("seeds written")

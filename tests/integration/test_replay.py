@@ -185,6 +185,23 @@ def test_post_is_replayed_with_its_body_when_allowed(stack):
     assert "expect" not in headers
 
 
+@pytest.mark.parametrize("engine", ["auto", "curl"])
+def test_both_engines_send_the_same_head_for_a_bodiless_post(stack, engine):
+    # no Content-Length from the client: both engines send "Content-Length: 0"
+    ref, cand, agent, hap = shadow_stack(stack, args=["-o", "methods={GET,POST}",
+                                                      "-o", f"replay_engine={engine}"])
+    answer = raw_exchange(hap.port, b"POST /api/empty HTTP/1.1\r\nHost: shop.example\r\n"
+                                    b"User-Agent: t/1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 200")
+    req = wait_for(lambda: cand.requests(), what="the replay")[0]
+    assert req["method"] == "POST"
+    assert req["target"] == "/api/empty"
+    assert req["body"] == ""
+    assert [[n.lower(), v] for n, v in req["headers"]] == [
+        ["host", f"127.0.0.1:{cand.port}"], ["user-agent", "t/1"], ["x-miffy-role", "candidate"],
+        ["content-length", "0"]]
+
+
 def test_cut_request_body_is_not_replayed(stack):
     ref, cand, agent, hap = shadow_stack(stack, args=["-o", "methods={GET,POST}"])
     big = b"x" * 100000   # more than HAProxy's 16 KiB buffer

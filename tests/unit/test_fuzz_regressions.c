@@ -31,6 +31,10 @@
 #include "../../fuzz/fuzz_compare.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_h1_one
+#include "../../fuzz/fuzz_h1.c"
+#undef LLVMFuzzerTestOneInput
+
 #define LLVMFuzzerTestOneInput fuzz_json_one
 #define parse fuzz_json_parse
 #include "../../fuzz/fuzz_json.c"
@@ -80,6 +84,7 @@ static struct fuzz_target targets[] = {
 	{ "hdrs", fuzz_hdrs_one },
 	{ "compare", fuzz_compare_one },
 	{ "json", fuzz_json_one },
+	{ "h1", fuzz_h1_one },
 };
 
 /* The fuzz/ directory: $MIFFY_FUZZ_DIR, ./fuzz (make runs tests from the
@@ -173,6 +178,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[1]),
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[2]),
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[3]),
+		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[4]),
 	};
 
 	signal(SIGABRT, on_abort);
