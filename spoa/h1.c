@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "h1parse.h"
 #include "request.h"
 
@@ -19,6 +20,10 @@
 #define H1_CHUNK_LINE_MAX 4096
 
 #define H1_READ_CHUNK 16384
+
+/* Received bytes kept while parsing: only a head or a line in progress
+ * stays buffered, so this is never reached by a valid response. */
+#define H1_IN_MAX (H1_HEAD_MAX * 2 + H1_READ_CHUNK)
 
 enum conn_state {
 	CONN_CONNECTING = 0,
@@ -64,8 +69,7 @@ struct h1_conn {
 	int events;
 	bool reused;                 /* served a response before */
 	struct h1_req *owner;
-	char *buf;                   /* received, not yet parsed */
-	size_t len, cap;
+	struct buf in;               /* received, not yet parsed; at most H1_IN_MAX */
 	size_t head_scanned;         /* of an incomplete head: h1_parse_response's last_len */
 	struct h1_conn *prev, *next; /* all connections of the pool */
 	struct h1_conn *idle_next;   /* LIFO of idle connections */
@@ -316,7 +320,7 @@ static void conn_close(struct h1_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	p->open--;
-	free(c->buf);
+	buf_free(&c->in);
 	free(c);
 }
 
@@ -325,7 +329,7 @@ static void conn_assign(struct h1_conn *c, struct h1_req *q)
 {
 	c->state = CONN_BUSY;
 	c->owner = q;
-	c->len = 0;
+	buf_reset(&c->in);
 	c->head_scanned = 0;
 	q->conn = c;
 	q->state = REQ_ON_CONN;
@@ -346,7 +350,7 @@ static void conn_release(struct h1_conn *c)
 		return;
 	}
 	c->state = CONN_IDLE;
-	c->len = 0;
+	buf_reset(&c->in);
 	c->idle_next = p->idle;
 	p->idle = c;
 	conn_set_events(c, EV_READ);
@@ -493,15 +497,15 @@ static int start_body(struct h1_req *q, const struct h1_head *head)
 	return PARSE_MORE;
 }
 
-/* Consumes what it can of c->buf for its owner. */
+/* Consumes what it can of c->in for its owner. */
 static int parse(struct h1_conn *c, struct h1_req *q)
 {
 	size_t pos = 0;
 	int ret = PARSE_MORE;
 
 	while (ret == PARSE_MORE && q->ps != PS_DONE) {
-		const char *s = c->buf + pos;
-		size_t avail = c->len - pos;
+		const char *s = c->in.p + pos;
+		size_t avail = c->in.len - pos;
 
 		if (avail == 0)
 			break;
@@ -643,11 +647,9 @@ out:
 	if (ret == PARSE_ERROR)
 		return ret;
 	/* an incomplete head's head_scanned is relative to s, which becomes
-	 * c->buf here */
-	if (pos > 0) {
-		memmove(c->buf, c->buf + pos, c->len - pos);
-		c->len -= pos;
-	}
+	 * the start of c->in here */
+	if (pos > 0)
+		buf_consume(&c->in, pos);
 	return q->ps == PS_DONE ? PARSE_DONE : PARSE_MORE;
 }
 
@@ -659,7 +661,7 @@ static void conn_response_done(struct h1_conn *c)
 {
 	struct h1_req *q = c->owner;
 	struct h1_pool *p = c->p;
-	bool reuse = q->keep_alive && c->len == 0 && q->sent == q->head_len + q->body_len;
+	bool reuse = q->keep_alive && c->in.len == 0 && q->sent == q->head_len + q->body_len;
 
 	c->owner = NULL;
 	q->conn = NULL;
@@ -690,29 +692,20 @@ static void conn_on_read(struct h1_conn *c)
 	struct h1_req *q = c->owner;
 
 	for (;;) {
+		/* what is allocated is read into; a new chunk once under 1 KiB */
+		size_t room = c->in.cap > c->in.len + 1024 ? c->in.cap - c->in.len - 1 : H1_READ_CHUNK;
+		char *to = buf_reserve(&c->in, room);
 		ssize_t n;
-		size_t room;
 		int ret;
 
-		if (c->cap - c->len < 1024) {
-			size_t cap = c->cap ? c->cap * 2 : H1_READ_CHUNK;
-			char *b;
-
-			if (cap > H1_HEAD_MAX * 2 + H1_READ_CHUNK) {
-				/* only a head or a line in progress stays buffered */
+		if (!to) {
+			if (c->in.err == BUF_TOO_BIG)
 				req_conn_failed(q, REPLAY_MALFORMED, "Response header block over 65536 bytes");
-				return;
-			}
-			b = realloc(c->buf, cap);
-			if (!b) {
+			else
 				req_conn_failed(q, REPLAY_OTHER, "Out of memory reading the response");
-				return;
-			}
-			c->buf = b;
-			c->cap = cap;
+			return;
 		}
-		room = c->cap - c->len;
-		n = recv(c->fd, c->buf + c->len, room, 0);
+		n = recv(c->fd, to, room, 0);
 		if (n == -1) {
 			char detail[160];
 
@@ -735,7 +728,7 @@ static void conn_on_read(struct h1_conn *c)
 					: "Connection closed before the end of the response");
 			return;
 		}
-		c->len += (size_t)n;
+		buf_commit(&c->in, (size_t)n);
 		q->received += (size_t)n;
 		ret = parse(c, q);
 		if (ret == PARSE_ERROR) {
@@ -819,6 +812,7 @@ static int conn_open(struct h1_pool *p, struct h1_req *q)
 	}
 	c->p = p;
 	c->fd = fd;
+	buf_init(&c->in, H1_IN_MAX);
 	ev_init(&c->io, on_conn_io);
 	ev_init(&c->connect_timer, on_connect_timer);
 	c->next = p->conns;
