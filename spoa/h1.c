@@ -86,7 +86,7 @@ struct h1_req {
 	bool retried;
 	ev_tstamp t_start;
 
-	char *head;
+	char *head;                  /* in q's own allocation, after the struct */
 	size_t head_len;
 	uint8_t *body;
 	size_t body_len;
@@ -104,6 +104,7 @@ struct h1_req {
 	bool keep_alive;
 
 	struct h1_req *qprev, *qnext; /* FIFO of queued requests */
+	char head_bytes[];
 };
 
 struct h1_pool {
@@ -166,7 +167,6 @@ static int conn_send(struct h1_conn *c);
 static void req_free(struct h1_req *q)
 {
 	ev_timer_stop(q->p->loop, &q->timer);
-	free(q->head);
 	free(q->body);
 	http_response_clear(&q->resp);
 	free(q);
@@ -926,22 +926,21 @@ static void write_head(struct head_writer *w, const struct replay_request *rq, c
 struct h1_req *h1_start(struct h1_pool *p, const struct replay_request *rq, const struct request_dest *to,
 			ev_tstamp t_start, transport_done_fn done, void *arg)
 {
-	struct h1_req *q = calloc(1, sizeof(*q));
 	struct head_writer w = { 0 };
 	size_t body_len = rq->flags & REQUEST_BODY ? rq->body_len : 0;
+	struct h1_req *q;
 	double delay;
 
+	write_head(&w, rq, to);
+	q = calloc(1, sizeof(*q) + w.len);
 	if (!q)
 		return NULL;
-	write_head(&w, rq, to);
-	q->head = malloc(w.len);
 	q->body = body_len ? malloc(body_len) : NULL;
-	if (!q->head || (body_len && !q->body)) {
-		free(q->head);
-		free(q->body);
+	if (body_len && !q->body) {
 		free(q);
 		return NULL;
 	}
+	q->head = q->head_bytes;
 	q->head_len = w.len;
 	w = (struct head_writer){ .p = q->head };
 	write_head(&w, rq, to);

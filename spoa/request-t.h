@@ -28,7 +28,8 @@ struct request_rules {
  * they are. A transport copies what it keeps. */
 struct replay_request {
 	const char *method;          /* a token */
-	char *target;                /* path and query, safe on a request line; owned */
+	char *target;                /* path and query, safe on a request line; in the
+					headers array's allocation */
 	size_t target_len;
 	const char *host;            /* the client's Host to keep, else NULL: the target's */
 	const struct header **headers; /* forwarded, in the client's order; the array is owned */

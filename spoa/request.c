@@ -76,9 +76,11 @@ int request_build(struct replay_request *rq, const struct request_rules *rules, 
 		return -1;
 	plen = strlen(path);
 	qlen = query ? strlen(query) : 0;
-	rq->target = malloc(3 * (plen + qlen) + 2);
-	if (!rq->target)
+	/* one allocation: the header array, then the target */
+	rq->headers = malloc(headers->count * sizeof(*rq->headers) + 3 * (plen + qlen) + 2);
+	if (!rq->headers)
 		return -2;
+	rq->target = (char *)(rq->headers + headers->count);
 	p = append_target(rq->target, path, plen);
 	if (query) {
 		*p++ = '?';
@@ -86,13 +88,6 @@ int request_build(struct replay_request *rq, const struct request_rules *rules, 
 	}
 	*p = '\0';
 	rq->target_len = (size_t)(p - rq->target);
-	if (headers->count > 0) {
-		rq->headers = malloc(headers->count * sizeof(*rq->headers));
-		if (!rq->headers) {
-			request_clear(rq);
-			return -2;
-		}
-	}
 	for (size_t i = 0; i < headers->count; i++) {
 		const struct header *hd = &headers->items[i];
 
@@ -118,8 +113,7 @@ int request_build(struct replay_request *rq, const struct request_rules *rules, 
 
 void request_clear(struct replay_request *rq)
 {
-	free(rq->target);
-	free(rq->headers);
+	free(rq->headers);          /* the target is in the same allocation */
 	memset(rq, 0, sizeof(*rq));
 }
 
