@@ -531,7 +531,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 		return NULL;
 	}
 	if (t->count >= t->deps.cfg->max_exchanges) {
-		stats.outcomes[OUTCOME_DROPPED]++;
+		stats_request_dropped();
 		log_msg(LOG_LEVEL_WARN, NULL, "exchange table full (max_exchanges=%u): request dropped",
 			t->deps.cfg->max_exchanges);
 		return NULL;
@@ -581,7 +581,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 	start_replays(t, x);
 	return x;
 oom:
-	stats.outcomes[OUTCOME_DROPPED]++;
+	stats_request_dropped();
 	log_msg(LOG_LEVEL_ERROR, NULL, "out of memory: request dropped");
 	if (x)
 		exchange_free(x);

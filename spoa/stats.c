@@ -527,6 +527,11 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		remember_id(e, x->id, o);
 }
 
+void stats_request_dropped(void)
+{
+	stats.outcomes[OUTCOME_DROPPED]++;
+}
+
 void stats_ack_observe(double seconds)
 {
 	stats_hist_observe(&st.ack, seconds);

@@ -76,6 +76,11 @@ static inline unsigned stats_disconnect_slot(unsigned status)
  * differences (diffs may be NULL). Called exactly once per exchange. */
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs);
 
+/* Records a request dropped before it became an exchange (the table full,
+ * out of memory): outcome dropped, under no endpoint. stats_exchange_done
+ * and this are the only writers of the outcome counters. */
+void stats_request_dropped(void);
+
 /* Records how long one ACK took: from the arrival of its NOTIFY (the
  * kernel's receive time) to the write that sent the ACK out. */
 void stats_ack_observe(double seconds);
