@@ -33,8 +33,9 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 			     struct body_shared *reference, struct body_shared *replies);
 
 /* Also keeps the message of every different, noise and candidate_error
- * exchange in s (the dashboard's samples), whatever the publish policy,
- * built within samples_max_message(s). s is borrowed; NULL stops it. */
+ * exchange in s (the dashboard's samples), whatever publish= sends (the
+ * policy of publish_exchange), built within samples_max_message(s). s is
+ * borrowed; NULL stops it. */
 struct samples;
 void publish_set_samples(struct publish *p, struct samples *s);
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "exchange.h"
+#include "stats-t.h"
 
 #define STATS_DISCONNECT_SLOTS 16   /* status codes 0..14, slot 15 for 99 and others */
 
@@ -122,15 +123,6 @@ void stats_set_noise(const struct noise *n);
  * borrowed: call stats_set_samples(NULL) before freeing it. */
 struct samples;
 void stats_set_samples(struct samples *s);
-
-/* What comparing and decoding one exchange ran into, as its conclusion
- * reads it from the flags of its diff lists and decoded bodies (compare and
- * body count nothing themselves). */
-struct stats_compare {
-	unsigned order_unchecked;       /* comparisons whose pairing budget ran out */
-	unsigned decode_failed;         /* bodies whose content-encoding failed */
-	unsigned depth_exceeded;        /* JSON bodies deeper than max_depth */
-};
 
 /* Adds c to the compare counters (compare_budget_exceeded,
  * decompress_failed, json_depth_exceeded). Called once per exchange, by
