@@ -971,14 +971,31 @@ struct decision {
 	bool sample;
 };
 
+/* Whether an equal exchange is sent: with publish=all, at sample_rate. */
+static bool equal_drawn(struct publish *p)
+{
+	if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
+		return false;
+	if (p->cfg->sample_rate >= 1)
+		return true;
+	/* xorshift64: sampling needs speed, not quality. */
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
+}
+
 /* The one place the policy is decided (publish=, sample_rate, the samples):
  * the sink gets different and candidate_error exchanges, noise ones from
- * publish=noise on, equal ones with publish=all at sample_rate; the samples
- * keep every different, noise and candidate_error one whatever publish=;
+ * publish=noise on, equal ones as equal_drawn() says; the samples keep
+ * every different, noise and candidate_error one whatever publish= says;
  * skipped, expired and dropped exchanges go nowhere. */
 static struct decision policy_decide(struct publish *p, enum outcome o)
 {
-	struct decision d = { false, false };
+	bool differs = o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR;
+	struct decision d = {
+		.sample = differs && p->samples && samples_max_message(p->samples) > 0,
+	};
 
 	switch (o) {
 	case OUTCOME_DIFFERENT:
@@ -989,22 +1006,11 @@ static struct decision policy_decide(struct publish *p, enum outcome o)
 		d.send = p->cfg->publish >= PUBLISH_NOISE;
 		break;
 	case OUTCOME_EQUAL:
-		if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
-			return d;
-		if (p->cfg->sample_rate >= 1) {
-			d.send = true;
-			return d;
-		}
-		/* xorshift64: sampling needs speed, not quality. */
-		p->rng ^= p->rng << 13;
-		p->rng ^= p->rng >> 7;
-		p->rng ^= p->rng << 17;
-		d.send = (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
-		return d;
+		d.send = equal_drawn(p);
+		break;
 	default:
-		return d;
+		break;
 	}
-	d.sample = p->samples && samples_max_message(p->samples) > 0;
 	return d;
 }
 
