@@ -7,7 +7,6 @@
 #include <zlib.h>
 
 #include "json.h"
-#include "stats.h"
 
 /* cJSON refuses deeper documents itself, recursively; our scan must refuse
  * them first so that its limit is never the one that applies. */
@@ -176,7 +175,6 @@ fail:
 	out->len = resp->body_len;
 	out->size_exceeded = false;
 	out->decode_failed = true;
-	stats.decompress_failed++;
 }
 
 /* Nesting depth of a JSON text without parsing it: brackets outside
@@ -292,18 +290,16 @@ void body_decode(const struct http_response *resp, size_t max_decompressed,
 		unsigned limit = max_depth < BODY_MAX_DEPTH ? max_depth : BODY_MAX_DEPTH;
 
 		/* Our parser takes RFC 8259 JSON within the depth limit; what it
-		 * refuses is scanned for depth (too deep: not parsed, counted)
+		 * refuses is scanned for depth (too deep: not parsed, flagged)
 		 * and left to cJSON, slower, which accepts more (invalid UTF-8
 		 * in strings, numbers like 01.), so such bodies still compare
 		 * as JSON. */
 		out->json = json_parse(out->data, out->len, limit, &out->json_arena);
 		if (!out->json) {
-			if (!json_depth_within(out->data, out->len, limit)) {
+			if (!json_depth_within(out->data, out->len, limit))
 				out->depth_exceeded = true;
-				stats.json_depth_exceeded++;
-			} else {
+			else
 				out->json = cjson_parse(out->data, out->len);
-			}
 		}
 		if (out->json) {
 			out->type = BODY_JSON;

@@ -1,5 +1,7 @@
 /* Body decoding shared by compare and publish: content-encoding (gzip,
- * deflate) and type detection (JSON, text, binary). */
+ * deflate) and type detection (JSON, text, binary). Pure: a problem is a
+ * flag of the decoded body (decode_failed, depth_exceeded), counted by
+ * whoever owns the body (an exchange's conclusion), never here. */
 #ifndef MIFFY_BODY_H
 #define MIFFY_BODY_H
 

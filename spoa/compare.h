@@ -1,5 +1,8 @@
 /* Comparison of two HTTP responses: status, headers, body (JSON structural,
- * text, binary), with ignore rules from config. Pure: no I/O. */
+ * text, binary), with ignore rules from config. Pure: no I/O and no global
+ * counter; what a comparison ran into (a cut body, a budget spent) is in
+ * the flags of its diff_list and of the bodies it decoded, which the
+ * exchange's conclusion counts. */
 #ifndef MIFFY_COMPARE_H
 #define MIFFY_COMPARE_H
 
@@ -33,7 +36,8 @@ struct diff_list {
 	bool reference_truncated;  /* compared on the reference's prefix */
 	bool candidate_truncated;
 	bool depth_exceeded;       /* a body nested deeper than max_depth */
-	bool order_unchecked;      /* pairing budget spent: reported by index */
+	bool order_unchecked;      /* pairing budget spent: reported by index
+				    * (miffy_compare_budget_exceeded_total) */
 };
 
 /* Compiles the rules of cfg (ignore lists, tolerances, caps). Returns NULL
@@ -58,5 +62,12 @@ void diff_list_clear(struct diff_list *list);
 
 const char *diff_where_name(enum diff_where w);
 const char *diff_kind_name(enum diff_kind k);
+
+/* The name of the field difference d is about, as /stats, the noise rule
+ * and the samples key it: "status", "header:<name>", "body" or
+ * "body:<JSON Pointer>". Writes it NUL-terminated into key (cut to len - 1
+ * bytes; key may be NULL when len is 0) and returns its full length, as
+ * snprintf does. */
+size_t diff_field_key(const struct difference *d, char *key, size_t len);
 
 #endif

@@ -172,16 +172,62 @@ static void cancel_replays(struct exchange_table *t, struct exchange *x)
 	}
 }
 
-/* Ends x with outcome o: stats, publishing, removal. bodies (NULL, or the
- * reference's then one per role) are what the comparison decoded, reused
- * by publishing; the caller clears them. */
-static void conclude_decoded(struct exchange_table *t, struct exchange *x, enum outcome o,
-			     const struct diff_list *diffs, struct body_shared *bodies)
+/* What finishing an exchange found: the comparisons with the candidate
+ * and the secondary, and the bodies each decoded at most once by whoever
+ * needed them first (compare, then publish). Zero-initialised;
+ * verdict_clear() frees. */
+struct verdict {
+	struct diff_list diffs;              /* reference vs candidate */
+	struct diff_list sec;                /* reference vs secondary */
+	struct body_shared request, reference, replies[ROLE_COUNT];
+};
+
+static void verdict_clear(struct verdict *v)
 {
+	diff_list_clear(&v->diffs);
+	diff_list_clear(&v->sec);
+	body_shared_clear(&v->request);
+	body_shared_clear(&v->reference);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		body_shared_clear(&v->replies[r]);
+}
+
+static void body_troubles(const struct body_shared *b, struct stats_compare *c)
+{
+	if (!b->decoded)
+		return;
+	c->decode_failed += b->body.decode_failed;
+	c->depth_exceeded += b->body.depth_exceeded;
+}
+
+/* What comparing and decoding x ran into, from the flags v carries. */
+static void verdict_troubles(const struct verdict *v, struct stats_compare *c)
+{
+	*c = (struct stats_compare){ 0 };
+	c->order_unchecked = (unsigned)v->diffs.order_unchecked + (unsigned)v->sec.order_unchecked;
+	body_troubles(&v->request, c);
+	body_troubles(&v->reference, c);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		body_troubles(&v->replies[r], c);
+}
+
+/* Ends x with outcome o: stats, publishing (the policy is publish's to
+ * apply), removal; then clears v. diffs are the differences to report
+ * (NULL: none); v (NULL: nothing was compared) what finishing found,
+ * counted here once publishing has decoded what it needed. */
+static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
+		     const struct diff_list *diffs, struct verdict *v)
+{
+	struct verdict none = { 0 };
+	struct stats_compare troubles;
+
+	if (!v)
+		v = &none;
 	stats_exchange_done(x, o, diffs);
-	if (t->deps.publish && o != OUTCOME_SKIPPED && o != OUTCOME_EXPIRED && o != OUTCOME_DROPPED)
-		publish_exchange_shared(t->deps.publish, x, o, diffs, bodies ? &bodies[0] : NULL,
-					bodies ? &bodies[1] : NULL);
+	if (t->deps.publish)
+		publish_exchange_shared(t->deps.publish, x, o, diffs, &v->request, &v->reference, v->replies);
+	verdict_troubles(v, &troubles);
+	stats_compare_done(&troubles);
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s: %s%s%s (%zu differences)",
 			x->endpoint ? x->endpoint : "-", outcome_name(o),
@@ -190,23 +236,17 @@ static void conclude_decoded(struct exchange_table *t, struct exchange *x, enum 
 	cancel_replays(t, x);
 	table_remove(t, x);
 	exchange_free(x);
-}
-
-static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
-		     const struct diff_list *diffs)
-{
-	conclude_decoded(t, x, o, diffs, NULL);
+	/* The bodies point into x's responses: cleared after, but no longer read. */
+	verdict_clear(v);
 }
 
 static void finish(struct exchange_table *t, struct exchange *x)
 {
-	struct diff_list diffs = { 0 }, sec = { 0 };
-	/* the reference's body, then one per role: each decoded at most once */
-	struct body_shared bodies[1 + ROLE_COUNT] = { 0 };
+	struct verdict v = { 0 };
 	enum outcome o;
 
 	if (x->skip != SKIP_NONE) {
-		conclude(t, x, OUTCOME_SKIPPED, NULL);
+		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
 		return;
 	}
 	/* x is complete: nothing the agent reads now can conclude it (a second
@@ -215,34 +255,25 @@ static void finish(struct exchange_table *t, struct exchange *x)
 	if (t->yield)
 		t->yield(t->yield_arg);
 	if (x->replies[ROLE_CANDIDATE].error[0]) {
-		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL);
+		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL, NULL);
 		return;
 	}
 	if (!t->deps.compare ||
-	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_CANDIDATE], &bodies[0],
-				     &bodies[1 + ROLE_CANDIDATE], &diffs) < 0) {
+	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_CANDIDATE], &v.reference,
+				     &v.replies[ROLE_CANDIDATE], &v.diffs) < 0) {
 		log_msg(LOG_LEVEL_ERROR, x->id, "comparison failed: out of memory");
-		diff_list_clear(&diffs);
-		for (int i = 0; i < 1 + ROLE_COUNT; i++)
-			body_shared_clear(&bodies[i]);
-		conclude(t, x, OUTCOME_DROPPED, NULL);
+		conclude(t, x, OUTCOME_DROPPED, NULL, &v);
 		return;
 	}
-	o = diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
+	o = v.diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
 	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
 	if (x->want[ROLE_SECONDARY] && !x->replies[ROLE_SECONDARY].error[0] && t->deps.noise &&
-	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &bodies[0],
-				     &bodies[1 + ROLE_SECONDARY], &sec) == 0) {
-		if (noise_mark(t->deps.noise, x->endpoint, &diffs, &sec))
+	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &v.reference,
+				     &v.replies[ROLE_SECONDARY], &v.sec) == 0) {
+		if (noise_mark(t->deps.noise, x->endpoint, &v.diffs, &v.sec))
 			o = OUTCOME_NOISE;
 	}
-	/* x and its responses are freed in conclude: the bodies decoded from
-	 * them are cleared after, but no longer read. */
-	conclude_decoded(t, x, o, &diffs, bodies);
-	diff_list_clear(&diffs);
-	diff_list_clear(&sec);
-	for (int i = 0; i < 1 + ROLE_COUNT; i++)
-		body_shared_clear(&bodies[i]);
+	conclude(t, x, o, &v.diffs, &v);
 }
 
 static void maybe_finish(struct exchange_table *t, struct exchange *x)
@@ -287,7 +318,7 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 		if (x->skip == SKIP_NONE)
 			log_msg(LOG_LEVEL_DEBUG, x->id, "exchange expired: %s",
 				x->have_reference ? "replay never ended" : "no reference response");
-		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED, NULL);
+		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED, NULL, NULL);
 	}
 	ttl_arm(t);
 }
@@ -323,7 +354,7 @@ void exchange_table_free(struct exchange_table *t)
 
 		if (x->skip == SKIP_NONE)
 			x->skip = SKIP_SHUTDOWN;
-		conclude(t, x, OUTCOME_SKIPPED, NULL);
+		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
 	}
 	ev_timer_stop(t->deps.loop, &t->ttl_timer);
 	free(t->buckets);
@@ -500,7 +531,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 		return NULL;
 	}
 	if (t->count >= t->deps.cfg->max_exchanges) {
-		stats.outcomes[OUTCOME_DROPPED]++;
+		stats_request_dropped();
 		log_msg(LOG_LEVEL_WARN, NULL, "exchange table full (max_exchanges=%u): request dropped",
 			t->deps.cfg->max_exchanges);
 		return NULL;
@@ -550,7 +581,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 	start_replays(t, x);
 	return x;
 oom:
-	stats.outcomes[OUTCOME_DROPPED]++;
+	stats_request_dropped();
 	log_msg(LOG_LEVEL_ERROR, NULL, "out of memory: request dropped");
 	if (x)
 		exchange_free(x);

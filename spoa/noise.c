@@ -202,17 +202,15 @@ static struct field *field_get(struct endpoint *e, const char *key)
 	return f;
 }
 
-/* "status", "body" for the whole body, else where:path. Array indices are
- * kept, so /items/0/price and /items/1/price are two fields. */
+/* diff_field_key(), whole. Array indices are kept, so /items/0/price and
+ * /items/1/price are two fields. The caller frees; NULL on ENOMEM. */
 static char *field_key(const struct difference *d)
 {
-	const char *where = diff_where_name(d->where);
-	char *key;
+	size_t len = diff_field_key(d, NULL, 0);
+	char *key = malloc(len + 1);
 
-	if (!d->path || !d->path[0])
-		return strdup(where);
-	if (asprintf(&key, "%s:%s", where, d->path) < 0)
-		return NULL;
+	if (key)
+		diff_field_key(d, key, len + 1);
 	return key;
 }
 

@@ -964,27 +964,54 @@ fail:
 	return NULL;
 }
 
-static bool policy_selects(struct publish *p, enum outcome o)
+/* What the policy does with an exchange: send its message to the sink,
+ * keep it in the dashboard's samples, both or neither. */
+struct decision {
+	bool send;
+	bool sample;
+};
+
+/* Whether an equal exchange is sent: with publish=all, at sample_rate. */
+static bool equal_drawn(struct publish *p)
 {
+	if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
+		return false;
+	if (p->cfg->sample_rate >= 1)
+		return true;
+	/* xorshift64: sampling needs speed, not quality. */
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
+}
+
+/* The one place the policy is decided (publish=, sample_rate, the samples):
+ * the sink gets different and candidate_error exchanges, noise ones from
+ * publish=noise on, equal ones as equal_drawn() says; the samples keep
+ * every different, noise and candidate_error one whatever publish= says;
+ * skipped, expired and dropped exchanges go nowhere. */
+static struct decision policy_decide(struct publish *p, enum outcome o)
+{
+	bool differs = o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR;
+	struct decision d = {
+		.sample = differs && p->samples && samples_max_message(p->samples) > 0,
+	};
+
 	switch (o) {
 	case OUTCOME_DIFFERENT:
 	case OUTCOME_CANDIDATE_ERROR:
-		return true;
+		d.send = true;
+		break;
 	case OUTCOME_NOISE:
-		return p->cfg->publish >= PUBLISH_NOISE;
+		d.send = p->cfg->publish >= PUBLISH_NOISE;
+		break;
 	case OUTCOME_EQUAL:
-		if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
-			return false;
-		if (p->cfg->sample_rate >= 1)
-			return true;
-		/* xorshift64: sampling needs speed, not quality. */
-		p->rng ^= p->rng << 13;
-		p->rng ^= p->rng >> 7;
-		p->rng ^= p->rng << 17;
-		return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
+		d.send = equal_drawn(p);
+		break;
 	default:
-		return false;   /* skipped, expired, dropped: never published */
+		break;
 	}
+	return d;
 }
 
 /* Keeps the message of x in the samples: the one just built when it fits
@@ -1006,7 +1033,7 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 	for (size_t i = 0; diffs && i < diffs->count && nfields < SAMPLES_MAX_FIELDS; i++) {
 		const struct difference *d = &diffs->items[i];
 
-		stats_field_key(d, keys[nfields], sizeof(keys[0]));
+		diff_field_key(d, keys[nfields], sizeof(keys[0]));
 		fields[nfields] = (struct sample_field){
 			.key = keys[nfields], .kind = d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value",
 			.noise = d->noise,
@@ -1029,21 +1056,20 @@ void publish_set_samples(struct publish *p, struct samples *s)
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
 		      const struct diff_list *diffs)
 {
-	publish_exchange_shared(p, x, o, diffs, NULL, NULL);
+	publish_exchange_shared(p, x, o, diffs, NULL, NULL, NULL);
 }
 
 void publish_exchange_shared(struct publish *p, const struct exchange *x, enum outcome o,
-			     const struct diff_list *diffs, struct body_shared *reference,
-			     struct body_shared *replies)
+			     const struct diff_list *diffs, struct body_shared *request,
+			     struct body_shared *reference, struct body_shared *replies)
 {
 	const struct config *cfg = p->cfg;
 	struct build b = { .p = p, .w = &p->msg, .x = x, .outcome = o, .diffs = diffs };
 	struct http_response req = { 0 };
-	bool cut, selected = policy_selects(p, o), sampled;
+	struct decision d = policy_decide(p, o);
+	bool cut, selected = d.send, sampled = d.sample;
 	int rc = 0;
 
-	sampled = p->samples && samples_max_message(p->samples) > 0 &&
-		  (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR);
 	if (!selected && !sampled)
 		return;
 
@@ -1051,8 +1077,8 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 	req.headers = x->req_headers;
 	req.body = x->req_body;
 	req.body_len = x->req_body_len;
-	b.bodies[PART_REQUEST] = body_shared_get(&b.own[PART_REQUEST], &req, cfg->max_decompressed,
-						 cfg->max_depth);
+	b.bodies[PART_REQUEST] = body_shared_get(request ? request : &b.own[PART_REQUEST], &req,
+						 cfg->max_decompressed, cfg->max_depth);
 	if (x->have_reference && !x->reference.error[0])
 		b.bodies[PART_REFERENCE] = body_shared_get(reference ? reference : &b.own[PART_REFERENCE],
 							   &x->reference, cfg->max_decompressed, cfg->max_depth);

@@ -32,7 +32,7 @@ enum samples_evict {
 
 /* One field an exchange differed in. */
 struct sample_field {
-	const char *key;                 /* stats_field_key(): "body:/length", "header:etag", ... */
+	const char *key;                 /* diff_field_key(): "body:/length", "header:etag", ... */
 	const char *kind;                /* "value", "type", "missing", "extra", "order" */
 	bool noise;
 };

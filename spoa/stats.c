@@ -417,24 +417,6 @@ static struct endpoint_stats *endpoint_get(const char *name)
 	return other;
 }
 
-void stats_field_key(const struct difference *d, char *key, size_t len)
-{
-	switch (d->where) {
-	case DIFF_STATUS:
-		snprintf(key, len, "status");
-		break;
-	case DIFF_HEADER:
-		snprintf(key, len, "header:%s", d->path ? d->path : "");
-		break;
-	default:
-		if (d->path && d->path[0])
-			snprintf(key, len, "body:%s", d->path);
-		else
-			snprintf(key, len, "body");
-		break;
-	}
-}
-
 static struct field_count *field_get(struct endpoint_stats *e, const char *key)
 {
 	struct field_count *other;
@@ -478,7 +460,7 @@ static void count_fields(struct endpoint_stats *e, const struct diff_list *diffs
 		const struct difference *d = &diffs->items[i];
 		struct field_count *f;
 
-		stats_field_key(d, key, sizeof(key));
+		diff_field_key(d, key, sizeof(key));
 		f = field_get(e, key);
 		if (!f)
 			continue;
@@ -545,6 +527,11 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		remember_id(e, x->id, o);
 }
 
+void stats_request_dropped(void)
+{
+	stats.outcomes[OUTCOME_DROPPED]++;
+}
+
 void stats_ack_observe(double seconds)
 {
 	stats_hist_observe(&st.ack, seconds);
@@ -573,6 +560,13 @@ void stats_candidate_error(enum replay_role role, const char *reason)
 		}
 	}
 	slots[STATS_MAX_ERROR_REASONS].count++;
+}
+
+void stats_compare_done(const struct stats_compare *c)
+{
+	stats.compare_budget_exceeded += c->order_unchecked;
+	stats.decompress_failed += c->decode_failed;
+	stats.json_depth_exceeded += c->depth_exceeded;
 }
 
 void stats_set_noise(const struct noise *n)
@@ -607,6 +601,12 @@ void stats_free(void)
 			free(st.errors[r][i].reason);
 	memset(&st, 0, sizeof(st));
 	st.ack.bounds = stats_ack_bounds;
+}
+
+void stats_reset(void)
+{
+	stats_free();
+	memset(&stats, 0, sizeof(stats));
 }
 
 /* ---- process facts ----------------------------------------------------- */

@@ -374,7 +374,7 @@ static int setup(void **state)
 	f->cfg.replay_engine = engine;
 	f->x.method = strdup("GET");
 	f->x.path = strdup("/");
-	memset(&stats, 0, sizeof(stats));
+	stats_reset();
 	current = f;
 	*state = f;
 	return 0;
