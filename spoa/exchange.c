@@ -292,26 +292,28 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 	ttl_arm(t);
 }
 
-struct exchange_table *exchange_table_new(const struct exchange_deps *deps)
+struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char *err, size_t errlen)
 {
 	struct exchange_table *t = calloc(1, sizeof(*t));
 	size_t n = 1024;
 
 	if (!t)
-		return NULL;
+		goto fail;
 	t->deps = *deps;
 	/* About one entry per bucket at the cap, within reason. */
 	while (n < deps->cfg->max_exchanges && n < ((size_t)1 << 20))
 		n <<= 1;
 	t->nbuckets = n;
 	t->buckets = calloc(n, sizeof(*t->buckets));
-	if (!t->buckets) {
-		free(t);
-		return NULL;
-	}
+	if (!t->buckets)
+		goto fail;
 	ev_init(&t->ttl_timer, on_ttl);
 	t->ttl_timer.data = t;
 	return t;
+fail:
+	snprintf(err, errlen, "exchange table: out of memory");
+	free(t);
+	return NULL;
 }
 
 void exchange_table_free(struct exchange_table *t)

@@ -96,8 +96,10 @@ struct exchange_deps {
 	struct publish *publish;     /* may be NULL */
 };
 
-/* Creates the table. Returns NULL on allocation failure. */
-struct exchange_table *exchange_table_new(const struct exchange_deps *deps);
+/* Creates the table (deps copied; what they point to is borrowed and must
+ * outlive it). Returns NULL with a message in err on allocation failure.
+ * The caller frees with exchange_table_free(). */
+struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char *err, size_t errlen);
 
 /* Cancels every in-flight replay, counts each pending exchange as expired
  * (or skipped/shutdown) and frees the table. */

@@ -4,9 +4,9 @@
 
 #include "config.h"
 
-/* Sets the threshold, format and destination (NULL: stderr). Returns 0 or
- * -1 when the file cannot be opened (errno set). */
-int log_setup(enum log_level level, bool json, const char *path);
+/* Sets the threshold, format and destination (NULL: stderr). Returns 0, or
+ * -1 with a message in err when the file cannot be opened. */
+int log_setup(enum log_level level, bool json, const char *path, char *err, size_t errlen);
 
 /* Reopens the log file (SIGHUP). No-op on stderr. */
 void log_reopen(void);

@@ -55,8 +55,9 @@ struct samples_counts {
 
 const char *samples_evict_name(enum samples_evict r);
 
-/* An empty store with the limits lim (copied). NULL on ENOMEM. */
-struct samples *samples_new(const struct samples_limits *lim);
+/* An empty store with the limits lim (copied). Returns NULL with a message
+ * in err on allocation failure. The caller frees with samples_free(). */
+struct samples *samples_new(const struct samples_limits *lim, char *err, size_t errlen);
 
 /* Frees s and every sample nobody holds (held ones go with their last
  * samples_release). NULL is fine. */
