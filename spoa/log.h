@@ -11,6 +11,7 @@ int log_setup(enum log_level level, bool json, const char *path, char *err, size
 /* Reopens the log file (SIGHUP). No-op on stderr. */
 void log_reopen(void);
 
+/* True when lines of level are written (the threshold of log_setup()). */
 bool log_enabled(enum log_level level);
 
 /* Writes one line. id is the HAProxy unique-id the line is about, or NULL.

@@ -53,6 +53,7 @@ struct samples_counts {
 	uint64_t bytes;                  /* gauge: message bytes held */
 };
 
+/* The /stats name of an eviction reason (static; "unknown" out of range). */
 const char *samples_evict_name(enum samples_evict r);
 
 /* An empty store with the limits lim (copied). Returns NULL with a message
