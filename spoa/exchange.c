@@ -370,9 +370,10 @@ static void collect_args(const struct spop_arg *args, size_t nargs, bool tx, str
 
 		if (args[i].value.type == SPOP_T_NULL)
 			continue;
-		if (tx && len > plen && (memcmp(name, "req_", plen) == 0 || memcmp(name, "res_", plen) == 0)) {
+		if (tx && len > plen && memcmp(name, "res_", plen) == 0)
+			into = res;
+		if (tx && len > plen && (into == res || memcmp(name, "req_", plen) == 0)) {
 			prefixed = true;
-			into = name[2] == 's' ? res : req;
 			name += plen;
 			len -= plen;
 		}

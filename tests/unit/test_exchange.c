@@ -347,6 +347,25 @@ static void test_miffy_tx_unsided_body_names_are_not_the_request_body(void **sta
 	assert_int_equal(stats.outcomes[OUTCOME_DIFFERENT], 1);
 }
 
+static void test_miffy_tx_reads_headers_by_side(void **state)
+{
+	struct fixture *f = *state;
+	static const char bad[] = { 5, 'a' };
+	/* Unprefixed "headers" is neither side's; res_headers is the response's. */
+	struct spop_arg args[] = {
+		arg_str("id", "x4"), arg_str("method", "GET"), arg_str("path", "/"),
+		arg_headers("headers"), arg_int("status", 200), arg_text("res_headers", bad, sizeof(bad)),
+	};
+
+	message(f, "miffy-tx", args, sizeof(args) / sizeof(args[0]));
+	/* The response is refused (bad hdrs_bin): the exchange waits, unreplayed. */
+	assert_int_equal(stats.anomalies[ANOMALY_BAD_ARGS], 1);
+	assert_int_equal(exchange_table_count(f->t), 1);
+	exchange_table_free(f->t);
+	f->t = NULL;
+	assert_int_equal(stats.skips[SKIP_REQUEST_TRUNCATED], 1);
+}
+
 static void test_cut_request_body_is_skipped_request_truncated(void **state)
 {
 	struct fixture *f = *state;
@@ -418,6 +437,7 @@ int main(void)
 		T(test_miffy_tx_is_a_whole_exchange_in_one_message),
 		T(test_miffy_tx_without_request_headers_is_not_replayed),
 		T(test_miffy_tx_unsided_body_names_are_not_the_request_body),
+		T(test_miffy_tx_reads_headers_by_side),
 		T(test_cut_request_body_is_skipped_request_truncated),
 		T(test_method_not_allowed_is_skipped_method),
 		T(test_full_table_drops_the_request),
