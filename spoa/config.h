@@ -91,6 +91,7 @@ struct config {
  * *cfg in every case. */
 int config_load(struct config *cfg, int argc, char **argv);
 
+/* Frees what config_load() allocated in *cfg (not cfg itself) and zeroes it. */
 void config_free(struct config *cfg);
 
 /* Splits "host:port" into a sockaddr-ready host and port. Returns 0 or -1. */

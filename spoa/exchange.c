@@ -323,26 +323,28 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 	ttl_arm(t);
 }
 
-struct exchange_table *exchange_table_new(const struct exchange_deps *deps)
+struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char *err, size_t errlen)
 {
 	struct exchange_table *t = calloc(1, sizeof(*t));
 	size_t n = 1024;
 
 	if (!t)
-		return NULL;
+		goto fail;
 	t->deps = *deps;
 	/* About one entry per bucket at the cap, within reason. */
 	while (n < deps->cfg->max_exchanges && n < ((size_t)1 << 20))
 		n <<= 1;
 	t->nbuckets = n;
 	t->buckets = calloc(n, sizeof(*t->buckets));
-	if (!t->buckets) {
-		free(t);
-		return NULL;
-	}
+	if (!t->buckets)
+		goto fail;
 	ev_init(&t->ttl_timer, on_ttl);
 	t->ttl_timer.data = t;
 	return t;
+fail:
+	snprintf(err, errlen, "exchange table: out of memory");
+	free(t);
+	return NULL;
 }
 
 void exchange_table_free(struct exchange_table *t)
@@ -372,11 +374,11 @@ size_t exchange_table_count(const struct exchange_table *t)
 	return t->count;
 }
 
-/* Fills m from args. side is NULL for miffy-req and miffy-res; for miffy-tx
- * it is "req_" or "res_", which the names of per-side arguments (headers,
- * body, body_len, body_size) must start with. */
-static void collect_args(const struct spop_arg *args, size_t nargs, const char *side,
-			 struct message_args *m)
+/* Fills req from args, in one pass. For miffy-tx (tx), fills res too: the
+ * names of per-side arguments (headers, body, body_len, body_size) then
+ * carry a "req_" or "res_" prefix, and the others go to both sides. */
+static void collect_args(const struct spop_arg *args, size_t nargs, bool tx, struct message_args *req,
+			 struct message_args *res)
 {
 #define ARG(name, sided, field) { name, sizeof(name) - 1, sided, offsetof(struct message_args, field) }
 	static const struct { const char *name; size_t len; bool sided; size_t off; } names[] = {
@@ -386,26 +388,34 @@ static void collect_args(const struct spop_arg *args, size_t nargs, const char *
 		ARG("body", true, body), ARG("body_len", true, body_len), ARG("body_size", true, body_size),
 	};
 #undef ARG
-	size_t plen = side ? strlen(side) : 0;
+	const size_t plen = sizeof("req_") - 1;
 
-	memset(m, 0, sizeof(*m));
+	memset(req, 0, sizeof(*req));
+	if (tx)
+		memset(res, 0, sizeof(*res));
 	for (size_t i = 0; i < nargs; i++) {
 		const char *name = args[i].name;
 		size_t len = args[i].name_len;
-		bool prefixed = side && len > plen && memcmp(name, side, plen) == 0;
+		struct message_args *into = req;
+		bool prefixed = false;
 
 		if (args[i].value.type == SPOP_T_NULL)
 			continue;
-		if (prefixed) {
+		if (tx && len > plen && memcmp(name, "res_", plen) == 0)
+			into = res;
+		if (tx && len > plen && (into == res || memcmp(name, "req_", plen) == 0)) {
+			prefixed = true;
 			name += plen;
 			len -= plen;
 		}
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-			/* With a side, per-side names carry its prefix and no other does. */
-			if (prefixed != (side && names[k].sided) || len != names[k].len ||
+			/* With sides, per-side names carry a prefix and no other does. */
+			if (prefixed != (tx && names[k].sided) || len != names[k].len ||
 			    memcmp(name, names[k].name, len) != 0)
 				continue;
-			*(const struct spop_value **)((char *)m + names[k].off) = &args[i].value;
+			*(const struct spop_value **)((char *)into + names[k].off) = &args[i].value;
+			if (tx && !prefixed)
+				*(const struct spop_value **)((char *)res + names[k].off) = &args[i].value;
 			break;
 		}
 	}
@@ -649,7 +659,7 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 			(int)(name_len > 64 ? 64 : name_len), name);
 		return;
 	}
-	collect_args(args, nargs, kind == MSG_TX ? "req_" : NULL, &m);
+	collect_args(args, nargs, kind == MSG_TX, &m, &res);
 	if (!is_text(m.id) || m.id->v.str.len == 0) {
 		char why[96];
 
@@ -676,10 +686,8 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 	default:
 		/* The whole transaction in one message: no pairing to wait for. */
 		x = on_request(t, &m, true);
-		if (x) {
-			collect_args(args, nargs, "res_", &res);
+		if (x)
 			on_response(t, x, &res);
-		}
 		break;
 	}
 }

@@ -55,20 +55,22 @@ static uint64_t hash_str(const char *s)
 	return h;
 }
 
-struct noise *noise_new(const struct config *cfg)
+struct noise *noise_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct noise *n = calloc(1, sizeof(*n));
 
 	if (!n)
-		return NULL;
+		goto fail;
 	n->relative = cfg->noise_relative;
 	n->absolute = cfg->noise_absolute;
 	n->endpoints = calloc(NOISE_MAX_ENDPOINTS, sizeof(*n->endpoints));
-	if (!n->endpoints) {
-		free(n);
-		return NULL;
-	}
+	if (!n->endpoints)
+		goto fail;
 	return n;
+fail:
+	snprintf(err, errlen, "noise: out of memory");
+	free(n);
+	return NULL;
 }
 
 static void endpoint_clear(struct endpoint *e)

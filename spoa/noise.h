@@ -13,7 +13,10 @@
 struct config;
 struct noise;
 
-struct noise *noise_new(const struct config *cfg);
+/* Per-endpoint raw/noise tables with cfg's thresholds. Returns NULL with a
+ * message in err on allocation failure. The caller frees with noise_free()
+ * (NULL is fine). */
+struct noise *noise_new(const struct config *cfg, char *err, size_t errlen);
 void noise_free(struct noise *n);
 
 /* Records one exchange of endpoint: raw = reference vs candidate, sec =

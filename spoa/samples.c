@@ -71,12 +71,14 @@ void samples_release(struct sample *x)
 		sample_destroy(x);
 }
 
-struct samples *samples_new(const struct samples_limits *lim)
+struct samples *samples_new(const struct samples_limits *lim, char *err, size_t errlen)
 {
 	struct samples *s = calloc(1, sizeof(*s));
 
-	if (!s)
+	if (!s) {
+		snprintf(err, errlen, "samples: out of memory");
 		return NULL;
+	}
 	s->lim = *lim;
 	pthread_mutex_init(&s->lock, NULL);
 	return s;

@@ -53,10 +53,12 @@ struct samples_counts {
 	uint64_t bytes;                  /* gauge: message bytes held */
 };
 
+/* The /stats name of an eviction reason (static; "unknown" out of range). */
 const char *samples_evict_name(enum samples_evict r);
 
-/* An empty store with the limits lim (copied). NULL on ENOMEM. */
-struct samples *samples_new(const struct samples_limits *lim);
+/* An empty store with the limits lim (copied). Returns NULL with a message
+ * in err on allocation failure. The caller frees with samples_free(). */
+struct samples *samples_new(const struct samples_limits *lim, char *err, size_t errlen);
 
 /* Frees s and every sample nobody holds (held ones go with their last
  * samples_release). NULL is fine. */

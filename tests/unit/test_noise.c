@@ -19,11 +19,12 @@ static struct noise *noise_with(double relative, double absolute)
 {
 	struct config cfg;
 	struct noise *n;
+	char err[64];
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.noise_relative = relative;
 	cfg.noise_absolute = absolute;
-	n = noise_new(&cfg);
+	n = noise_new(&cfg, err, sizeof(err));
 	assert_non_null(n);
 	return n;
 }

@@ -22,7 +22,8 @@ static struct samples *store(unsigned per_endpoint, unsigned per_field, size_t e
 			     size_t max_bytes)
 {
 	struct samples_limits lim = { per_endpoint, per_field, endpoint_bytes, max, max_bytes };
-	struct samples *s = samples_new(&lim);
+	char err[64];
+	struct samples *s = samples_new(&lim, err, sizeof(err));
 
 	assert_non_null(s);
 	return s;

@@ -312,7 +312,8 @@ static void test_minutes_show_the_last_hour_of_each_endpoint(void **state)
 static void test_samples_counters_are_in_stats_and_metrics(void **state)
 {
 	struct samples_limits lim = { 1, 0, 1000, 100, 1000 };
-	struct samples *s = samples_new(&lim);
+	char err[64];
+	struct samples *s = samples_new(&lim, err, sizeof(err));
 	char *text;
 	cJSON *doc;
 
