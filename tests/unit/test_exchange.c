@@ -98,7 +98,7 @@ static int setup(void **state)
 	char err[256];
 
 	assert_non_null(f);
-	memset(&stats, 0, sizeof(stats));
+	stats_reset();
 	f->loop = ev_loop_new(EVFLAG_AUTO);
 	assert_non_null(f->loop);
 	f->cfg.exchange_ttl = 0.05;

@@ -724,12 +724,12 @@ static void samples_keep_every_difference_whatever_publish_sends(void **state)
 					    OUTCOME_CANDIDATE_ERROR, OUTCOME_SKIPPED, OUTCOME_EXPIRED,
 					    OUTCOME_DROPPED };
 	struct samples_limits lim = { 10, 0, 1 << 20, 100, 8 << 20 };
-	struct samples *s = samples_new(&lim);
+	char err[256];
+	struct samples *s = samples_new(&lim, err, sizeof(err));
 	struct fixture *f = *state;
 	struct samples_counts sc;
 	cJSON *msgs[8];
 	struct publish *p;
-	char err[256];
 
 	assert_non_null(s);
 	assert_int_equal(truncate(f->path, 0), 0);
