@@ -9,7 +9,9 @@
 
 #include "body.h"
 #include "config.h"
+#include "hash.h"
 #include "stats.h"
+#include "utf8.h"
 
 /* A response that differs everywhere still makes a message of bounded size;
  * past this many differences the rest are not recorded. */
@@ -897,25 +899,6 @@ static int compare_json(const struct compare *c, const cJSON *ref, const cJSON *
 
 /* ---- text and binary -------------------------------------------------- */
 
-static uint64_t fnv1a64(const uint8_t *p, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-/* Moves a cut at i back to the start of a UTF-8 character. */
-static size_t utf8_floor(const uint8_t *p, size_t len, size_t i)
-{
-	while (i > 0 && i < len && (p[i] & 0xc0) == 0x80)
-		i--;
-	return i;
-}
-
 /* "line L, offset O: ...excerpt..." for one side, around offset off. */
 static cJSON *text_excerpt(const uint8_t *p, size_t len, size_t off, size_t line, size_t line_start)
 {
@@ -928,12 +911,12 @@ static cJSON *text_excerpt(const uint8_t *p, size_t len, size_t off, size_t line
 
 	if (!p)
 		p = (const uint8_t *)"";
-	start = utf8_floor(p, len, start);
+	start = utf8_char_start(p, len, start);
 	end = off + EXCERPT_AFTER < len ? off + EXCERPT_AFTER : len;
 	nl = off < end ? memchr(p + off, '\n', end - off) : NULL;
 	if (nl)
 		end = (size_t)(nl - p);
-	end = utf8_floor(p, len, end);
+	end = utf8_char_start(p, len, end);
 	elen = end - start;
 	s = malloc(elen + 80);
 	if (!s)
@@ -981,7 +964,7 @@ static cJSON *binary_summary(const uint8_t *p, size_t len, size_t off)
 	char s[128];
 
 	snprintf(s, sizeof(s), "%zu bytes, fnv1a64 %016" PRIx64 ", first difference at offset %zu",
-		 len, fnv1a64(p, len), off);
+		 len, hash_bytes(p, len), off);
 	return cJSON_CreateString(s);
 }
 

@@ -149,7 +149,7 @@ static void write_base64(struct jsonw *w, const uint8_t *s, size_t len)
 	size_t i;
 
 	if (!out) {
-		w->oom = true;
+		w->b.err = BUF_NO_MEMORY;
 		return;
 	}
 	for (i = 0; i + 2 < len; i += 3) {
@@ -219,7 +219,7 @@ static void write_headers(struct build *b, const struct header_list *list, const
 		}
 		joined = malloc(vlen);
 		if (!joined) {
-			w->oom = true;
+			w->b.err = BUF_NO_MEMORY;
 			return;
 		}
 		at = first;
@@ -260,7 +260,7 @@ static size_t json_body_size(const struct body *bd)
 		return n;
 	jsonw_init(&tmp, SIZE_MAX);
 	jsonw_cjson(&tmp, bd->json);
-	n = tmp.len;
+	n = tmp.b.len;
 	jsonw_free(&tmp);
 	return n;
 }
@@ -397,27 +397,27 @@ static void write_value(struct build *b, const char *key, const cJSON *v, bool r
 			size_t limit, bool *cut)
 {
 	struct jsonw *w = b->w;
-	size_t at = w->len, max = w->max, value_at;
+	size_t at = w->b.len, max = w->b.max, value_at;
 	bool comma = w->comma, capped;
 
 	if (!v)
 		return;
 	jsonw_keyc(w, key);
-	value_at = w->len;
+	value_at = w->b.len;
 	/* The writer's maximum is lowered to the limit while the value is
 	 * written, so that a value too big for the message leaves the value
 	 * out, not the message over its maximum. */
 	capped = jsonw_ok(w) && limit != SIZE_MAX && limit < max - value_at;
 	if (capped)
-		w->max = value_at + limit;
+		w->b.max = value_at + limit;
 	if (redacted)
 		jsonw_cstring(w, "[redacted]");
 	else
 		jsonw_cjson(w, v);
-	w->max = max;
-	if (capped && w->over && !w->oom) {
-		w->over = false;
-		w->len = at;
+	w->b.max = max;
+	if (capped && w->b.err == BUF_TOO_BIG) {
+		w->b.err = BUF_OK;
+		buf_truncate(&w->b, at);
 		w->comma = comma;
 		*cut = true;
 		b->cut = true;
@@ -501,9 +501,9 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_keyc(w, "cut");
 	jsonw_bool(w, b->cut);
 	jsonw_close(w, '}');
-	if (w->oom)
+	if (w->b.err == BUF_NO_MEMORY)
 		return -1;
-	return w->over ? 0 : 1;
+	return w->b.err == BUF_TOO_BIG ? 0 : 1;
 }
 
 /* The largest per-body limit L with sum(min(size_i, L)) <= budget. */
@@ -555,7 +555,7 @@ static int build_within(struct build *b, bool *cut)
 		for (int i = 0; i < PART_COUNT; i++)
 			if (b->bodies[i])
 				sizes[n++] = body_content_size(b->bodies[i]);
-		sh.body_limit = water_fill(sizes, n, b->w->max - b->w->len);
+		sh.body_limit = water_fill(sizes, n, b->w->b.max - b->w->b.len);
 		if (sh.body_limit > 0 && sh.body_limit != SIZE_MAX &&
 		    (rc = write_message(b, &sh, stamp)) == 0) {
 			sh.body_limit = 0;
@@ -993,15 +993,15 @@ static bool policy_selects(struct publish *p, enum outcome o)
 static void sample(struct publish *p, struct build *b, const struct exchange *x, enum outcome o,
 		   const struct diff_list *diffs, bool built)
 {
-	size_t max = samples_max_message(p->samples), saved = p->msg.max, nfields = 0;
+	size_t max = samples_max_message(p->samples), saved = p->msg.b.max, nfields = 0;
 	char keys[SAMPLES_MAX_FIELDS][256];
 	struct sample_field fields[SAMPLES_MAX_FIELDS];
 	bool cut;
 
-	if (!built || p->msg.len > max) {
-		p->msg.max = max < saved ? max : saved;
+	if (!built || p->msg.b.len > max) {
+		p->msg.b.max = max < saved ? max : saved;
 		built = build_within(b, &cut) == 1;
-		p->msg.max = saved;
+		p->msg.b.max = saved;
 	}
 	for (size_t i = 0; diffs && i < diffs->count && nfields < SAMPLES_MAX_FIELDS; i++) {
 		const struct difference *d = &diffs->items[i];
@@ -1018,7 +1018,7 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
 		return;
 	}
-	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.buf, p->msg.len, ev_time());
+	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len, ev_time());
 }
 
 void publish_set_samples(struct publish *p, struct samples *s)
@@ -1077,8 +1077,8 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 			if (cut)
 				stats.messages_cut++;
 			if (p->kind == SINK_KAFKA)
-				kafka_send(p, x, p->msg.buf, p->msg.len);
-			else if (out_line(p, p->msg.buf, p->msg.len))
+				kafka_send(p, x, p->msg.b.p, p->msg.b.len);
+			else if (out_line(p, p->msg.b.p, p->msg.b.len))
 				stats.published++;
 		}
 	}

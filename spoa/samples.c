@@ -402,7 +402,7 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!held)
-		w->oom = true;
+		w->b.err = BUF_NO_MEMORY;
 	jsonw_keyc(w, "counts");
 	jsonw_open(w, '{');
 	jsonw_keyc(w, "taken");

@@ -15,6 +15,7 @@
 #include <ev.h>
 
 #include "compare.h"
+#include "hash.h"
 #include "log.h"
 #include "minutes.h"
 #include "noise.h"
@@ -303,23 +304,13 @@ static void prom_labeled(struct sbuf *b, const char *name, const char *key, cons
 
 /* ---- per-endpoint tables ---------------------------------------------- */
 
-static size_t hash_name(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ULL;
-	}
-	return (size_t)(h ^ (h >> 32));
-}
-
 /* The slot of name in index: the one that holds it, or the empty one where
  * it would go. name_at(i) gives the name of entry i. */
 static uint8_t *index_slot(uint8_t *index, const char *name, const char *(*name_at)(size_t, const void *),
 			   const void *ctx)
 {
-	size_t i = hash_name(name) & (INDEX_SLOTS - 1);
+	uint64_t h = hash_string(name);
+	size_t i = (size_t)(h ^ (h >> 32)) & (INDEX_SLOTS - 1);
 
 	while (index[i] && strcmp(name_at(index[i] - 1u, ctx), name) != 0)
 		i = (i + 1) & (INDEX_SLOTS - 1);

@@ -13,14 +13,14 @@
 
 #include "jsonw.h"
 
-/* The writer's text as a C string (the writer does not terminate it). */
+/* A copy of the writer's text, the caller frees. */
 static char *text(const struct jsonw *w)
 {
-	char *s = malloc(w->len + 1);
+	char *s = malloc(w->b.len + 1);
 
 	assert_non_null(s);
-	memcpy(s, w->buf, w->len);
-	s[w->len] = '\0';
+	memcpy(s, w->b.p, w->b.len);
+	s[w->b.len] = '\0';
 	return s;
 }
 
@@ -43,9 +43,9 @@ static char *minified(const char *in)
 	jsonw_init(&w, SIZE_MAX);
 	if (jsonw_json_text(&w, (const uint8_t *)in, strlen(in))) {
 		s = text(&w);
-		assert_int_equal(jsonw_json_text_size((const uint8_t *)in, strlen(in)), w.len);
+		assert_int_equal(jsonw_json_text_size((const uint8_t *)in, strlen(in)), w.b.len);
 	} else {
-		assert_int_equal(w.len, 0);
+		assert_int_equal(w.b.len, 0);
 		assert_int_equal(jsonw_json_text_size((const uint8_t *)in, strlen(in)), SIZE_MAX);
 	}
 	jsonw_free(&w);
@@ -87,7 +87,7 @@ static void test_strings_are_escaped_and_made_valid_utf8(void **state)
 	jsonw_string(&w, in, sizeof(in) - 1);
 	assert_text(&w, "\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f"
 		     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 bad\xef\xbf\xbd\xef\xbf\xbd z\"");
-	assert_int_equal(jsonw_string_size(in, sizeof(in) - 1), w.len);
+	assert_int_equal(jsonw_string_size(in, sizeof(in) - 1), w.b.len);
 	s = text(&w);
 	back = cJSON_Parse(s);
 	assert_non_null(back);
@@ -230,10 +230,10 @@ static void test_the_maximum_is_never_passed(void **state)
 	assert_true(jsonw_ok(&w));
 	jsonw_cstring(&w, "x");   /* ,"x" would make 12 bytes */
 	assert_false(jsonw_ok(&w));
-	assert_true(w.len <= 10);
+	assert_true(w.b.len <= 10);
 	jsonw_reset(&w);
 	assert_true(jsonw_ok(&w));
-	assert_int_equal(w.len, 0);
+	assert_int_equal(w.b.len, 0);
 	jsonw_free(&w);
 }
 
