@@ -221,10 +221,19 @@ void jsonw_cstring(struct jsonw *w, const char *s)
 
 /* ---- other primitives -------------------------------------------------- */
 
+/* The separator and the token in one write: numbers come by the
+ * thousand in /stats. */
 static void literal(struct jsonw *w, const char *s, size_t n)
 {
-	sep(w);
-	put(w, s, n);
+	size_t c = w->comma ? 1 : 0;
+	char *o = buf_reserve(&w->b, c + n);
+
+	if (o) {
+		if (c)
+			o[0] = ',';
+		memcpy(o + c, s, n);
+		buf_commit(&w->b, c + n);
+	}
 	w->comma = true;
 }
 
