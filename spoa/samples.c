@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compare.h"
 #include "jsonw.h"
 #include "log.h"
 
@@ -226,15 +227,13 @@ static struct sample *oldest_with(struct samples *s, const char *endpoint, const
 	return first;
 }
 
-/* kind as one of our static names, so a sample owns no copy of it. */
+/* kind as one of compare's static names, so a sample owns no copy of it. */
 static const char *kind_name(const char *kind)
 {
-	static const char *const kinds[] = { "value", "type", "missing", "extra", "order" };
-
-	for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strcmp(kinds[i], kind) == 0)
-			return kinds[i];
-	return "value";
+	for (int k = 0; kind && k < DIFF_KIND_COUNT; k++)
+		if (strcmp(diff_kind_name((enum diff_kind)k), kind) == 0)
+			return diff_kind_name((enum diff_kind)k);
+	return diff_kind_name(DIFF_VALUE);
 }
 
 /* A new sample, not linked; NULL on ENOMEM. */
