@@ -9,6 +9,7 @@
 
 #include "body.h"
 #include "config.h"
+#include "glob.h"
 #include "hash.h"
 #include "stats.h"
 #include "utf8.h"
@@ -29,17 +30,9 @@
 #define EXCERPT_BEFORE 32
 #define EXCERPT_AFTER 64
 
-enum seg_kind { SEG_NAME = 0, SEG_ONE, SEG_ANY, SEG_KIND_COUNT };
-
-struct segment {
-	enum seg_kind kind;
-	const char *name;   /* escaped, as in the pattern; points into the rule */
-	size_t len;
-};
-
 struct rule {
 	char *text;
-	struct segment *segs;
+	struct glob_seg *segs;   /* names escaped, as in the pattern; point into text */
 	size_t count;
 };
 
@@ -135,16 +128,16 @@ static int rule_compile(const char *text, struct rule *r, char *err, size_t errl
 	for (p = text; *p == '/';) {
 		const char *start = ++p - text + r->text;
 		size_t len = strcspn(p, "/");
-		struct segment *s = &r->segs[r->count++];
+		struct glob_seg *s = &r->segs[r->count++];
 
-		s->name = start;
+		s->text = start;
 		s->len = len;
 		if (len == 1 && p[0] == '*')
-			s->kind = SEG_ONE;
+			s->kind = GLOB_ONE;
 		else if (len == 2 && p[0] == '*' && p[1] == '*')
-			s->kind = SEG_ANY;
+			s->kind = GLOB_ANY;
 		else
-			s->kind = SEG_NAME;
+			s->kind = GLOB_NAME;
 		p += len;
 	}
 	return 0;
@@ -174,45 +167,12 @@ static int rule_set_compile(const struct str_list *list, struct rule_set *set,
 	return 0;
 }
 
-static bool seg_equal(const struct segment *s, const struct path *path, size_t i)
-{
-	size_t start = path->starts[i];
-	size_t end = i + 1 < path->count ? path->starts[i + 1] - 1 : path->len;
-
-	if (s->kind == SEG_ONE)
-		return true;
-	return end - start == s->len && memcmp(path->buf + start, s->name, s->len) == 0;
-}
-
-/* Glob matching over segments, "**" matching zero or more of them; one
- * backtracking point suffices as with '*' in file name globs. */
-static bool rule_matches(const struct rule *r, const struct path *path)
-{
-	size_t i = 0, j = 0, star_i = SIZE_MAX, star_j = 0;
-
-	while (j < path->count) {
-		if (i < r->count && r->segs[i].kind == SEG_ANY) {
-			star_i = i++;
-			star_j = j;
-		} else if (i < r->count && seg_equal(&r->segs[i], path, j)) {
-			i++;
-			j++;
-		} else if (star_i != SIZE_MAX) {
-			i = star_i + 1;
-			j = ++star_j;
-		} else {
-			return false;
-		}
-	}
-	while (i < r->count && r->segs[i].kind == SEG_ANY)
-		i++;
-	return i == r->count;
-}
-
 static bool rule_set_matches(const struct rule_set *set, const struct path *path)
 {
+	const struct glob_path gp = { path->buf, path->len, path->starts, path->count };
+
 	for (size_t i = 0; i < set->count; i++)
-		if (rule_matches(&set->items[i], path))
+		if (glob_match(set->items[i].segs, set->items[i].count, &gp))
 			return true;
 	return false;
 }
