@@ -738,6 +738,29 @@ static void key_u64(struct jsonw *w, const char *key, uint64_t v)
 	jsonw_uint(w, v);
 }
 
+struct named_u64 {
+	const char *key;
+	uint64_t v;
+};
+
+/* The members `"key":v,...` of n counters. */
+static void key_u64s(struct jsonw *w, const struct named_u64 *c, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		key_u64(w, c[i].key, c[i].v);
+}
+
+/* `"name":{"key":v,...}`. */
+static void counters_text(struct jsonw *w, const char *name, const struct named_u64 *c, size_t n)
+{
+	jsonw_keyc(w, name);
+	jsonw_open(w, '{');
+	key_u64s(w, c, n);
+	jsonw_close(w, '}');
+}
+
+#define NAMED_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
 /* Milliseconds, seconds and percentages: three decimals, always. */
 static void key_3f(struct jsonw *w, const char *key, double v)
 {
@@ -879,6 +902,28 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 
 char *stats_json_text(size_t *len)
 {
+	const struct named_u64 spop[] = {
+		{ "connections_accepted", stats.conn_accepted }, { "connections_active", stats.conn_active },
+		{ "connections_refused", stats.conn_refused }, { "healthchecks", stats.conn_healthchecks },
+		{ "frames_in", stats.frames_in }, { "frames_out", stats.frames_out },
+		{ "notify", stats.notify_frames }, { "ack", stats.ack_frames },
+	}, spop_more[] = {
+		{ "messages", stats.messages }, { "disconnects_received", stats.disconnect_received },
+		{ "idle_timeouts", stats.idle_timeouts },
+	}, exchanges[] = {
+		{ "started", stats.exchanges_started }, { "inflight", stats.exchanges_inflight },
+	}, compare[] = {
+		{ "json_depth_exceeded", stats.json_depth_exceeded },
+		{ "compare_budget_exceeded", stats.compare_budget_exceeded },
+		{ "decompress_failed", stats.decompress_failed },
+	}, publish[] = {
+		{ "published", stats.published }, { "messages_cut", stats.messages_cut },
+		{ "sink_errors", stats.sink_errors }, { "kafka_delivered", stats.kafka_delivered },
+		{ "kafka_failed", stats.kafka_failed }, { "kafka_dropped", stats.kafka_dropped },
+		{ "kafka_queue_depth", stats.kafka_queue_depth },
+	}, logged[] = {
+		{ "lines_suppressed", log_suppressed_total() }, { "lines_dropped", log_dropped_total() },
+	};
 	struct jsonw w;
 	char slot[16];
 	uint64_t under = 0;
@@ -888,14 +933,7 @@ char *stats_json_text(size_t *len)
 	key_3f(&w, "uptime_seconds", uptime_seconds());
 	jsonw_keyc(&w, "spop");
 	jsonw_open(&w, '{');
-	key_u64(&w, "connections_accepted", stats.conn_accepted);
-	key_u64(&w, "connections_active", stats.conn_active);
-	key_u64(&w, "connections_refused", stats.conn_refused);
-	key_u64(&w, "healthchecks", stats.conn_healthchecks);
-	key_u64(&w, "frames_in", stats.frames_in);
-	key_u64(&w, "frames_out", stats.frames_out);
-	key_u64(&w, "notify", stats.notify_frames);
-	key_u64(&w, "ack", stats.ack_frames);
+	key_u64s(&w, spop, NAMED_COUNT(spop));
 	jsonw_keyc(&w, "ack_latency");
 	/* 1 ms: the budget a healthy agent keeps (README, Limits). */
 	for (size_t i = 0; i < STATS_HIST_BOUNDS && stats_ack_bounds[i] <= 0.001; i++)
@@ -905,9 +943,7 @@ char *stats_json_text(size_t *len)
 	key_u64(&w, "within_1ms", under);
 	key_3f(&w, "max_ms", st.ack_max * 1000.0);
 	jsonw_close(&w, '}');
-	key_u64(&w, "messages", stats.messages);
-	key_u64(&w, "disconnects_received", stats.disconnect_received);
-	key_u64(&w, "idle_timeouts", stats.idle_timeouts);
+	key_u64s(&w, spop_more, NAMED_COUNT(spop_more));
 	jsonw_keyc(&w, "disconnects_sent");
 	jsonw_open(&w, '{');
 	for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
@@ -930,11 +966,7 @@ char *stats_json_text(size_t *len)
 	for (int i = 0; i < ANOMALY_COUNT; i++)
 		key_u64(&w, anomaly_name((enum anomaly)i), stats.anomalies[i]);
 	jsonw_close(&w, '}');
-	jsonw_keyc(&w, "exchanges");
-	jsonw_open(&w, '{');
-	key_u64(&w, "started", stats.exchanges_started);
-	key_u64(&w, "inflight", stats.exchanges_inflight);
-	jsonw_close(&w, '}');
+	counters_text(&w, "exchanges", exchanges, NAMED_COUNT(exchanges));
 	jsonw_keyc(&w, "replays");
 	jsonw_open(&w, '{');
 	for (int r = 0; r < ROLE_COUNT; r++) {
@@ -956,37 +988,23 @@ char *stats_json_text(size_t *len)
 	}
 	key_u64(&w, "inflight", stats.replays_inflight);
 	jsonw_close(&w, '}');
-	jsonw_keyc(&w, "compare");
-	jsonw_open(&w, '{');
-	key_u64(&w, "json_depth_exceeded", stats.json_depth_exceeded);
-	key_u64(&w, "compare_budget_exceeded", stats.compare_budget_exceeded);
-	key_u64(&w, "decompress_failed", stats.decompress_failed);
-	jsonw_close(&w, '}');
-	jsonw_keyc(&w, "publish");
-	jsonw_open(&w, '{');
-	key_u64(&w, "published", stats.published);
-	key_u64(&w, "messages_cut", stats.messages_cut);
-	key_u64(&w, "sink_errors", stats.sink_errors);
-	key_u64(&w, "kafka_delivered", stats.kafka_delivered);
-	key_u64(&w, "kafka_failed", stats.kafka_failed);
-	key_u64(&w, "kafka_dropped", stats.kafka_dropped);
-	key_u64(&w, "kafka_queue_depth", stats.kafka_queue_depth);
-	jsonw_close(&w, '}');
-	jsonw_keyc(&w, "log");
-	jsonw_open(&w, '{');
-	key_u64(&w, "lines_suppressed", log_suppressed_total());
-	key_u64(&w, "lines_dropped", log_dropped_total());
-	jsonw_close(&w, '}');
+	counters_text(&w, "compare", compare, NAMED_COUNT(compare));
+	counters_text(&w, "publish", publish, NAMED_COUNT(publish));
+	counters_text(&w, "log", logged, NAMED_COUNT(logged));
 	if (st.samples) {
 		struct samples_counts sc;
 
 		samples_counts(st.samples, &sc);
-		jsonw_keyc(&w, "samples");
-		jsonw_open(&w, '{');
-		key_u64(&w, "taken", sc.taken);
-		key_u64(&w, "stored", sc.stored);
-		key_u64(&w, "bytes", sc.bytes);
-		key_u64(&w, "too_large", sc.too_large);
+		{
+			const struct named_u64 samples[] = {
+				{ "taken", sc.taken }, { "stored", sc.stored },
+				{ "bytes", sc.bytes }, { "too_large", sc.too_large },
+			};
+
+			jsonw_keyc(&w, "samples");
+			jsonw_open(&w, '{');
+			key_u64s(&w, samples, NAMED_COUNT(samples));
+		}
 		jsonw_keyc(&w, "evicted");
 		jsonw_open(&w, '{');
 		for (int r = 0; r < SAMPLES_EVICT_COUNT; r++)
