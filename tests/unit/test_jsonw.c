@@ -147,6 +147,25 @@ static void test_numbers_print_as_cjson_does(void **state)
 	jsonw_free(&w);
 }
 
+static void test_integers_and_fixed_decimals_print_exactly(void **state)
+{
+	struct jsonw w;
+
+	jsonw_init(&w, SIZE_MAX);
+	jsonw_open(&w, '[');
+	jsonw_int(&w, 0);
+	jsonw_int(&w, -42);
+	jsonw_int(&w, INT64_MIN);
+	jsonw_uint(&w, UINT64_MAX);
+	jsonw_fixed(&w, 12.5, 3);
+	jsonw_fixed(&w, 0, 3);
+	jsonw_fixed(&w, 33.33333, 3);
+	jsonw_fixed(&w, NAN, 3);
+	jsonw_close(&w, ']');
+	assert_text(&w, "[0,-42,-9223372036854775808,18446744073709551615,12.500,0.000,33.333,null]");
+	jsonw_free(&w);
+}
+
 static void test_milliseconds_keep_three_decimals_at_most(void **state)
 {
 	struct jsonw w;
@@ -271,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_nul_becomes_a_space),
 		cmocka_unit_test(test_string_fit_never_splits_a_character),
 		cmocka_unit_test(test_numbers_print_as_cjson_does),
+		cmocka_unit_test(test_integers_and_fixed_decimals_print_exactly),
 		cmocka_unit_test(test_milliseconds_keep_three_decimals_at_most),
 		cmocka_unit_test(test_valid_json_text_is_copied_minified),
 		cmocka_unit_test(test_text_beyond_rfc_8259_is_refused),
