@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "body.h"
+#include "buf.h"
 #include "config.h"
 #include "glob.h"
 #include "hash.h"
@@ -53,11 +54,14 @@ struct compare {
 	size_t max_decompressed;
 };
 
+/* A JSON Pointer longer than this is no real document's: its comparison
+ * fails as when memory runs out. */
+#define COMPARE_PATH_MAX (64u << 20)
+
 /* The JSON Pointer of the node being compared, escaped, with the offset of
  * each segment so that rules match without re-parsing it. */
 struct path {
-	char *buf;
-	size_t len, cap;
+	struct buf text;    /* at most COMPARE_PATH_MAX bytes */
 	size_t *starts;     /* offset of each segment's first byte (after '/') */
 	size_t count, starts_cap;
 };
@@ -169,7 +173,7 @@ static int rule_set_compile(const struct str_list *list, struct rule_set *set,
 
 static bool rule_set_matches(const struct rule_set *set, const struct path *path)
 {
-	const struct glob_path gp = { path->buf, path->len, path->starts, path->count };
+	const struct glob_path gp = { path->text.p, path->text.len, path->starts, path->count };
 
 	for (size_t i = 0; i < set->count; i++)
 		if (glob_match(set->items[i].segs, set->items[i].count, &gp))
@@ -441,21 +445,10 @@ static int compare_headers(const struct compare *c, const struct header_list *re
 static int path_push(struct path *p, const char *seg)
 {
 	size_t n = strlen(seg), plain = strcspn(seg, "~/"), extra = 1 + n;
+	char *o;
 
 	for (const char *s = seg + plain; *s; s++)
 		extra += *s == '~' || *s == '/';
-	if (p->len + extra + 1 > p->cap) {
-		size_t ncap = p->cap ? p->cap : 64;
-		char *nb;
-
-		while (p->len + extra + 1 > ncap)
-			ncap *= 2;
-		nb = realloc(p->buf, ncap);
-		if (!nb)
-			return -1;
-		p->buf = nb;
-		p->cap = ncap;
-	}
 	if (p->count == p->starts_cap) {
 		size_t ncap = p->starts_cap ? p->starts_cap * 2 : 16;
 		size_t *ns = realloc(p->starts, ncap * sizeof(*ns));
@@ -465,23 +458,26 @@ static int path_push(struct path *p, const char *seg)
 		p->starts = ns;
 		p->starts_cap = ncap;
 	}
-	p->buf[p->len++] = '/';
-	p->starts[p->count++] = p->len;
-	memcpy(p->buf + p->len, seg, plain);
-	p->len += plain;
+	o = buf_reserve(&p->text, extra);
+	if (!o)
+		return -1;
+	p->starts[p->count++] = p->text.len + 1;
+	*o++ = '/';
+	memcpy(o, seg, plain);
+	o += plain;
 	/* RFC 6901: '~' is written ~0 and '/' is written ~1. */
 	for (const char *s = seg + plain; *s; s++) {
 		if (*s == '~') {
-			p->buf[p->len++] = '~';
-			p->buf[p->len++] = '0';
+			*o++ = '~';
+			*o++ = '0';
 		} else if (*s == '/') {
-			p->buf[p->len++] = '~';
-			p->buf[p->len++] = '1';
+			*o++ = '~';
+			*o++ = '1';
 		} else {
-			p->buf[p->len++] = *s;
+			*o++ = *s;
 		}
 	}
-	p->buf[p->len] = '\0';
+	buf_commit(&p->text, extra);
 	return 0;
 }
 
@@ -500,8 +496,7 @@ static int path_push_index(struct path *p, size_t index)
 
 static void path_pop(struct path *p)
 {
-	p->len = p->starts[--p->count] - 1;
-	p->buf[p->len] = '\0';
+	buf_truncate(&p->text, p->starts[--p->count] - 1);
 }
 
 static int record(struct walk *w, enum diff_kind kind, const cJSON *ref, const cJSON *cand)
@@ -518,7 +513,7 @@ static int record(struct walk *w, enum diff_kind kind, const cJSON *ref, const c
 		cJSON_Delete(r);
 		return -1;
 	}
-	if (diff_add(w->out, DIFF_BODY, w->path.buf ? w->path.buf : "", w->path.len,
+	if (diff_add(w->out, DIFF_BODY, w->path.text.p ? w->path.text.p : "", w->path.text.len,
 		     kind, r, c) < 0)
 		return -1;
 	return 1;
@@ -842,8 +837,11 @@ static int compare_json(const struct compare *c, const cJSON *ref, const cJSON *
 	struct walk w = { .c = c, .out = out };
 	int rc;
 
-	if (path_push(&w.path, "") < 0)
+	buf_init(&w.path.text, COMPARE_PATH_MAX);
+	if (path_push(&w.path, "") < 0) {
+		free(w.path.starts);
 		return -1;
+	}
 	path_pop(&w.path);
 	/* The root is the empty pointer: a rule "" ignores the whole body. */
 	rc = rule_set_matches(&c->ignore_paths, &w.path) ? 0 : diff_node(&w, ref, cand);
@@ -852,7 +850,7 @@ static int compare_json(const struct compare *c, const cJSON *ref, const cJSON *
 		if (out)
 			out->order_unchecked = true;
 	}
-	free(w.path.buf);
+	buf_free(&w.path.text);
 	free(w.path.starts);
 	return rc < 0 ? -1 : 0;
 }
