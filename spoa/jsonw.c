@@ -479,7 +479,7 @@ size_t jsonw_json_text_size(const uint8_t *s, size_t len)
 
 bool jsonw_json_text(struct jsonw *w, const uint8_t *s, size_t len)
 {
-	size_t n, sep = w->comma ? 1 : 0, need;
+	size_t n, c = w->comma ? 1 : 0, need;
 	char *o;
 
 	if (len == 0)
@@ -488,24 +488,24 @@ bool jsonw_json_text(struct jsonw *w, const uint8_t *s, size_t len)
 		return true;
 	/* Minified text is never longer than the input; only when the input
 	 * does not fit is the exact size worth a first pass. */
-	need = len + sep;
+	need = len + c;
 	if (need > w->b.max - w->b.len) {
 		n = minify(s, len, NULL);
 		if (n == SIZE_MAX)
 			return false;
-		need = n + sep;
+		need = n + c;
 	}
 	o = buf_reserve(&w->b, need);
 	if (!o)
 		return true;
-	if (sep)
+	if (c)
 		*o = ',';
-	n = minify(s, len, o + sep);
+	n = minify(s, len, o + c);
 	if (n == SIZE_MAX) {
 		*o = '\0';       /* nothing was committed: the text ends here again */
 		return false;
 	}
-	buf_commit(&w->b, n + sep);
+	buf_commit(&w->b, n + c);
 	w->comma = true;
 	return true;
 }
