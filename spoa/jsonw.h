@@ -54,6 +54,8 @@ void jsonw_string(struct jsonw *w, const char *s, size_t len);
 /* The same for a C string; NULL writes null. */
 void jsonw_cstring(struct jsonw *w, const char *s);
 
+/* Literals; integers in plain decimal digits. Each is a value: in an
+ * object, after its key. Nothing is returned: a failure is w->b.err. */
 void jsonw_null(struct jsonw *w);
 void jsonw_bool(struct jsonw *w, bool v);
 void jsonw_int(struct jsonw *w, int64_t v);
