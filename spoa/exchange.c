@@ -8,6 +8,7 @@
 #include "body.h"
 #include "compare.h"
 #include "config.h"
+#include "hash.h"
 #include "log.h"
 #include "noise.h"
 #include "publish.h"
@@ -52,20 +53,9 @@ const char *skip_reason_name(enum skip_reason r) { return skip_names[r]; }
 const char *anomaly_name(enum anomaly a) { return anomaly_names[a]; }
 const char *role_name(enum replay_role r) { return role_names[r]; }
 
-static uint64_t hash_id(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 static struct exchange **bucket_of(struct exchange_table *t, const char *id, size_t len)
 {
-	return &t->buckets[hash_id(id, len) & (t->nbuckets - 1)];
+	return &t->buckets[hash_bytes(id, len) & (t->nbuckets - 1)];
 }
 
 static struct exchange *table_find(struct exchange_table *t, const char *id, size_t len)

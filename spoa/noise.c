@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "hash.h"
 
 /* Memory stays bounded whatever the traffic: endpoints past the cap share
  * one entry, and so do the fields of an endpoint past its cap. */
@@ -43,17 +44,6 @@ struct noise {
 	struct endpoint *other;
 	uint64_t serial;
 };
-
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
 
 struct noise *noise_new(const struct config *cfg, char *err, size_t errlen)
 {
@@ -141,7 +131,7 @@ static struct field *field_slot(const struct field_table *t, const char *key)
 {
 	size_t mask = t->size - 1;
 
-	for (size_t i = (size_t)hash_str(key) & mask;; i = (i + 1) & mask)
+	for (size_t i = (size_t)hash_string(key) & mask;; i = (i + 1) & mask)
 		if (!t->slots[i].key || strcmp(t->slots[i].key, key) == 0)
 			return &t->slots[i];
 }

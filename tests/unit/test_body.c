@@ -369,6 +369,7 @@ static const struct kind_case kind_cases[] = {
 	{ "a surrogate", BYTES("\xed\xa0\x80"), false, BODY_BINARY },
 	{ "a cut sequence at the end", BYTES("caf\xc3"), false, BODY_BINARY },
 	{ "a cut sequence at the end of a cut body", BYTES("caf\xe2\x82"), true, BODY_TEXT },
+	{ "a cut body ending in what begins no character", BYTES("caf\xe0\x80"), true, BODY_BINARY },
 	{ "empty", "", 0, false, BODY_EMPTY },
 };
 

@@ -270,7 +270,7 @@ static void test_fields_are_deduplicated_and_capped(void **state)
 	samples_write_index(s, &w, NULL, NULL);
 	jsonw_close(&w, '}');
 	assert_true(jsonw_ok(&w));
-	doc = cJSON_ParseWithLength(w.buf, w.len);
+	doc = cJSON_ParseWithLength(w.b.p, w.b.len);
 	assert_non_null(doc);
 	fields = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "samples"), 0), "fields");
 	assert_int_equal(cJSON_GetArraySize(fields), SAMPLES_MAX_FIELDS);
@@ -294,7 +294,7 @@ static cJSON *index_of(struct samples *s, const char *endpoint, const char *fiel
 	samples_write_index(s, &w, endpoint, field);
 	jsonw_close(&w, '}');
 	assert_true(jsonw_ok(&w));
-	doc = cJSON_ParseWithLength(w.buf, w.len);
+	doc = cJSON_ParseWithLength(w.b.p, w.b.len);
 	jsonw_free(&w);
 	assert_non_null(doc);
 	return doc;
