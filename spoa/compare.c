@@ -9,7 +9,7 @@
 
 #include "body.h"
 #include "buf.h"
-#include "config.h"
+#include "config-t.h"
 #include "glob.h"
 #include "hash.h"
 #include "utf8.h"

@@ -12,33 +12,11 @@
 #include <cjson/cJSON.h>
 
 #include "http.h"
+#include "compare-t.h"
 
 struct body_shared;
 struct config;
 struct compare;
-
-enum diff_where { DIFF_STATUS = 0, DIFF_HEADER, DIFF_BODY, DIFF_WHERE_COUNT };
-enum diff_kind { DIFF_VALUE = 0, DIFF_TYPE, DIFF_MISSING, DIFF_EXTRA, DIFF_ORDER, DIFF_KIND_COUNT };
-
-struct difference {
-	enum diff_where where;
-	char *path;          /* JSON Pointer, lower-case header name, or "" */
-	enum diff_kind kind;
-	cJSON *reference;    /* owned; NULL when absent (extra) */
-	cJSON *candidate;    /* owned; NULL when absent (missing) */
-	bool noise;
-};
-
-struct diff_list {
-	struct difference *items;
-	size_t count;
-	size_t cap;
-	bool reference_truncated;  /* compared on the reference's prefix */
-	bool candidate_truncated;
-	bool depth_exceeded;       /* a body nested deeper than max_depth */
-	bool order_unchecked;      /* pairing budget spent: reported by index
-				    * (miffy_compare_budget_exceeded_total) */
-};
 
 /* Compiles the rules of cfg (ignore lists, tolerances, caps). Returns NULL
  * with a message in err on a bad rule. */

@@ -2,7 +2,7 @@
 #ifndef MIFFY_LOG_H
 #define MIFFY_LOG_H
 
-#include "config.h"
+#include "config-t.h"
 
 /* Sets the threshold, format and destination (NULL: stderr). Returns 0, or
  * -1 with a message in err when the file cannot be opened. */

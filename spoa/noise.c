@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "compare.h"
+#include "config-t.h"
 #include "hash.h"
 
 /* Memory stays bounded whatever the traffic: endpoints past the cap share

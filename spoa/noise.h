@@ -8,7 +8,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "compare.h"
+#include "compare-t.h"
 
 struct config;
 struct noise;

@@ -16,7 +16,8 @@
 
 #include "body.h"
 #include "buf.h"
-#include "config.h"
+#include "compare.h"
+#include "config-t.h"
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"

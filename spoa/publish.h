@@ -5,7 +5,7 @@
 
 #include <ev.h>
 
-#include "compare.h"
+#include "compare-t.h"
 #include "exchange.h"
 
 struct body_shared;
