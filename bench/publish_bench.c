@@ -119,7 +119,7 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		diffs = out.count;
-		publish_exchange_shared(p, &x, OUTCOME_DIFFERENT, &out, &ref, cand);
+		publish_exchange_shared(p, &x, OUTCOME_DIFFERENT, &out, NULL, &ref, cand);
 		diff_list_clear(&out);
 		body_shared_clear(&ref);
 		body_shared_clear(&cand[0]);

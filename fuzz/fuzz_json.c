@@ -76,9 +76,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		parsed = true;
 	}
 	if (jsonw_json_text(&w, data, size)) {
-		FUZZ_CHECK(n == w.len && n <= size);
+		FUZZ_CHECK(n == w.b.len && n <= size);
 		in = parse((const char *)data, size);
-		out = parse(w.buf, w.len);
+		out = parse(w.b.p, w.b.len);
 		/* cJSON reads everything RFC 8259 allows but lone surrogates,
 		 * and reads the minified text alike. */
 		FUZZ_CHECK(!in == !out);
@@ -92,19 +92,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		jsonw_reset(&w);
 		jsonw_cjson(&w, in);
 		cJSON_Delete(out);
-		out = parse(w.buf, w.len);
+		out = parse(w.b.p, w.b.len);
 		FUZZ_CHECK(out);
 		cJSON_Delete(in);
 		cJSON_Delete(out);
 	} else {
-		FUZZ_CHECK(n == SIZE_MAX && w.len == 0);
+		FUZZ_CHECK(n == SIZE_MAX && w.b.len == 0);
 	}
 
 string:
 	jsonw_reset(&w);
 	jsonw_string(&w, (const char *)data, size);
-	FUZZ_CHECK(w.len == jsonw_string_size((const char *)data, size));
-	out = parse(w.buf, w.len);
+	FUZZ_CHECK(w.b.len == jsonw_string_size((const char *)data, size));
+	out = parse(w.b.p, w.b.len);
 	FUZZ_CHECK(out && cJSON_IsString(out));
 	cJSON_Delete(out);
 	jsonw_free(&w);

@@ -15,8 +15,6 @@
 #include "spop.h"
 
 /* As in agent.c. */
-#define SPOP_FUZZ_MAX_MESSAGES 16
-#define SPOP_FUZZ_MAX_ARGS 32
 #define SPOP_FUZZ_MAX_KV 16
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -148,34 +146,33 @@ static void spop_fuzz_reply(const struct spop_frame *f, const struct spop_messag
 static void spop_fuzz_notify(const struct spop_frame *f)
 {
 	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
-	struct spop_message msgs[SPOP_FUZZ_MAX_MESSAGES];
-	size_t nmsgs = 0;
+	struct spop_message msgs[SPOP_NOTIFY_MAX_MESSAGES], one;
+	static struct spop_arg args[SPOP_NOTIFY_MAX_ARGS], scratch[SPOP_MESSAGE_MAX_ARGS];
+	int nmsgs = spop_notify_decode(p, end, msgs, args);
+	size_t seen = 0;
 
+	/* Message by message, as the whole payload decodes: the same verdict. */
 	while (p < end) {
-		struct spop_message m;
 		const uint8_t *before = p;
-		int r = spop_message_decode(&p, end, &m);
+		int r = spop_message_decode(&p, end, scratch, SPOP_MESSAGE_MAX_ARGS, &one);
 
 		if (r < 0) {
 			FUZZ_CHECK(p == before);
+			FUZZ_CHECK(nmsgs == SPOP_INVALID);
 			return;
 		}
 		FUZZ_CHECK(r > 0 && p == before + r && p <= end);
-		FUZZ_CHECK(m.args >= before && m.args <= m.args_end && m.args_end == p);
-		if (nmsgs < SPOP_FUZZ_MAX_MESSAGES)
-			msgs[nmsgs++] = m;
+		FUZZ_CHECK(one.args == scratch && one.nargs <= SPOP_MESSAGE_MAX_ARGS);
+		seen++;
 	}
-	spop_fuzz_reply(f, msgs, nmsgs);
-	for (size_t i = 0; i < nmsgs; i++) {
-		struct spop_arg args[SPOP_FUZZ_MAX_ARGS];
-		int nargs = spop_message_args(&msgs[i], args, SPOP_FUZZ_MAX_ARGS);
-
-		/* spop_message_decode validated every argument already. */
-		FUZZ_CHECK(nargs >= 0);
-		FUZZ_CHECK((size_t)nargs == (msgs[i].nargs < SPOP_FUZZ_MAX_ARGS ? msgs[i].nargs
-										: SPOP_FUZZ_MAX_ARGS));
-		for (int j = 0; j < nargs; j++)
-			spop_fuzz_arg(&args[j], msgs[i].args, msgs[i].args_end);
+	FUZZ_CHECK(nmsgs >= 0);
+	FUZZ_CHECK((size_t)nmsgs == (seen < SPOP_NOTIFY_MAX_MESSAGES ? seen : SPOP_NOTIFY_MAX_MESSAGES));
+	spop_fuzz_reply(f, msgs, (size_t)nmsgs);
+	for (int i = 0; i < nmsgs; i++) {
+		FUZZ_CHECK(msgs[i].nargs <= SPOP_MESSAGE_MAX_ARGS);
+		FUZZ_CHECK(msgs[i].args >= args && msgs[i].args + msgs[i].nargs <= args + SPOP_NOTIFY_MAX_ARGS);
+		for (size_t j = 0; j < msgs[i].nargs; j++)
+			spop_fuzz_arg(&msgs[i].args[j], f->payload, end);
 	}
 }
 

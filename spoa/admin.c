@@ -381,6 +381,8 @@ static void write_settings(const struct config *cfg, struct jsonw *w)
 static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, struct jsonw *w)
 {
 	struct MHD_Response *r;
+	size_t len;
+	char *text;
 
 	if (!jsonw_ok(w)) {
 		jsonw_free(w);
@@ -388,12 +390,12 @@ static enum MHD_Result send_json(struct MHD_Connection *conn, unsigned status, s
 				 "{\"error\":\"out of memory or over the document size limit\"}\n");
 	}
 	/* MHD frees the text with free() once sent. */
-	r = MHD_create_response_from_buffer(w->len, w->buf, MHD_RESPMEM_MUST_FREE);
+	text = buf_take(&w->b, &len);
+	r = text ? MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE) : NULL;
 	if (!r) {
-		jsonw_free(w);
+		free(text);
 		return MHD_NO;
 	}
-	w->buf = NULL;
 	return queue(conn, status, r, "application/json");
 }
 

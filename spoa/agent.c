@@ -13,15 +13,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
 #include "config.h"
 #include "exchange.h"
 #include "log.h"
 #include "spop.h"
 #include "stats.h"
 
-/* Messages per NOTIFY we look at: HAProxy sends one per group here. */
-#define MAX_MESSAGES 16
-#define MAX_ARGS 32
+/* Room for the NOTIFYs one read ACKs ahead (conn_read()), each decoded
+ * once and kept for its handling: HAProxy's default 16 kB frames hold far
+ * fewer. A read with more (a large max_frame_size) has the ones that did
+ * not fit decoded again when handled. */
+#define AHEAD_FRAMES 256
+#define AHEAD_MESSAGES 512
+#define AHEAD_ARGS 4096
 /* A peer that stops reading may hold this much of our output, then goes. */
 #define WRITE_BUF_MAX (1u << 20)
 /* Time a closing peer gets to read our DISCONNECT before we hang up. */
@@ -42,10 +47,7 @@ struct conn {
 	uint8_t *rbuf;
 	size_t rlen;
 	size_t rcap;
-	uint8_t *wbuf;
-	size_t wlen;
-	size_t woff;
-	size_t wcap;
+	struct buf out;              /* not yet sent; at most WRITE_BUF_MAX */
 	uint32_t frame_size;         /* negotiated; the configured max before HELLO */
 	double arrival;              /* kernel receive time of the last read (CLOCK_REALTIME) */
 	double acks_since;           /* arrival of the oldest ACK not yet written */
@@ -53,6 +55,20 @@ struct conn {
 	bool hello_done;
 	bool closing;                /* no more reads; close once output is out */
 	char peer[64];
+};
+
+/* The NOTIFYs of one read, decoded once by the ACK-ahead pass of
+ * conn_read() and taken, in order, by handle_notify(). One NOTIFY's worth
+ * past the AHEAD_ counts is never kept: a NOTIFY that does not fit, or one
+ * handle_notify() decodes itself, is decoded there. */
+struct ahead {
+	size_t nframes, nmsgs, nargs;  /* kept */
+	size_t next;                   /* the next kept frame to handle */
+	struct {
+		size_t first, count;       /* in msgs */
+	} frames[AHEAD_FRAMES];
+	struct spop_message msgs[AHEAD_MESSAGES + SPOP_NOTIFY_MAX_MESSAGES];
+	struct spop_arg args[AHEAD_ARGS + SPOP_NOTIFY_MAX_ARGS];
 };
 
 struct agent {
@@ -69,6 +85,7 @@ struct agent {
 	bool draining;               /* health checks are refused */
 	uint64_t checks_refused;     /* while draining */
 	ev_tstamp last_notify;       /* loop time of the last NOTIFY */
+	struct ahead ahead;          /* of the connection being read: on_read never nests */
 };
 
 static void conn_close(struct conn *c)
@@ -90,7 +107,7 @@ static void conn_close(struct conn *c)
 	a->nconns--;
 	stats.conn_active = a->nconns;
 	free(c->rbuf);
-	free(c->wbuf);
+	buf_free(&c->out);
 	free(c);
 }
 
@@ -121,11 +138,11 @@ static bool conn_flush(struct conn *c)
 {
 	struct agent *a = c->agent;
 
-	while (c->woff < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+	while (c->out.len > 0) {
+		ssize_t n = send(c->fd, c->out.p, c->out.len, MSG_NOSIGNAL);
 
 		if (n > 0) {
-			c->woff += (size_t)n;
+			buf_consume(&c->out, (size_t)n);
 			continue;
 		}
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -138,7 +155,6 @@ static bool conn_flush(struct conn *c)
 		conn_close(c);
 		return false;
 	}
-	c->wlen = c->woff = 0;
 	ev_io_stop(a->loop, &c->wio);
 	if (c->acks_pending) {
 		/* Each pending ACK is charged the oldest one's wait: an upper bound. */
@@ -154,34 +170,23 @@ static bool conn_flush(struct conn *c)
 	return true;
 }
 
-/* Reserves room for len more output bytes. NULL when the peer is too far
- * behind (the caller closes). */
-static uint8_t *conn_reserve(struct conn *c, size_t len)
+/* Queues an ACK of (stream_id, frame_id). Returns 0, -1 when the peer is
+ * too far behind (c->out is full: the caller closes), or -2 when the ids
+ * do not fit an ACK. */
+static int conn_queue_ack(struct conn *c, uint64_t stream_id, uint64_t frame_id)
 {
-	if (c->woff && c->woff == c->wlen)
-		c->wlen = c->woff = 0;
-	if (c->wlen + len > c->wcap) {
-		size_t cap = c->wcap ? c->wcap : 4096;
-		uint8_t *b;
+	enum { ACK_ROOM = 64 };
+	uint8_t *out = (uint8_t *)buf_reserve(&c->out, ACK_ROOM);
+	int n;
 
-		if (c->woff) {
-			memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
-			c->wlen -= c->woff;
-			c->woff = 0;
-		}
-		while (cap < c->wlen + len)
-			cap *= 2;
-		if (cap > WRITE_BUF_MAX)
-			return NULL;
-		if (cap > c->wcap) {
-			b = realloc(c->wbuf, cap);
-			if (!b)
-				return NULL;
-			c->wbuf = b;
-			c->wcap = cap;
-		}
-	}
-	return c->wbuf + c->wlen;
+	if (!out)
+		return -1;
+	n = spop_build_ack(out, ACK_ROOM, stream_id, frame_id, ACK_VAR);
+	if (n < 0)
+		return -2;
+	buf_commit(&c->out, (size_t)n);
+	ack_queued(c);
+	return 0;
 }
 
 static void on_linger(struct ev_loop *loop, ev_timer *w, int revents)
@@ -211,13 +216,10 @@ static void conn_disconnect(struct conn *c, enum spop_status status, const char 
 	c->timer.data = c;
 	ev_timer_start(a->loop, &c->timer);
 	n = spop_build_disconnect(frame, sizeof(frame), status, why);
-	uint8_t *out = n > 0 ? conn_reserve(c, (size_t)n) : NULL;
-	if (!out) {
+	if (n <= 0 || buf_add(&c->out, frame, (size_t)n) == -1) {
 		conn_close(c);
 		return;
 	}
-	memcpy(out, frame, (size_t)n);
-	c->wlen += (size_t)n;
 	stats.frames_out++;
 	conn_flush(c);
 }
@@ -329,13 +331,10 @@ static bool handle_hello(struct conn *c, const struct spop_frame *f)
 		c->frame_size = (uint32_t)hsize;
 	n = spop_build_hello(frame, sizeof(frame), c->frame_size,
 			     has_token(caps->v.str.ptr, caps->v.str.len, "pipelining") ? "pipelining" : "");
-	uint8_t *out = n > 0 ? conn_reserve(c, (size_t)n) : NULL;
-	if (!out) {
+	if (n <= 0 || buf_add(&c->out, frame, (size_t)n) == -1) {
 		conn_close(c);
 		return false;
 	}
-	memcpy(out, frame, (size_t)n);
-	c->wlen += (size_t)n;
 	stats.frames_out++;
 	c->hello_done = true;
 	c->timer.repeat = c->agent->cfg->idle_timeout;
@@ -348,43 +347,62 @@ static bool handle_hello(struct conn *c, const struct spop_frame *f)
 	return conn_flush(c);
 }
 
+/* Decodes f's messages into h, kept for handle_notify() when keep and
+ * they fit. Returns the number of messages (at *first in h->msgs) or
+ * SPOP_INVALID. */
+static int ahead_decode(struct ahead *h, const struct spop_frame *f, bool keep, size_t *first)
+{
+	size_t m = AHEAD_MESSAGES, a = AHEAD_ARGS;
+	int n;
+
+	keep = keep && h->nframes < AHEAD_FRAMES && h->nmsgs + SPOP_NOTIFY_MAX_MESSAGES <= AHEAD_MESSAGES &&
+	       h->nargs + SPOP_NOTIFY_MAX_ARGS <= AHEAD_ARGS;
+	if (keep) {
+		m = h->nmsgs;
+		a = h->nargs;
+	}
+	n = spop_notify_decode(f->payload, f->payload + f->payload_len, h->msgs + m, h->args + a);
+	*first = m;
+	if (n < 0 || !keep)
+		return n;
+	h->frames[h->nframes].first = m;
+	h->frames[h->nframes].count = (size_t)n;
+	h->nframes++;
+	h->nmsgs += (size_t)n;
+	for (int i = 0; i < n; i++)
+		h->nargs += h->msgs[m + (size_t)i].nargs;
+	return n;
+}
+
 /* Queues the ACK of f when f is a NOTIFY that handle_notify() will accept
- * and acknowledge; returns true then. Nothing is queued otherwise. */
+ * and acknowledge, keeping its decoded messages for it; returns true then.
+ * Nothing is queued or kept otherwise. */
 static bool notify_ack_ahead(struct conn *c, const struct spop_frame *f)
 {
-	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
-	uint8_t *out;
-	int n;
+	struct ahead *h = &c->agent->ahead;
+	size_t nframes = h->nframes, nmsgs = h->nmsgs, nargs = h->nargs, first;
 
 	if (f->type != SPOP_FRAME_NOTIFY || !c->hello_done || !(f->flags & SPOP_FLAG_FIN) ||
 	    (f->flags & SPOP_FLAG_ABORT))
 		return false;
-	while (p < end) {
-		struct spop_message m;
-
-		if (spop_message_decode(&p, end, &m) < 0)
-			return false;
+	if (ahead_decode(h, f, true, &first) < 0)
+		return false;
+	if (conn_queue_ack(c, f->stream_id, f->frame_id) < 0) {
+		h->nframes = nframes;
+		h->nmsgs = nmsgs;
+		h->nargs = nargs;
+		return false;
 	}
-	out = conn_reserve(c, 64);
-	if (!out)
-		return false;
-	n = spop_build_ack(out, 64, f->stream_id, f->frame_id, ACK_VAR);
-	if (n < 0)
-		return false;
-	c->wlen += (size_t)n;
-	ack_queued(c);
 	return true;
 }
 
-/* acked: notify_ack_ahead() already queued and sent f's ACK. Returns false
- * when c was closed. */
+/* acked: notify_ack_ahead() already queued and sent f's ACK (and kept its
+ * messages, unless they did not fit). Returns false when c was closed. */
 static bool handle_notify(struct conn *c, const struct spop_frame *f, bool acked)
 {
-	const uint8_t *p = f->payload, *end = f->payload + f->payload_len;
-	struct spop_message msgs[MAX_MESSAGES];
-	size_t nmsgs = 0;
-	uint8_t *out;
-	int n;
+	struct ahead *h = &c->agent->ahead;
+	const struct spop_message *msgs;
+	size_t nmsgs, first;
 
 	if (!c->hello_done) {
 		conn_disconnect(c, SPOP_ERR_INVALID, "NOTIFY before HELLO");
@@ -398,31 +416,33 @@ static bool handle_notify(struct conn *c, const struct spop_frame *f, bool acked
 	if (f->flags & SPOP_FLAG_ABORT)
 		return true;
 	c->agent->last_notify = ev_now(c->agent->loop);
-	while (p < end) {
-		struct spop_message m;
+	if (acked && h->next < h->nframes) {
+		first = h->frames[h->next].first;
+		nmsgs = h->frames[h->next].count;
+		h->next++;
+	} else {
+		int n = ahead_decode(h, f, false, &first);
 
-		if (spop_message_decode(&p, end, &m) < 0) {
+		if (n < 0) {
 			conn_disconnect(c, SPOP_ERR_INVALID, "malformed NOTIFY message");
 			return false;
 		}
-		if (nmsgs < MAX_MESSAGES)
-			msgs[nmsgs++] = m;
+		nmsgs = (size_t)n;
 	}
+	msgs = h->msgs + first;
 	if (!acked) {
 		/* The ACK goes out before any other work: HAProxy waits for it. */
-		out = conn_reserve(c, 64);
-		if (!out) {
+		int r = conn_queue_ack(c, f->stream_id, f->frame_id);
+
+		if (r == -1) {
 			log_warn("HAProxy peer %s does not read its ACKs: closing", c->peer);
 			conn_close(c);
 			return false;
 		}
-		n = spop_build_ack(out, 64, f->stream_id, f->frame_id, ACK_VAR);
-		if (n < 0) {
+		if (r < 0) {
 			conn_disconnect(c, SPOP_ERR_INVALID, "stream or frame id too large");
 			return false;
 		}
-		c->wlen += (size_t)n;
-		ack_queued(c);
 	}
 	stats.notify_frames++;
 	stats.ack_frames++;
@@ -430,12 +450,9 @@ static bool handle_notify(struct conn *c, const struct spop_frame *f, bool acked
 	if (!acked && !conn_flush(c))
 		return false;
 	for (size_t i = 0; i < nmsgs; i++) {
-		struct spop_arg args[MAX_ARGS];
-		int nargs = spop_message_args(&msgs[i], args, MAX_ARGS);
-
 		stats.messages++;
-		if (nargs >= 0)
-			exchange_on_message(c->agent->table, msgs[i].name, msgs[i].name_len, args, (size_t)nargs);
+		exchange_on_message(c->agent->table, msgs[i].name, msgs[i].name_len, msgs[i].args,
+				    msgs[i].nargs);
 	}
 	return true;
 }
@@ -522,6 +539,8 @@ static void conn_read(struct conn *c)
 		ev_timer_again(loop, &c->timer);
 	p = c->rbuf;
 	end = c->rbuf + c->rlen;
+	c->agent->ahead.nframes = c->agent->ahead.nmsgs = c->agent->ahead.nargs = 0;
+	c->agent->ahead.next = 0;
 	/* HAProxy pipelines: one read often holds many NOTIFYs. Their ACKs go
 	 * out first, in one send instead of one per frame (the send is most of
 	 * the agent's per-frame cost), and still before any message is handled. */
@@ -679,6 +698,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
 			log_debug("SO_TIMESTAMPNS: %s", strerror(errno));
 		c->fd = fd;
 		c->agent = a;
+		buf_init(&c->out, WRITE_BUF_MAX);
 		c->frame_size = a->cfg->max_frame_size;
 		peer_name(&ss, c->peer, sizeof(c->peer));
 		ev_io_init(&c->rio, on_read, fd, EV_READ);

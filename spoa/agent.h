@@ -11,8 +11,10 @@ struct config;
 struct exchange_table;
 struct agent;
 
-/* Binds cfg->listen and starts accepting. Returns NULL with a message in
- * err when the address cannot be bound. */
+/* Binds cfg->listen and starts accepting; cfg and table are borrowed and
+ * must outlive the agent. Returns NULL with a message in err when the
+ * address cannot be bound (or memory runs out). The caller frees with
+ * agent_free(). */
 struct agent *agent_new(struct ev_loop *loop, const struct config *cfg,
 			struct exchange_table *table, char *err, size_t errlen);
 
@@ -29,9 +31,10 @@ bool agent_quiet(const struct agent *a, double seconds);
 /* Sends AGENT-DISCONNECT (normal) on every connection and closes them. */
 void agent_close_all(struct agent *a);
 
+/* HAProxy connections open now, closing ones included. */
 size_t agent_connection_count(const struct agent *a);
 
-/* Closes everything and frees a. */
+/* Closes everything and frees a (NULL is fine). */
 void agent_free(struct agent *a);
 
 #endif

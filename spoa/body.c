@@ -7,7 +7,7 @@
 #include <zlib.h>
 
 #include "json.h"
-#include "stats.h"
+#include "utf8.h"
 
 /* cJSON refuses deeper documents itself, recursively; our scan must refuse
  * them first so that its limit is never the one that applies. */
@@ -176,7 +176,6 @@ fail:
 	out->len = resp->body_len;
 	out->size_exceeded = false;
 	out->decode_failed = true;
-	stats.decompress_failed++;
 }
 
 /* Nesting depth of a JSON text without parsing it: brackets outside
@@ -210,15 +209,15 @@ static bool json_depth_within(const uint8_t *p, size_t len, unsigned limit)
 }
 
 /* Valid UTF-8 without NUL or other C0 controls than tab, CR, LF, FF. A
- * sequence cut by the end of the buffer is accepted when cut is set. */
+ * character cut by the end of the buffer is accepted when cut is set and
+ * what is left of it is a valid beginning. */
 static bool is_text(const uint8_t *p, size_t len, bool cut)
 {
 	size_t i = 0;
 
 	while (i < len) {
 		uint8_t ch = p[i];
-		size_t n;
-		uint32_t cp;
+		int n;
 
 		if (ch < 0x80) {
 			if (ch < 0x20 && ch != '\t' && ch != '\n' && ch != '\r' && ch != '\f')
@@ -226,30 +225,12 @@ static bool is_text(const uint8_t *p, size_t len, bool cut)
 			i++;
 			continue;
 		}
-		if ((ch & 0xe0) == 0xc0) {
-			n = 1;
-			cp = ch & 0x1f;
-		} else if ((ch & 0xf0) == 0xe0) {
-			n = 2;
-			cp = ch & 0x0f;
-		} else if ((ch & 0xf8) == 0xf0) {
-			n = 3;
-			cp = ch & 0x07;
-		} else {
+		n = utf8_char(p + i, len - i);
+		if (n == -2)
+			return cut;
+		if (n < 0)
 			return false;
-		}
-		for (size_t k = 1; k <= n; k++) {
-			if (i + k >= len)
-				return cut;
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = (cp << 6) | (p[i + k] & 0x3f);
-		}
-		/* Overlong forms, surrogates and values past Unicode. */
-		if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return false;
-		i += n + 1;
+		i += (size_t)n;
 	}
 	return true;
 }
@@ -292,18 +273,16 @@ void body_decode(const struct http_response *resp, size_t max_decompressed,
 		unsigned limit = max_depth < BODY_MAX_DEPTH ? max_depth : BODY_MAX_DEPTH;
 
 		/* Our parser takes RFC 8259 JSON within the depth limit; what it
-		 * refuses is scanned for depth (too deep: not parsed, counted)
+		 * refuses is scanned for depth (too deep: not parsed, flagged)
 		 * and left to cJSON, slower, which accepts more (invalid UTF-8
 		 * in strings, numbers like 01.), so such bodies still compare
 		 * as JSON. */
 		out->json = json_parse(out->data, out->len, limit, &out->json_arena);
 		if (!out->json) {
-			if (!json_depth_within(out->data, out->len, limit)) {
+			if (!json_depth_within(out->data, out->len, limit))
 				out->depth_exceeded = true;
-				stats.json_depth_exceeded++;
-			} else {
+			else
 				out->json = cjson_parse(out->data, out->len);
-			}
 		}
 		if (out->json) {
 			out->type = BODY_JSON;

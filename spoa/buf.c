@@ -32,7 +32,7 @@ static int grow(struct buf *b, size_t n)
 	cap = b->cap ? b->cap : BUF_MIN_CAP;
 	while (cap < need)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	if (cap > b->max + 1)
+	if (b->max < SIZE_MAX && cap > b->max + 1)
 		cap = b->max + 1;
 	p = realloc(b->p, cap);
 	if (p == NULL) {
@@ -108,6 +108,14 @@ void buf_consume(struct buf *b, size_t n)
 	memmove(b->p, b->p + n, b->len - n);
 	b->len -= n;
 	b->p[b->len] = '\0';
+}
+
+void buf_truncate(struct buf *b, size_t len)
+{
+	if (len >= b->len)
+		return;
+	b->len = len;
+	b->p[len] = '\0';
 }
 
 void buf_reset(struct buf *b)

@@ -48,6 +48,10 @@ void buf_commit(struct buf *b, size_t n);
 /* Drops the first n bytes (n <= b->len), moving the rest to the front. */
 void buf_consume(struct buf *b, size_t n);
 
+/* Keeps the first len bytes (len <= b->len), dropping the rest; the error
+ * is left as it is. */
+void buf_truncate(struct buf *b, size_t len);
+
 /* Empties b and clears its error; keeps the memory for reuse. */
 void buf_reset(struct buf *b);
 

@@ -8,8 +8,11 @@
 #include <string.h>
 
 #include "body.h"
-#include "config.h"
-#include "stats.h"
+#include "buf.h"
+#include "config-t.h"
+#include "glob.h"
+#include "hash.h"
+#include "utf8.h"
 
 /* A response that differs everywhere still makes a message of bounded size;
  * past this many differences the rest are not recorded. */
@@ -27,17 +30,9 @@
 #define EXCERPT_BEFORE 32
 #define EXCERPT_AFTER 64
 
-enum seg_kind { SEG_NAME = 0, SEG_ONE, SEG_ANY, SEG_KIND_COUNT };
-
-struct segment {
-	enum seg_kind kind;
-	const char *name;   /* escaped, as in the pattern; points into the rule */
-	size_t len;
-};
-
 struct rule {
 	char *text;
-	struct segment *segs;
+	struct glob_seg *segs;   /* names escaped, as in the pattern; point into text */
 	size_t count;
 };
 
@@ -58,11 +53,14 @@ struct compare {
 	size_t max_decompressed;
 };
 
+/* A JSON Pointer longer than this is no real document's: its comparison
+ * fails as when memory runs out. */
+#define COMPARE_PATH_MAX (64u << 20)
+
 /* The JSON Pointer of the node being compared, escaped, with the offset of
  * each segment so that rules match without re-parsing it. */
 struct path {
-	char *buf;
-	size_t len, cap;
+	struct buf text;    /* at most COMPARE_PATH_MAX bytes */
 	size_t *starts;     /* offset of each segment's first byte (after '/') */
 	size_t count, starts_cap;
 };
@@ -89,6 +87,22 @@ const char *diff_kind_name(enum diff_kind k)
 	static const char *const names[DIFF_KIND_COUNT] = { "value", "type", "missing", "extra", "order" };
 
 	return k < DIFF_KIND_COUNT ? names[k] : "?";
+}
+
+size_t diff_field_key(const struct difference *d, char *key, size_t len)
+{
+	const char *path = d->path ? d->path : "";
+	int n;
+
+	if (d->where == DIFF_STATUS)
+		n = snprintf(key, len, "status");
+	else if (d->where == DIFF_HEADER)
+		n = snprintf(key, len, "header:%s", path);
+	else if (path[0])
+		n = snprintf(key, len, "body:%s", path);
+	else
+		n = snprintf(key, len, "body");
+	return n < 0 ? 0 : (size_t)n;
 }
 
 /* ---- rules ------------------------------------------------------------ */
@@ -133,16 +147,16 @@ static int rule_compile(const char *text, struct rule *r, char *err, size_t errl
 	for (p = text; *p == '/';) {
 		const char *start = ++p - text + r->text;
 		size_t len = strcspn(p, "/");
-		struct segment *s = &r->segs[r->count++];
+		struct glob_seg *s = &r->segs[r->count++];
 
-		s->name = start;
+		s->text = start;
 		s->len = len;
 		if (len == 1 && p[0] == '*')
-			s->kind = SEG_ONE;
+			s->kind = GLOB_ONE;
 		else if (len == 2 && p[0] == '*' && p[1] == '*')
-			s->kind = SEG_ANY;
+			s->kind = GLOB_ANY;
 		else
-			s->kind = SEG_NAME;
+			s->kind = GLOB_NAME;
 		p += len;
 	}
 	return 0;
@@ -172,45 +186,12 @@ static int rule_set_compile(const struct str_list *list, struct rule_set *set,
 	return 0;
 }
 
-static bool seg_equal(const struct segment *s, const struct path *path, size_t i)
-{
-	size_t start = path->starts[i];
-	size_t end = i + 1 < path->count ? path->starts[i + 1] - 1 : path->len;
-
-	if (s->kind == SEG_ONE)
-		return true;
-	return end - start == s->len && memcmp(path->buf + start, s->name, s->len) == 0;
-}
-
-/* Glob matching over segments, "**" matching zero or more of them; one
- * backtracking point suffices as with '*' in file name globs. */
-static bool rule_matches(const struct rule *r, const struct path *path)
-{
-	size_t i = 0, j = 0, star_i = SIZE_MAX, star_j = 0;
-
-	while (j < path->count) {
-		if (i < r->count && r->segs[i].kind == SEG_ANY) {
-			star_i = i++;
-			star_j = j;
-		} else if (i < r->count && seg_equal(&r->segs[i], path, j)) {
-			i++;
-			j++;
-		} else if (star_i != SIZE_MAX) {
-			i = star_i + 1;
-			j = ++star_j;
-		} else {
-			return false;
-		}
-	}
-	while (i < r->count && r->segs[i].kind == SEG_ANY)
-		i++;
-	return i == r->count;
-}
-
 static bool rule_set_matches(const struct rule_set *set, const struct path *path)
 {
+	const struct glob_path gp = { path->text.p, path->text.len, path->starts, path->count };
+
 	for (size_t i = 0; i < set->count; i++)
-		if (rule_matches(&set->items[i], path))
+		if (glob_match(set->items[i].segs, set->items[i].count, &gp))
 			return true;
 	return false;
 }
@@ -479,21 +460,10 @@ static int compare_headers(const struct compare *c, const struct header_list *re
 static int path_push(struct path *p, const char *seg)
 {
 	size_t n = strlen(seg), plain = strcspn(seg, "~/"), extra = 1 + n;
+	char *o;
 
 	for (const char *s = seg + plain; *s; s++)
 		extra += *s == '~' || *s == '/';
-	if (p->len + extra + 1 > p->cap) {
-		size_t ncap = p->cap ? p->cap : 64;
-		char *nb;
-
-		while (p->len + extra + 1 > ncap)
-			ncap *= 2;
-		nb = realloc(p->buf, ncap);
-		if (!nb)
-			return -1;
-		p->buf = nb;
-		p->cap = ncap;
-	}
 	if (p->count == p->starts_cap) {
 		size_t ncap = p->starts_cap ? p->starts_cap * 2 : 16;
 		size_t *ns = realloc(p->starts, ncap * sizeof(*ns));
@@ -503,23 +473,26 @@ static int path_push(struct path *p, const char *seg)
 		p->starts = ns;
 		p->starts_cap = ncap;
 	}
-	p->buf[p->len++] = '/';
-	p->starts[p->count++] = p->len;
-	memcpy(p->buf + p->len, seg, plain);
-	p->len += plain;
+	o = buf_reserve(&p->text, extra);
+	if (!o)
+		return -1;
+	p->starts[p->count++] = p->text.len + 1;
+	*o++ = '/';
+	memcpy(o, seg, plain);
+	o += plain;
 	/* RFC 6901: '~' is written ~0 and '/' is written ~1. */
 	for (const char *s = seg + plain; *s; s++) {
 		if (*s == '~') {
-			p->buf[p->len++] = '~';
-			p->buf[p->len++] = '0';
+			*o++ = '~';
+			*o++ = '0';
 		} else if (*s == '/') {
-			p->buf[p->len++] = '~';
-			p->buf[p->len++] = '1';
+			*o++ = '~';
+			*o++ = '1';
 		} else {
-			p->buf[p->len++] = *s;
+			*o++ = *s;
 		}
 	}
-	p->buf[p->len] = '\0';
+	buf_commit(&p->text, extra);
 	return 0;
 }
 
@@ -538,8 +511,7 @@ static int path_push_index(struct path *p, size_t index)
 
 static void path_pop(struct path *p)
 {
-	p->len = p->starts[--p->count] - 1;
-	p->buf[p->len] = '\0';
+	buf_truncate(&p->text, p->starts[--p->count] - 1);
 }
 
 static int record(struct walk *w, enum diff_kind kind, const cJSON *ref, const cJSON *cand)
@@ -556,7 +528,7 @@ static int record(struct walk *w, enum diff_kind kind, const cJSON *ref, const c
 		cJSON_Delete(r);
 		return -1;
 	}
-	if (diff_add(w->out, DIFF_BODY, w->path.buf ? w->path.buf : "", w->path.len,
+	if (diff_add(w->out, DIFF_BODY, w->path.text.p ? w->path.text.p : "", w->path.text.len,
 		     kind, r, c) < 0)
 		return -1;
 	return 1;
@@ -880,41 +852,22 @@ static int compare_json(const struct compare *c, const cJSON *ref, const cJSON *
 	struct walk w = { .c = c, .out = out };
 	int rc;
 
-	if (path_push(&w.path, "") < 0)
+	buf_init(&w.path.text, COMPARE_PATH_MAX);
+	if (path_push(&w.path, "") < 0) {
+		free(w.path.starts);
 		return -1;
+	}
 	path_pop(&w.path);
 	/* The root is the empty pointer: a rule "" ignores the whole body. */
 	rc = rule_set_matches(&c->ignore_paths, &w.path) ? 0 : diff_node(&w, ref, cand);
-	if (w.budget_spent) {
-		stats.compare_budget_exceeded++;
-		if (out)
-			out->order_unchecked = true;
-	}
-	free(w.path.buf);
+	if (w.budget_spent && out)
+		out->order_unchecked = true;
+	buf_free(&w.path.text);
 	free(w.path.starts);
 	return rc < 0 ? -1 : 0;
 }
 
 /* ---- text and binary -------------------------------------------------- */
-
-static uint64_t fnv1a64(const uint8_t *p, size_t len)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-/* Moves a cut at i back to the start of a UTF-8 character. */
-static size_t utf8_floor(const uint8_t *p, size_t len, size_t i)
-{
-	while (i > 0 && i < len && (p[i] & 0xc0) == 0x80)
-		i--;
-	return i;
-}
 
 /* "line L, offset O: ...excerpt..." for one side, around offset off. */
 static cJSON *text_excerpt(const uint8_t *p, size_t len, size_t off, size_t line, size_t line_start)
@@ -928,12 +881,12 @@ static cJSON *text_excerpt(const uint8_t *p, size_t len, size_t off, size_t line
 
 	if (!p)
 		p = (const uint8_t *)"";
-	start = utf8_floor(p, len, start);
+	start = utf8_char_start(p, len, start);
 	end = off + EXCERPT_AFTER < len ? off + EXCERPT_AFTER : len;
 	nl = off < end ? memchr(p + off, '\n', end - off) : NULL;
 	if (nl)
 		end = (size_t)(nl - p);
-	end = utf8_floor(p, len, end);
+	end = utf8_char_start(p, len, end);
 	elen = end - start;
 	s = malloc(elen + 80);
 	if (!s)
@@ -981,7 +934,7 @@ static cJSON *binary_summary(const uint8_t *p, size_t len, size_t off)
 	char s[128];
 
 	snprintf(s, sizeof(s), "%zu bytes, fnv1a64 %016" PRIx64 ", first difference at offset %zu",
-		 len, fnv1a64(p, len), off);
+		 len, hash_bytes(p, len), off);
 	return cJSON_CreateString(s);
 }
 

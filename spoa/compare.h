@@ -1,5 +1,8 @@
 /* Comparison of two HTTP responses: status, headers, body (JSON structural,
- * text, binary), with ignore rules from config. Pure: no I/O. */
+ * text, binary), with ignore rules from config. Pure: no I/O and no global
+ * counter; what a comparison ran into (a cut body, a budget spent) is in
+ * the flags of its diff_list and of the bodies it decoded, which the
+ * exchange's conclusion counts. */
 #ifndef MIFFY_COMPARE_H
 #define MIFFY_COMPARE_H
 
@@ -9,32 +12,11 @@
 #include <cjson/cJSON.h>
 
 #include "http.h"
+#include "compare-t.h"
 
 struct body_shared;
 struct config;
 struct compare;
-
-enum diff_where { DIFF_STATUS = 0, DIFF_HEADER, DIFF_BODY, DIFF_WHERE_COUNT };
-enum diff_kind { DIFF_VALUE = 0, DIFF_TYPE, DIFF_MISSING, DIFF_EXTRA, DIFF_ORDER, DIFF_KIND_COUNT };
-
-struct difference {
-	enum diff_where where;
-	char *path;          /* JSON Pointer, lower-case header name, or "" */
-	enum diff_kind kind;
-	cJSON *reference;    /* owned; NULL when absent (extra) */
-	cJSON *candidate;    /* owned; NULL when absent (missing) */
-	bool noise;
-};
-
-struct diff_list {
-	struct difference *items;
-	size_t count;
-	size_t cap;
-	bool reference_truncated;  /* compared on the reference's prefix */
-	bool candidate_truncated;
-	bool depth_exceeded;       /* a body nested deeper than max_depth */
-	bool order_unchecked;      /* pairing budget spent: reported by index */
-};
 
 /* Compiles the rules of cfg (ignore lists, tolerances, caps). Returns NULL
  * with a message in err on a bad rule. */
@@ -58,5 +40,12 @@ void diff_list_clear(struct diff_list *list);
 
 const char *diff_where_name(enum diff_where w);
 const char *diff_kind_name(enum diff_kind k);
+
+/* The name of the field difference d is about, as /stats, the noise rule
+ * and the samples key it: "status", "header:<name>", "body" or
+ * "body:<JSON Pointer>". Writes it NUL-terminated into key (cut to len - 1
+ * bytes; key may be NULL when len is 0) and returns its full length, as
+ * snprintf does. */
+size_t diff_field_key(const struct difference *d, char *key, size_t len);
 
 #endif

@@ -8,10 +8,12 @@
 #include "body.h"
 #include "compare.h"
 #include "config.h"
+#include "hash.h"
 #include "log.h"
 #include "noise.h"
 #include "publish.h"
 #include "replay.h"
+#include "replay_error.h"
 #include "request.h"
 #include "route.h"
 #include "spop.h"
@@ -53,20 +55,9 @@ const char *skip_reason_name(enum skip_reason r) { return skip_names[r]; }
 const char *anomaly_name(enum anomaly a) { return anomaly_names[a]; }
 const char *role_name(enum replay_role r) { return role_names[r]; }
 
-static uint64_t hash_id(const char *s, size_t len)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 static struct exchange **bucket_of(struct exchange_table *t, const char *id, size_t len)
 {
-	return &t->buckets[hash_id(id, len) & (t->nbuckets - 1)];
+	return &t->buckets[hash_bytes(id, len) & (t->nbuckets - 1)];
 }
 
 static struct exchange *table_find(struct exchange_table *t, const char *id, size_t len)
@@ -173,16 +164,62 @@ static void cancel_replays(struct exchange_table *t, struct exchange *x)
 	}
 }
 
-/* Ends x with outcome o: stats, publishing, removal. bodies (NULL, or the
- * reference's then one per role) are what the comparison decoded, reused
- * by publishing; the caller clears them. */
-static void conclude_decoded(struct exchange_table *t, struct exchange *x, enum outcome o,
-			     const struct diff_list *diffs, struct body_shared *bodies)
+/* What finishing an exchange found: the comparisons with the candidate
+ * and the secondary, and the bodies each decoded at most once by whoever
+ * needed them first (compare, then publish). Zero-initialised;
+ * verdict_clear() frees. */
+struct verdict {
+	struct diff_list diffs;              /* reference vs candidate */
+	struct diff_list sec;                /* reference vs secondary */
+	struct body_shared request, reference, replies[ROLE_COUNT];
+};
+
+static void verdict_clear(struct verdict *v)
 {
+	diff_list_clear(&v->diffs);
+	diff_list_clear(&v->sec);
+	body_shared_clear(&v->request);
+	body_shared_clear(&v->reference);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		body_shared_clear(&v->replies[r]);
+}
+
+static void body_troubles(const struct body_shared *b, struct stats_compare *c)
+{
+	if (!b->decoded)
+		return;
+	c->decode_failed += b->body.decode_failed;
+	c->depth_exceeded += b->body.depth_exceeded;
+}
+
+/* What comparing and decoding x ran into, from the flags v carries. */
+static void verdict_troubles(const struct verdict *v, struct stats_compare *c)
+{
+	*c = (struct stats_compare){ 0 };
+	c->order_unchecked = (unsigned)v->diffs.order_unchecked + (unsigned)v->sec.order_unchecked;
+	body_troubles(&v->request, c);
+	body_troubles(&v->reference, c);
+	for (int r = 0; r < ROLE_COUNT; r++)
+		body_troubles(&v->replies[r], c);
+}
+
+/* Ends x with outcome o: stats, publishing (the policy is publish's to
+ * apply), removal; then clears v. diffs are the differences to report
+ * (NULL: none); v (NULL: nothing was compared) what finishing found,
+ * counted here once publishing has decoded what it needed. */
+static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
+		     const struct diff_list *diffs, struct verdict *v)
+{
+	struct verdict none = { 0 };
+	struct stats_compare troubles;
+
+	if (!v)
+		v = &none;
 	stats_exchange_done(x, o, diffs);
-	if (t->deps.publish && o != OUTCOME_SKIPPED && o != OUTCOME_EXPIRED && o != OUTCOME_DROPPED)
-		publish_exchange_shared(t->deps.publish, x, o, diffs, bodies ? &bodies[0] : NULL,
-					bodies ? &bodies[1] : NULL);
+	if (t->deps.publish)
+		publish_exchange_shared(t->deps.publish, x, o, diffs, &v->request, &v->reference, v->replies);
+	verdict_troubles(v, &troubles);
+	stats_compare_done(&troubles);
 	if (log_enabled(LOG_LEVEL_DEBUG))
 		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s: %s%s%s (%zu differences)",
 			x->endpoint ? x->endpoint : "-", outcome_name(o),
@@ -191,23 +228,17 @@ static void conclude_decoded(struct exchange_table *t, struct exchange *x, enum 
 	cancel_replays(t, x);
 	table_remove(t, x);
 	exchange_free(x);
-}
-
-static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
-		     const struct diff_list *diffs)
-{
-	conclude_decoded(t, x, o, diffs, NULL);
+	/* The bodies point into x's responses: cleared after, but no longer read. */
+	verdict_clear(v);
 }
 
 static void finish(struct exchange_table *t, struct exchange *x)
 {
-	struct diff_list diffs = { 0 }, sec = { 0 };
-	/* the reference's body, then one per role: each decoded at most once */
-	struct body_shared bodies[1 + ROLE_COUNT] = { 0 };
+	struct verdict v = { 0 };
 	enum outcome o;
 
 	if (x->skip != SKIP_NONE) {
-		conclude(t, x, OUTCOME_SKIPPED, NULL);
+		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
 		return;
 	}
 	/* x is complete: nothing the agent reads now can conclude it (a second
@@ -216,34 +247,25 @@ static void finish(struct exchange_table *t, struct exchange *x)
 	if (t->yield)
 		t->yield(t->yield_arg);
 	if (x->replies[ROLE_CANDIDATE].error != REPLAY_OK) {
-		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL);
+		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL, NULL);
 		return;
 	}
 	if (!t->deps.compare ||
-	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_CANDIDATE], &bodies[0],
-				     &bodies[1 + ROLE_CANDIDATE], &diffs) < 0) {
+	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_CANDIDATE], &v.reference,
+				     &v.replies[ROLE_CANDIDATE], &v.diffs) < 0) {
 		log_msg(LOG_LEVEL_ERROR, x->id, "comparison failed: out of memory");
-		diff_list_clear(&diffs);
-		for (int i = 0; i < 1 + ROLE_COUNT; i++)
-			body_shared_clear(&bodies[i]);
-		conclude(t, x, OUTCOME_DROPPED, NULL);
+		conclude(t, x, OUTCOME_DROPPED, NULL, &v);
 		return;
 	}
-	o = diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
+	o = v.diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
 	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
 	if (x->want[ROLE_SECONDARY] && x->replies[ROLE_SECONDARY].error == REPLAY_OK && t->deps.noise &&
-	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &bodies[0],
-				     &bodies[1 + ROLE_SECONDARY], &sec) == 0) {
-		if (noise_mark(t->deps.noise, x->endpoint, &diffs, &sec))
+	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &v.reference,
+				     &v.replies[ROLE_SECONDARY], &v.sec) == 0) {
+		if (noise_mark(t->deps.noise, x->endpoint, &v.diffs, &v.sec))
 			o = OUTCOME_NOISE;
 	}
-	/* x and its responses are freed in conclude: the bodies decoded from
-	 * them are cleared after, but no longer read. */
-	conclude_decoded(t, x, o, &diffs, bodies);
-	diff_list_clear(&diffs);
-	diff_list_clear(&sec);
-	for (int i = 0; i < 1 + ROLE_COUNT; i++)
-		body_shared_clear(&bodies[i]);
+	conclude(t, x, o, &v.diffs, &v);
 }
 
 static void maybe_finish(struct exchange_table *t, struct exchange *x)
@@ -288,31 +310,33 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 		if (x->skip == SKIP_NONE)
 			log_msg(LOG_LEVEL_DEBUG, x->id, "exchange expired: %s",
 				x->have_reference ? "replay never ended" : "no reference response");
-		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED, NULL);
+		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED, NULL, NULL);
 	}
 	ttl_arm(t);
 }
 
-struct exchange_table *exchange_table_new(const struct exchange_deps *deps)
+struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char *err, size_t errlen)
 {
 	struct exchange_table *t = calloc(1, sizeof(*t));
 	size_t n = 1024;
 
 	if (!t)
-		return NULL;
+		goto fail;
 	t->deps = *deps;
 	/* About one entry per bucket at the cap, within reason. */
 	while (n < deps->cfg->max_exchanges && n < ((size_t)1 << 20))
 		n <<= 1;
 	t->nbuckets = n;
 	t->buckets = calloc(n, sizeof(*t->buckets));
-	if (!t->buckets) {
-		free(t);
-		return NULL;
-	}
+	if (!t->buckets)
+		goto fail;
 	ev_init(&t->ttl_timer, on_ttl);
 	t->ttl_timer.data = t;
 	return t;
+fail:
+	snprintf(err, errlen, "exchange table: out of memory");
+	free(t);
+	return NULL;
 }
 
 void exchange_table_free(struct exchange_table *t)
@@ -324,7 +348,7 @@ void exchange_table_free(struct exchange_table *t)
 
 		if (x->skip == SKIP_NONE)
 			x->skip = SKIP_SHUTDOWN;
-		conclude(t, x, OUTCOME_SKIPPED, NULL);
+		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
 	}
 	ev_timer_stop(t->deps.loop, &t->ttl_timer);
 	free(t->buckets);
@@ -342,11 +366,11 @@ size_t exchange_table_count(const struct exchange_table *t)
 	return t->count;
 }
 
-/* Fills m from args. side is NULL for miffy-req and miffy-res; for miffy-tx
- * it is "req_" or "res_", which the names of per-side arguments (headers,
- * body, body_len, body_size) must start with. */
-static void collect_args(const struct spop_arg *args, size_t nargs, const char *side,
-			 struct message_args *m)
+/* Fills req from args, in one pass. For miffy-tx (tx), fills res too: the
+ * names of per-side arguments (headers, body, body_len, body_size) then
+ * carry a "req_" or "res_" prefix, and the others go to both sides. */
+static void collect_args(const struct spop_arg *args, size_t nargs, bool tx, struct message_args *req,
+			 struct message_args *res)
 {
 #define ARG(name, sided, field) { name, sizeof(name) - 1, sided, offsetof(struct message_args, field) }
 	static const struct { const char *name; size_t len; bool sided; size_t off; } names[] = {
@@ -356,26 +380,34 @@ static void collect_args(const struct spop_arg *args, size_t nargs, const char *
 		ARG("body", true, body), ARG("body_len", true, body_len), ARG("body_size", true, body_size),
 	};
 #undef ARG
-	size_t plen = side ? strlen(side) : 0;
+	const size_t plen = sizeof("req_") - 1;
 
-	memset(m, 0, sizeof(*m));
+	memset(req, 0, sizeof(*req));
+	if (tx)
+		memset(res, 0, sizeof(*res));
 	for (size_t i = 0; i < nargs; i++) {
 		const char *name = args[i].name;
 		size_t len = args[i].name_len;
-		bool prefixed = side && len > plen && memcmp(name, side, plen) == 0;
+		struct message_args *into = req;
+		bool prefixed = false;
 
 		if (args[i].value.type == SPOP_T_NULL)
 			continue;
-		if (prefixed) {
+		if (tx && len > plen && memcmp(name, "res_", plen) == 0)
+			into = res;
+		if (tx && len > plen && (into == res || memcmp(name, "req_", plen) == 0)) {
+			prefixed = true;
 			name += plen;
 			len -= plen;
 		}
 		for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-			/* With a side, per-side names carry its prefix and no other does. */
-			if (prefixed != (side && names[k].sided) || len != names[k].len ||
+			/* With sides, per-side names carry a prefix and no other does. */
+			if (prefixed != (tx && names[k].sided) || len != names[k].len ||
 			    memcmp(name, names[k].name, len) != 0)
 				continue;
-			*(const struct spop_value **)((char *)m + names[k].off) = &args[i].value;
+			*(const struct spop_value **)((char *)into + names[k].off) = &args[i].value;
+			if (tx && !prefixed)
+				*(const struct spop_value **)((char *)res + names[k].off) = &args[i].value;
 			break;
 		}
 	}
@@ -509,7 +541,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 		return NULL;
 	}
 	if (t->count >= t->deps.cfg->max_exchanges) {
-		stats.outcomes[OUTCOME_DROPPED]++;
+		stats_request_dropped();
 		log_msg(LOG_LEVEL_WARN, NULL, "exchange table full (max_exchanges=%u): request dropped",
 			t->deps.cfg->max_exchanges);
 		return NULL;
@@ -559,7 +591,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 	start_replays(t, x);
 	return x;
 oom:
-	stats.outcomes[OUTCOME_DROPPED]++;
+	stats_request_dropped();
 	log_msg(LOG_LEVEL_ERROR, NULL, "out of memory: request dropped");
 	if (x)
 		exchange_free(x);
@@ -627,7 +659,7 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 			(int)(name_len > 64 ? 64 : name_len), name);
 		return;
 	}
-	collect_args(args, nargs, kind == MSG_TX ? "req_" : NULL, &m);
+	collect_args(args, nargs, kind == MSG_TX, &m, &res);
 	if (!is_text(m.id) || m.id->v.str.len == 0) {
 		char why[96];
 
@@ -654,10 +686,8 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 	default:
 		/* The whole transaction in one message: no pairing to wait for. */
 		x = on_request(t, &m, true);
-		if (x) {
-			collect_args(args, nargs, "res_", &res);
+		if (x)
 			on_response(t, x, &res);
-		}
 		break;
 	}
 }

@@ -95,11 +95,14 @@ struct exchange_deps {
 	struct publish *publish;     /* may be NULL */
 };
 
-/* Creates the table. Returns NULL on allocation failure. */
-struct exchange_table *exchange_table_new(const struct exchange_deps *deps);
+/* Creates the table (deps copied; what they point to is borrowed and must
+ * outlive it). Returns NULL with a message in err on allocation failure.
+ * The caller frees with exchange_table_free(). */
+struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char *err, size_t errlen);
 
-/* Cancels every in-flight replay, counts each pending exchange as expired
- * (or skipped/shutdown) and frees the table. */
+/* Cancels every in-flight replay, counts each pending exchange as
+ * skipped (reason shutdown unless it was skipped already) and frees the
+ * table (NULL is fine). */
 void exchange_table_free(struct exchange_table *t);
 
 /* Handles one SPOE message by name ("miffy-tx", or "miffy-req" / "miffy-res") with its
@@ -118,6 +121,9 @@ void exchange_table_set_yield(struct exchange_table *t, void (*fn)(void *), void
 /* Number of exchanges in the table. */
 size_t exchange_table_count(const struct exchange_table *t);
 
+/* The names of /stats, /metrics and the Kafka message ("equal",
+ * "request_truncated", ...): static strings; the value must be below its
+ * _COUNT. */
 const char *outcome_name(enum outcome o);
 const char *skip_reason_name(enum skip_reason r);
 const char *anomaly_name(enum anomaly a);

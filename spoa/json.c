@@ -4,43 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* ---- scanners ------------------------------------------------------------ */
-
-size_t json_utf8_valid_prefix(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
-			break;
-		if (len - i <= n)
-			break;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return i;
-			cp = (cp << 6) | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			break;
-		i += n + 1;
-	}
-	return i;
-}
 
 static bool is_hex(uint8_t c)
 {
@@ -78,9 +44,9 @@ const uint8_t *json_scan_string(const uint8_t *p, const uint8_t *end)
 		} else if (c < 0x80) {
 			p++;
 		} else {
-			size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+			int n = utf8_char(p, (size_t)(end - p));
 
-			if ((size_t)(end - p) < n || json_utf8_valid_prefix(p, n) != n)
+			if (n < 0)
 				return NULL;
 			p += n;
 		}

@@ -16,10 +16,6 @@
 
 struct json_arena;
 
-/* Length of the valid UTF-8 prefix of s (no overlongs, surrogates or code
- * points past U+10FFFF; a sequence cut by the end is not valid). */
-size_t json_utf8_valid_prefix(const uint8_t *s, size_t len);
-
 /* The first byte at or after p that does not stand for itself inside a
  * JSON string (a quote, a backslash, a control or a non-ASCII byte), or
  * end. Eight bytes at a time: borrows may flag plain bytes above a flagged

@@ -7,68 +7,30 @@
 #include <string.h>
 
 #include "json.h"
-
-#define JSONW_MIN_CAP 4096
+#include "utf8.h"
 
 static const char hexdig[] = "0123456789abcdef";
 
 void jsonw_init(struct jsonw *w, size_t max)
 {
-	memset(w, 0, sizeof(*w));
-	w->max = max;
+	buf_init(&w->b, max);
+	w->comma = false;
 }
 
 void jsonw_reset(struct jsonw *w)
 {
-	w->len = 0;
-	w->comma = w->over = w->oom = false;
+	buf_reset(&w->b);
+	w->comma = false;
 }
 
 void jsonw_free(struct jsonw *w)
 {
-	free(w->buf);
-	w->buf = NULL;
-	w->len = w->cap = 0;
-}
-
-/* Room for n more bytes. When that would pass max: false, and the text is
- * marked over only if mark (a caller may still try a smaller size). */
-static bool room(struct jsonw *w, size_t n, bool mark)
-{
-	size_t need, cap;
-	char *nb;
-
-	if (w->over || w->oom)
-		return false;
-	if (n > w->max - w->len) {
-		if (mark)
-			w->over = true;
-		return false;
-	}
-	need = w->len + n;
-	if (need <= w->cap)
-		return true;
-	cap = w->cap ? w->cap : JSONW_MIN_CAP;
-	while (cap < need)
-		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-	if (cap > w->max)
-		cap = w->max;
-	nb = realloc(w->buf, cap);
-	if (!nb) {
-		w->oom = true;
-		return false;
-	}
-	w->buf = nb;
-	w->cap = cap;
-	return true;
+	buf_free(&w->b);
 }
 
 static void put(struct jsonw *w, const char *s, size_t n)
 {
-	if (room(w, n, true)) {
-		memcpy(w->buf + w->len, s, n);
-		w->len += n;
-	}
+	buf_add(&w->b, s, n);
 }
 
 /* The separator a value or key needs before it. */
@@ -106,20 +68,19 @@ static size_t ascii_size(uint8_t c)
  * the step writes. */
 static size_t string_step(const uint8_t *s, size_t len, size_t i, size_t *size)
 {
-	size_t n;
+	int n;
 
 	if (s[i] < 0x80) {
 		*size = ascii_size(s[i]);
 		return 1;
 	}
-	n = json_utf8_valid_prefix(s + i, len - i > 4 ? 4 : len - i);
-	if (n == 0) {
+	n = utf8_char(s + i, len - i);
+	if (n < 0) {
 		*size = 3;
 		return 1;
 	}
-	n = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
-	*size = n;
-	return n;
+	*size = (size_t)n;
+	return (size_t)n;
 }
 
 size_t jsonw_string_fit(const char *str, size_t len, size_t limit, size_t *size)
@@ -211,22 +172,22 @@ static void string_at(struct jsonw *w, const char *s, size_t len)
 {
 	const uint8_t *u = (const uint8_t *)s;
 	size_t size;
+	char *o;
 
 	/* Most keys and values need no escape: one scan, one copy. */
 	if (json_plain_run(u, u + len) == u + len) {
-		if (room(w, len + 2, true)) {
-			w->buf[w->len] = '"';
-			memcpy(w->buf + w->len + 1, s, len);
-			w->buf[w->len + 1 + len] = '"';
-			w->len += len + 2;
+		if ((o = buf_reserve(&w->b, len + 2)) != NULL) {
+			o[0] = '"';
+			memcpy(o + 1, s, len);
+			o[len + 1] = '"';
+			buf_commit(&w->b, len + 2);
 		}
 		return;
 	}
 	size = jsonw_string_size(s, len);
-
-	if (room(w, size, true)) {
-		string_body(w->buf + w->len, (const uint8_t *)s, len);
-		w->len += size;
+	if ((o = buf_reserve(&w->b, size)) != NULL) {
+		string_body(o, u, len);
+		buf_commit(&w->b, size);
 	}
 }
 
@@ -260,10 +221,19 @@ void jsonw_cstring(struct jsonw *w, const char *s)
 
 /* ---- other primitives -------------------------------------------------- */
 
+/* The separator and the token in one write: numbers come by the
+ * thousand in /stats. */
 static void literal(struct jsonw *w, const char *s, size_t n)
 {
-	sep(w);
-	put(w, s, n);
+	size_t c = w->comma ? 1 : 0;
+	char *o = buf_reserve(&w->b, c + n);
+
+	if (o) {
+		if (c)
+			o[0] = ',';
+		memcpy(o + c, s, n);
+		buf_commit(&w->b, c + n);
+	}
 	w->comma = true;
 }
 
@@ -280,11 +250,47 @@ void jsonw_bool(struct jsonw *w, bool v)
 		literal(w, "false", 5);
 }
 
+/* The decimal digits of v, minus first when neg, ending at end. Returns
+ * where they start. */
+static char *digits(char *end, uint64_t v, bool neg)
+{
+	char *p = end;
+
+	do {
+		*--p = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	if (neg)
+		*--p = '-';
+	return p;
+}
+
 void jsonw_int(struct jsonw *w, int64_t v)
 {
-	char buf[24];
-	int n = snprintf(buf, sizeof(buf), "%" PRId64, v);
+	char buf[24], *p;
 
+	/* The magnitude in unsigned arithmetic: -INT64_MIN overflows int64_t. */
+	p = digits(buf + sizeof(buf), v < 0 ? 0 - (uint64_t)v : (uint64_t)v, v < 0);
+	literal(w, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+void jsonw_uint(struct jsonw *w, uint64_t v)
+{
+	char buf[24], *p = digits(buf + sizeof(buf), v, false);
+
+	literal(w, p, (size_t)(buf + sizeof(buf) - p));
+}
+
+void jsonw_fixed(struct jsonw *w, double v, int places)
+{
+	char buf[64];
+	int n;
+
+	if (!isfinite(v) || fabs(v) >= 1e30) {
+		jsonw_number(w, v);
+		return;
+	}
+	n = snprintf(buf, sizeof(buf), "%.*f", places < 0 ? 0 : places > 9 ? 9 : places, v);
 	literal(w, buf, (size_t)n);
 }
 
@@ -473,32 +479,33 @@ size_t jsonw_json_text_size(const uint8_t *s, size_t len)
 
 bool jsonw_json_text(struct jsonw *w, const uint8_t *s, size_t len)
 {
-	size_t n, at = w->len, need;
-	bool comma = w->comma;
+	size_t n, c = w->comma ? 1 : 0, need;
+	char *o;
 
 	if (len == 0)
 		return false;   /* no value at all */
+	if (!jsonw_ok(w))
+		return true;
 	/* Minified text is never longer than the input; only when the input
 	 * does not fit is the exact size worth a first pass. */
-	need = len + (comma ? 1 : 0);
-	if (!room(w, need, false)) {
-		if (!jsonw_ok(w))
-			return true;
+	need = len + c;
+	if (need > w->b.max - w->b.len) {
 		n = minify(s, len, NULL);
 		if (n == SIZE_MAX)
 			return false;
-		need = n + (comma ? 1 : 0);
-		if (!room(w, need, true))
-			return true;
+		need = n + c;
 	}
-	if (comma)
-		w->buf[w->len++] = ',';
-	n = minify(s, len, w->buf + w->len);
+	o = buf_reserve(&w->b, need);
+	if (!o)
+		return true;
+	if (c)
+		*o = ',';
+	n = minify(s, len, o + c);
 	if (n == SIZE_MAX) {
-		w->len = at;
+		*o = '\0';       /* nothing was committed: the text ends here again */
 		return false;
 	}
-	w->len += n;
+	buf_commit(&w->b, n + c);
 	w->comma = true;
 	return true;
 }

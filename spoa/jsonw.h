@@ -11,28 +11,30 @@
 
 #include <cjson/cJSON.h>
 
+#include "buf.h"
+
 struct jsonw {
-	char *buf;       /* owned; not NUL-terminated */
-	size_t len;
-	size_t cap;
-	size_t max;      /* the text never grows past this many bytes */
+	/* The text (b.p, b.len; NUL-terminated), owned. b.max bounds it; once
+	 * b.err is set (BUF_TOO_BIG: a write would have passed b.max,
+	 * BUF_NO_MEMORY) the text is unusable and writes do nothing. A caller
+	 * may take the text with buf_take(&w->b, ...). */
+	struct buf b;
 	bool comma;      /* the next value or key follows a sibling */
-	bool over;       /* a write would have passed max: the text is unusable */
-	bool oom;        /* an allocation failed: the text is unusable */
 };
 
 /* An empty writer whose text may not exceed max bytes. Allocates nothing. */
 void jsonw_init(struct jsonw *w, size_t max);
 
-/* Empties the text and clears the flags; keeps the buffer and max. */
+/* Empties the text and clears its error; keeps the memory and max. */
 void jsonw_reset(struct jsonw *w);
 
+/* Frees the text; w is empty afterwards (the same max). */
 void jsonw_free(struct jsonw *w);
 
 /* False once the text is unusable (over max or out of memory). */
 static inline bool jsonw_ok(const struct jsonw *w)
 {
-	return !w->over && !w->oom;
+	return w->b.err == BUF_OK;
 }
 
 /* Containers: c is '{' or '[' to open, '}' or ']' to close. */
@@ -52,9 +54,16 @@ void jsonw_string(struct jsonw *w, const char *s, size_t len);
 /* The same for a C string; NULL writes null. */
 void jsonw_cstring(struct jsonw *w, const char *s);
 
+/* Literals; integers in plain decimal digits. Each is a value: in an
+ * object, after its key. Nothing is returned: a failure is w->b.err. */
 void jsonw_null(struct jsonw *w);
 void jsonw_bool(struct jsonw *w, bool v);
 void jsonw_int(struct jsonw *w, int64_t v);
+void jsonw_uint(struct jsonw *w, uint64_t v);
+
+/* v with exactly places decimals (printf's "%.*f", places 0..9); NaN and
+ * infinities are null, a magnitude of 1e30 or more is as jsonw_number(). */
+void jsonw_fixed(struct jsonw *w, double v, int places);
 
 /* A number that reads back as v: integers plainly, a decimal with at most
  * six places when one reads back the same, else 15 or 17 significant

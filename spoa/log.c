@@ -50,21 +50,25 @@ static int open_log(const char *path)
 	return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666);
 }
 
-int log_setup(enum log_level level, bool json, const char *path)
+int log_setup(enum log_level level, bool json, const char *path, char *err, size_t errlen)
 {
 	lg.level = level;
 	lg.json = json;
 	free(lg.path);
 	lg.path = path ? strdup(path) : NULL;
-	if (path && !lg.path)
+	if (path && !lg.path) {
+		snprintf(err, errlen, "log file %s: out of memory", path);
 		return -1;
+	}
 	if (lg.fd >= 0)
 		close(lg.fd);
 	lg.fd = -1;
 	if (path) {
 		lg.fd = open_log(path);
-		if (lg.fd < 0)
+		if (lg.fd < 0) {
+			snprintf(err, errlen, "cannot open log file %s: %s", path, strerror(errno));
 			return -1;
+		}
 	}
 	return 0;
 }

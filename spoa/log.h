@@ -2,15 +2,16 @@
 #ifndef MIFFY_LOG_H
 #define MIFFY_LOG_H
 
-#include "config.h"
+#include "config-t.h"
 
-/* Sets the threshold, format and destination (NULL: stderr). Returns 0 or
- * -1 when the file cannot be opened (errno set). */
-int log_setup(enum log_level level, bool json, const char *path);
+/* Sets the threshold, format and destination (NULL: stderr). Returns 0, or
+ * -1 with a message in err when the file cannot be opened. */
+int log_setup(enum log_level level, bool json, const char *path, char *err, size_t errlen);
 
 /* Reopens the log file (SIGHUP). No-op on stderr. */
 void log_reopen(void);
 
+/* True when lines of level are written (the threshold of log_setup()). */
 bool log_enabled(enum log_level level);
 
 /* Writes one line. id is the HAProxy unique-id the line is about, or NULL.

@@ -1,5 +1,4 @@
 /* miffy: wiring, signals, graceful shutdown. */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -142,32 +141,38 @@ static void watch_signal(struct app *app, ev_signal *w, void (*cb)(struct ev_loo
 	ev_signal_start(app->loop, w);
 }
 
+/* Reports a constructor's failure, its err text once, and returns rc (the
+ * exit status): 2 for what the configuration decides, 1 otherwise. */
+static int start_failed(const char *what, const char *err, int rc)
+{
+	fprintf(stderr, "miffy: %s%s%s\n", what ? what : "", what ? ": " : "", err);
+	return rc;
+}
+
 static int app_start(struct app *app)
 {
 	struct exchange_deps deps;
 	char err[512] = "";
 
 	app->route = route_new(app->cfg.endpoints.items, app->cfg.endpoints.count, err, sizeof(err));
-	if (!app->route) {
-		fprintf(stderr, "miffy: endpoints: %s\n", err);
-		return 2;
-	}
+	if (!app->route)
+		return start_failed("endpoints", err, 2);
 	app->compare = compare_new(&app->cfg, err, sizeof(err));
-	if (!app->compare) {
-		fprintf(stderr, "miffy: %s\n", err);
-		return 2;
-	}
-	app->noise = noise_new(&app->cfg);
+	if (!app->compare)
+		return start_failed(NULL, err, 2);
+	app->noise = noise_new(&app->cfg, err, sizeof(err));
+	if (!app->noise)
+		return start_failed(NULL, err, 2);
 	stats_set_noise(app->noise);
 	app->replay = replay_new(app->loop, &app->cfg, err, sizeof(err));
-	if (!app->noise || !app->replay) {
-		fprintf(stderr, "miffy: %s\n", err[0] ? err : "out of memory");
-		return 2;
-	}
+	if (!app->replay)
+		return start_failed(NULL, err[0] ? err : "out of memory", 2);
 	app->publish = publish_new(app->loop, &app->cfg, err, sizeof(err));
 	if (!app->publish) {
-		fprintf(stderr, "miffy: sink %s: %s\n", app->cfg.sink, err);
-		return 2;
+		char what[256];
+
+		snprintf(what, sizeof(what), "sink %s", app->cfg.sink);
+		return start_failed(what, err, 2);
 	}
 	/* The dashboard's samples: only with an admin address to show them. */
 	if (strcmp(app->cfg.admin, "off") != 0 && app->cfg.samples_per_endpoint > 0) {
@@ -177,11 +182,9 @@ static int app_start(struct app *app)
 			.max_bytes = app->cfg.samples_max_bytes,
 		};
 
-		app->samples = samples_new(&lim);
-		if (!app->samples) {
-			fprintf(stderr, "miffy: out of memory\n");
-			return 1;
-		}
+		app->samples = samples_new(&lim, err, sizeof(err));
+		if (!app->samples)
+			return start_failed(NULL, err, 1);
 		publish_set_samples(app->publish, app->samples);
 		stats_set_samples(app->samples);
 	}
@@ -189,22 +192,16 @@ static int app_start(struct app *app)
 		.loop = app->loop, .cfg = &app->cfg, .replay = app->replay, .compare = app->compare,
 		.noise = app->noise, .route = app->route, .publish = app->publish,
 	};
-	app->table = exchange_table_new(&deps);
-	if (!app->table) {
-		fprintf(stderr, "miffy: out of memory\n");
-		return 1;
-	}
+	app->table = exchange_table_new(&deps, err, sizeof(err));
+	if (!app->table)
+		return start_failed(NULL, err, 1);
 	app->agent = agent_new(app->loop, &app->cfg, app->table, err, sizeof(err));
-	if (!app->agent) {
-		fprintf(stderr, "miffy: %s\n", err);
-		return 1;
-	}
+	if (!app->agent)
+		return start_failed(NULL, err, 1);
 	if (strcmp(app->cfg.admin, "off") != 0) {
 		app->admin = admin_new(app->loop, &app->cfg, err, sizeof(err));
-		if (!app->admin) {
-			fprintf(stderr, "miffy: admin: %s\n", err);
-			return 1;
-		}
+		if (!app->admin)
+			return start_failed("admin", err, 1);
 		admin_set_samples(app->admin, app->samples);
 	}
 	return 0;
@@ -237,6 +234,7 @@ static void app_stop(struct app *app)
 int main(int argc, char **argv)
 {
 	struct app app;
+	char err[512];
 	int rc;
 
 	memset(&app, 0, sizeof(app));
@@ -245,8 +243,8 @@ int main(int argc, char **argv)
 		config_free(&app.cfg);
 		return rc == 1 ? 0 : 2;
 	}
-	if (log_setup(app.cfg.log_level, app.cfg.log_json, app.cfg.log_file) < 0) {
-		fprintf(stderr, "miffy: cannot open log file %s: %s\n", app.cfg.log_file, strerror(errno));
+	if (log_setup(app.cfg.log_level, app.cfg.log_json, app.cfg.log_file, err, sizeof(err)) < 0) {
+		start_failed(NULL, err, 2);
 		config_free(&app.cfg);
 		return 2;
 	}

@@ -7,20 +7,7 @@
 #include <stdint.h>
 
 #include "exchange.h"
-
-#define MINUTES_KEPT 60
-
-struct minute_bucket {
-	int64_t minute;          /* wall-clock minute (seconds / 60) it counts, 0: never used */
-	uint32_t compared;       /* equal + different + noise */
-	uint32_t different;
-	uint32_t noise;
-	uint32_t candidate_error;
-};
-
-struct minutes {
-	struct minute_bucket b[MINUTES_KEPT];
-};
+#include "minutes-t.h"
 
 /* Counts outcome o of one exchange that ended at now (wall clock, seconds)
  * in the bucket of its minute, reusing the slot of the minute an hour ago.

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
+#include "compare.h"
+#include "config-t.h"
+#include "hash.h"
 
 /* Memory stays bounded whatever the traffic: endpoints past the cap share
  * one entry, and so do the fields of an endpoint past its cap. */
@@ -44,31 +46,22 @@ struct noise {
 	uint64_t serial;
 };
 
-static uint64_t hash_str(const char *s)
-{
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
-struct noise *noise_new(const struct config *cfg)
+struct noise *noise_new(const struct config *cfg, char *err, size_t errlen)
 {
 	struct noise *n = calloc(1, sizeof(*n));
 
 	if (!n)
-		return NULL;
+		goto fail;
 	n->relative = cfg->noise_relative;
 	n->absolute = cfg->noise_absolute;
 	n->endpoints = calloc(NOISE_MAX_ENDPOINTS, sizeof(*n->endpoints));
-	if (!n->endpoints) {
-		free(n);
-		return NULL;
-	}
+	if (!n->endpoints)
+		goto fail;
 	return n;
+fail:
+	snprintf(err, errlen, "noise: out of memory");
+	free(n);
+	return NULL;
 }
 
 static void endpoint_clear(struct endpoint *e)
@@ -139,7 +132,7 @@ static struct field *field_slot(const struct field_table *t, const char *key)
 {
 	size_t mask = t->size - 1;
 
-	for (size_t i = (size_t)hash_str(key) & mask;; i = (i + 1) & mask)
+	for (size_t i = (size_t)hash_string(key) & mask;; i = (i + 1) & mask)
 		if (!t->slots[i].key || strcmp(t->slots[i].key, key) == 0)
 			return &t->slots[i];
 }
@@ -202,17 +195,15 @@ static struct field *field_get(struct endpoint *e, const char *key)
 	return f;
 }
 
-/* "status", "body" for the whole body, else where:path. Array indices are
- * kept, so /items/0/price and /items/1/price are two fields. */
+/* diff_field_key(), whole. Array indices are kept, so /items/0/price and
+ * /items/1/price are two fields. The caller frees; NULL on ENOMEM. */
 static char *field_key(const struct difference *d)
 {
-	const char *where = diff_where_name(d->where);
-	char *key;
+	size_t len = diff_field_key(d, NULL, 0);
+	char *key = malloc(len + 1);
 
-	if (!d->path || !d->path[0])
-		return strdup(where);
-	if (asprintf(&key, "%s:%s", where, d->path) < 0)
-		return NULL;
+	if (key)
+		diff_field_key(d, key, len + 1);
 	return key;
 }
 

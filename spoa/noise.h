@@ -8,12 +8,15 @@
 
 #include <cjson/cJSON.h>
 
-#include "compare.h"
+#include "compare-t.h"
 
 struct config;
 struct noise;
 
-struct noise *noise_new(const struct config *cfg);
+/* Per-endpoint raw/noise tables with cfg's thresholds. Returns NULL with a
+ * message in err on allocation failure. The caller frees with noise_free()
+ * (NULL is fine). */
+struct noise *noise_new(const struct config *cfg, char *err, size_t errlen);
 void noise_free(struct noise *n);
 
 /* Records one exchange of endpoint: raw = reference vs candidate, sec =
@@ -24,7 +27,11 @@ bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
 		const struct diff_list *sec);
 
 /* Per endpoint and field raw/noise counts as a JSON object for /stats, or
- * NULL on allocation failure. The caller frees. */
+ * NULL on allocation failure. The caller frees. This table (written only
+ * by noise_mark) is the input of Diffy's rule: raw counts the exchanges a
+ * secondary answered where the candidate differed, noise those where the
+ * secondary differed. It is not stats' "fields" table, which counts every
+ * different or noise exchange, and noise as judged (see stats.h). */
 cJSON *noise_stats_json(const struct noise *n, const char *endpoint);
 
 #endif

@@ -15,11 +15,13 @@
 #include <librdkafka/rdkafka.h>
 
 #include "body.h"
-#include "config.h"
+#include "buf.h"
+#include "compare.h"
+#include "config-t.h"
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"
-#include "replay.h"
+#include "replay_error.h"
 #include "samples.h"
 #include "stats.h"
 
@@ -80,8 +82,7 @@ struct publish {
 	char *path;
 	int fd;
 	ev_io out_io;
-	char *obuf;                  /* bytes not yet accepted by fd */
-	size_t olen, ocap, omax;
+	struct buf out;              /* lines not yet accepted by fd */
 };
 
 /* Parts of an exchange decoded once and reused by every build attempt. */
@@ -106,15 +107,6 @@ struct build {
 	struct body_shared own[PART_COUNT];      /* decoded here, for this message */
 	bool cut;                    /* set by a build that left something out */
 };
-
-static const char *const published_outcomes[OUTCOME_COUNT] = {
-	[OUTCOME_EQUAL] = "equal",
-	[OUTCOME_DIFFERENT] = "different",
-	[OUTCOME_NOISE] = "noise",
-	[OUTCOME_CANDIDATE_ERROR] = "candidate_error",
-};
-static const char *const where_names[DIFF_WHERE_COUNT] = { "status", "header", "body" };
-static const char *const kind_names[DIFF_KIND_COUNT] = { "value", "type", "missing", "extra", "order" };
 
 static void ratelog_hit(struct publish *p, struct ratelog *rl, const char *id, const char *reason)
 {
@@ -150,7 +142,7 @@ static void write_base64(struct jsonw *w, const uint8_t *s, size_t len)
 	size_t i;
 
 	if (!out) {
-		w->oom = true;
+		w->b.err = BUF_NO_MEMORY;
 		return;
 	}
 	for (i = 0; i + 2 < len; i += 3) {
@@ -220,7 +212,7 @@ static void write_headers(struct build *b, const struct header_list *list, const
 		}
 		joined = malloc(vlen);
 		if (!joined) {
-			w->oom = true;
+			w->b.err = BUF_NO_MEMORY;
 			return;
 		}
 		at = first;
@@ -261,7 +253,7 @@ static size_t json_body_size(const struct body *bd)
 		return n;
 	jsonw_init(&tmp, SIZE_MAX);
 	jsonw_cjson(&tmp, bd->json);
-	n = tmp.len;
+	n = tmp.b.len;
 	jsonw_free(&tmp);
 	return n;
 }
@@ -398,27 +390,27 @@ static void write_value(struct build *b, const char *key, const cJSON *v, bool r
 			size_t limit, bool *cut)
 {
 	struct jsonw *w = b->w;
-	size_t at = w->len, max = w->max, value_at;
+	size_t at = w->b.len, max = w->b.max, value_at;
 	bool comma = w->comma, capped;
 
 	if (!v)
 		return;
 	jsonw_keyc(w, key);
-	value_at = w->len;
+	value_at = w->b.len;
 	/* The writer's maximum is lowered to the limit while the value is
 	 * written, so that a value too big for the message leaves the value
 	 * out, not the message over its maximum. */
 	capped = jsonw_ok(w) && limit != SIZE_MAX && limit < max - value_at;
 	if (capped)
-		w->max = value_at + limit;
+		w->b.max = value_at + limit;
 	if (redacted)
 		jsonw_cstring(w, "[redacted]");
 	else
 		jsonw_cjson(w, v);
-	w->max = max;
-	if (capped && w->over && !w->oom) {
-		w->over = false;
-		w->len = at;
+	w->b.max = max;
+	if (capped && w->b.err == BUF_TOO_BIG) {
+		w->b.err = BUF_OK;
+		buf_truncate(&w->b, at);
 		w->comma = comma;
 		*cut = true;
 		b->cut = true;
@@ -444,11 +436,11 @@ static void write_differences(struct build *b, const struct shape *sh)
 
 		jsonw_open(w, '{');
 		jsonw_keyc(w, "where");
-		jsonw_cstring(w, d->where < DIFF_WHERE_COUNT ? where_names[d->where] : "body");
+		jsonw_cstring(w, d->where < DIFF_WHERE_COUNT ? diff_where_name(d->where) : "body");
 		jsonw_keyc(w, "path");
 		jsonw_cstring(w, d->path ? d->path : "");
 		jsonw_keyc(w, "kind");
-		jsonw_cstring(w, d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value");
+		jsonw_cstring(w, d->kind < DIFF_KIND_COUNT ? diff_kind_name(d->kind) : "value");
 		write_value(b, "reference", d->reference, redacted, sh->value_limit, &cut);
 		write_value(b, "candidate", d->candidate, redacted, sh->value_limit, &cut);
 		jsonw_keyc(w, "noise");
@@ -480,7 +472,7 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_keyc(w, "endpoint");
 	jsonw_cstring(w, x->endpoint ? x->endpoint : "");
 	jsonw_keyc(w, "outcome");
-	jsonw_cstring(w, published_outcomes[b->outcome]);
+	jsonw_cstring(w, outcome_name(b->outcome));
 	jsonw_keyc(w, "request");
 	write_request(b, sh);
 	jsonw_keyc(w, "reference");
@@ -502,9 +494,9 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_keyc(w, "cut");
 	jsonw_bool(w, b->cut);
 	jsonw_close(w, '}');
-	if (w->oom)
+	if (w->b.err == BUF_NO_MEMORY)
 		return -1;
-	return w->over ? 0 : 1;
+	return w->b.err == BUF_TOO_BIG ? 0 : 1;
 }
 
 /* The largest per-body limit L with sum(min(size_i, L)) <= budget. */
@@ -556,7 +548,7 @@ static int build_within(struct build *b, bool *cut)
 		for (int i = 0; i < PART_COUNT; i++)
 			if (b->bodies[i])
 				sizes[n++] = body_content_size(b->bodies[i]);
-		sh.body_limit = water_fill(sizes, n, b->w->max - b->w->len);
+		sh.body_limit = water_fill(sizes, n, b->w->b.max - b->w->b.len);
 		if (sh.body_limit > 0 && sh.body_limit != SIZE_MAX &&
 		    (rc = write_message(b, &sh, stamp)) == 0) {
 			sh.body_limit = 0;
@@ -609,10 +601,10 @@ static void out_discard(struct publish *p, const char *why)
 {
 	size_t lines = 0;
 
-	for (const char *q = p->obuf; q && (q = memchr(q, '\n', (size_t)(p->obuf + p->olen - q))) != NULL; q++)
+	for (const char *q = p->out.p; q && (q = memchr(q, '\n', (size_t)(p->out.p + p->out.len - q))) != NULL; q++)
 		lines++;
 	stats.sink_errors += lines;
-	p->olen = 0;
+	buf_reset(&p->out);
 	ev_io_stop(p->loop, &p->out_io);
 	ratelog_hit(p, &p->write_log, NULL, why);
 }
@@ -622,8 +614,8 @@ static void out_drain(struct publish *p)
 {
 	size_t off = 0;
 
-	while (off < p->olen) {
-		ssize_t n = write(p->fd, p->obuf + off, p->olen - off);
+	while (off < p->out.len) {
+		ssize_t n = write(p->fd, p->out.p + off, p->out.len - off);
 
 		if (n >= 0) {
 			off += (size_t)n;
@@ -637,15 +629,13 @@ static void out_drain(struct publish *p)
 			char why[200];
 
 			snprintf(why, sizeof(why), "write to %s: %s", p->path ? p->path : "stdout", strerror(errno));
-			memmove(p->obuf, p->obuf + off, p->olen - off);
-			p->olen -= off;
+			buf_consume(&p->out, off);
 			out_discard(p, why);
 			return;
 		}
 	}
-	memmove(p->obuf, p->obuf + off, p->olen - off);
-	p->olen -= off;
-	if (p->olen)
+	buf_consume(&p->out, off);
+	if (p->out.len)
 		ev_io_start(p->loop, &p->out_io);
 	else
 		ev_io_stop(p->loop, &p->out_io);
@@ -661,38 +651,29 @@ static void on_out_writable(struct ev_loop *loop, ev_io *w, int revents)
 /* Queues one line. Returns false (counted) when the buffer is full. */
 static bool out_line(struct publish *p, const char *msg, size_t len)
 {
-	size_t need = p->olen + len + 1;
+	char *o;
 
 	if (p->fd == -1) {
 		stats.sink_errors++;
 		ratelog_hit(p, &p->write_log, NULL, "file sink is not open");
 		return false;
 	}
-	if (need > p->omax) {
+	if (len + 1 > p->out.max - p->out.len) {
 		stats.sink_errors++;
 		ratelog_hit(p, &p->write_log, NULL, "output is not keeping up: message dropped");
 		return false;
 	}
-	if (need > p->ocap) {
-		size_t cap = p->ocap ? p->ocap : 65536;
-		char *nb;
-
-		while (cap < need)
-			cap *= 2;
-		if (cap > p->omax)
-			cap = p->omax;
-		nb = realloc(p->obuf, cap);
-		if (!nb) {
-			stats.sink_errors++;
-			ratelog_hit(p, &p->write_log, NULL, "out of memory");
-			return false;
-		}
-		p->obuf = nb;
-		p->ocap = cap;
+	o = buf_reserve(&p->out, len + 1);
+	if (!o) {
+		/* Only memory can fail here; the lines held are intact. */
+		p->out.err = BUF_OK;
+		stats.sink_errors++;
+		ratelog_hit(p, &p->write_log, NULL, "out of memory");
+		return false;
 	}
-	memcpy(p->obuf + p->olen, msg, len);
-	p->obuf[p->olen + len] = '\n';
-	p->olen += len + 1;
+	memcpy(o, msg, len);
+	o[len] = '\n';
+	buf_commit(&p->out, len + 1);
 	if (!ev_is_active(&p->out_io))
 		out_drain(p);
 	return true;
@@ -928,7 +909,7 @@ struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char
 	p->err_log.what = "kafka";
 	p->write_log.what = "sink write";
 	p->drop_log.last = p->fail_log.last = p->err_log.last = p->write_log.last = -1e9;
-	p->omax = cfg->max_message * 4 > OUT_BUFFER_MIN ? cfg->max_message * 4 : OUT_BUFFER_MIN;
+	buf_init(&p->out, cfg->max_message * 4 > OUT_BUFFER_MIN ? cfg->max_message * 4 : OUT_BUFFER_MIN);
 	jsonw_init(&p->msg, cfg->max_message ? cfg->max_message : SIZE_MAX);
 	ev_init(&p->out_io, on_out_writable);
 	p->out_io.data = p;
@@ -965,27 +946,54 @@ fail:
 	return NULL;
 }
 
-static bool policy_selects(struct publish *p, enum outcome o)
+/* What the policy does with an exchange: send its message to the sink,
+ * keep it in the dashboard's samples, both or neither. */
+struct decision {
+	bool send;
+	bool sample;
+};
+
+/* Whether an equal exchange is sent: with publish=all, at sample_rate. */
+static bool equal_drawn(struct publish *p)
 {
+	if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
+		return false;
+	if (p->cfg->sample_rate >= 1)
+		return true;
+	/* xorshift64: sampling needs speed, not quality. */
+	p->rng ^= p->rng << 13;
+	p->rng ^= p->rng >> 7;
+	p->rng ^= p->rng << 17;
+	return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
+}
+
+/* The one place the policy is decided (publish=, sample_rate, the samples):
+ * the sink gets different and candidate_error exchanges, noise ones from
+ * publish=noise on, equal ones as equal_drawn() says; the samples keep
+ * every different, noise and candidate_error one whatever publish= says;
+ * skipped, expired and dropped exchanges go nowhere. */
+static struct decision policy_decide(struct publish *p, enum outcome o)
+{
+	bool differs = o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR;
+	struct decision d = {
+		.sample = differs && p->samples && samples_max_message(p->samples) > 0,
+	};
+
 	switch (o) {
 	case OUTCOME_DIFFERENT:
 	case OUTCOME_CANDIDATE_ERROR:
-		return true;
+		d.send = true;
+		break;
 	case OUTCOME_NOISE:
-		return p->cfg->publish >= PUBLISH_NOISE;
+		d.send = p->cfg->publish >= PUBLISH_NOISE;
+		break;
 	case OUTCOME_EQUAL:
-		if (p->cfg->publish != PUBLISH_ALL || p->cfg->sample_rate <= 0)
-			return false;
-		if (p->cfg->sample_rate >= 1)
-			return true;
-		/* xorshift64: sampling needs speed, not quality. */
-		p->rng ^= p->rng << 13;
-		p->rng ^= p->rng >> 7;
-		p->rng ^= p->rng << 17;
-		return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
+		d.send = equal_drawn(p);
+		break;
 	default:
-		return false;   /* skipped, expired, dropped: never published */
+		break;
 	}
+	return d;
 }
 
 /* Keeps the message of x in the samples: the one just built when it fits
@@ -994,22 +1002,22 @@ static bool policy_selects(struct publish *p, enum outcome o)
 static void sample(struct publish *p, struct build *b, const struct exchange *x, enum outcome o,
 		   const struct diff_list *diffs, bool built)
 {
-	size_t max = samples_max_message(p->samples), saved = p->msg.max, nfields = 0;
+	size_t max = samples_max_message(p->samples), saved = p->msg.b.max, nfields = 0;
 	char keys[SAMPLES_MAX_FIELDS][256];
 	struct sample_field fields[SAMPLES_MAX_FIELDS];
 	bool cut;
 
-	if (!built || p->msg.len > max) {
-		p->msg.max = max < saved ? max : saved;
+	if (!built || p->msg.b.len > max) {
+		p->msg.b.max = max < saved ? max : saved;
 		built = build_within(b, &cut) == 1;
-		p->msg.max = saved;
+		p->msg.b.max = saved;
 	}
 	for (size_t i = 0; diffs && i < diffs->count && nfields < SAMPLES_MAX_FIELDS; i++) {
 		const struct difference *d = &diffs->items[i];
 
-		stats_field_key(d, keys[nfields], sizeof(keys[0]));
+		diff_field_key(d, keys[nfields], sizeof(keys[0]));
 		fields[nfields] = (struct sample_field){
-			.key = keys[nfields], .kind = d->kind < DIFF_KIND_COUNT ? kind_names[d->kind] : "value",
+			.key = keys[nfields], .kind = d->kind < DIFF_KIND_COUNT ? diff_kind_name(d->kind) : "value",
 			.noise = d->noise,
 		};
 		nfields++;
@@ -1019,7 +1027,7 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
 		return;
 	}
-	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.buf, p->msg.len, ev_time());
+	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len, ev_time());
 }
 
 void publish_set_samples(struct publish *p, struct samples *s)
@@ -1030,21 +1038,20 @@ void publish_set_samples(struct publish *p, struct samples *s)
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
 		      const struct diff_list *diffs)
 {
-	publish_exchange_shared(p, x, o, diffs, NULL, NULL);
+	publish_exchange_shared(p, x, o, diffs, NULL, NULL, NULL);
 }
 
 void publish_exchange_shared(struct publish *p, const struct exchange *x, enum outcome o,
-			     const struct diff_list *diffs, struct body_shared *reference,
-			     struct body_shared *replies)
+			     const struct diff_list *diffs, struct body_shared *request,
+			     struct body_shared *reference, struct body_shared *replies)
 {
 	const struct config *cfg = p->cfg;
 	struct build b = { .p = p, .w = &p->msg, .x = x, .outcome = o, .diffs = diffs };
 	struct http_response req = { 0 };
-	bool cut, selected = policy_selects(p, o), sampled;
+	struct decision d = policy_decide(p, o);
+	bool cut, selected = d.send, sampled = d.sample;
 	int rc = 0;
 
-	sampled = p->samples && samples_max_message(p->samples) > 0 &&
-		  (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR);
 	if (!selected && !sampled)
 		return;
 
@@ -1052,8 +1059,8 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 	req.headers = x->req_headers;
 	req.body = x->req_body;
 	req.body_len = x->req_body_len;
-	b.bodies[PART_REQUEST] = body_shared_get(&b.own[PART_REQUEST], &req, cfg->max_decompressed,
-						 cfg->max_depth);
+	b.bodies[PART_REQUEST] = body_shared_get(request ? request : &b.own[PART_REQUEST], &req,
+						 cfg->max_decompressed, cfg->max_depth);
 	if (x->have_reference && x->reference.error == REPLAY_OK)
 		b.bodies[PART_REFERENCE] = body_shared_get(reference ? reference : &b.own[PART_REFERENCE],
 							   &x->reference, cfg->max_decompressed, cfg->max_depth);
@@ -1078,8 +1085,8 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 			if (cut)
 				stats.messages_cut++;
 			if (p->kind == SINK_KAFKA)
-				kafka_send(p, x, p->msg.buf, p->msg.len);
-			else if (out_line(p, p->msg.buf, p->msg.len))
+				kafka_send(p, x, p->msg.b.p, p->msg.b.len);
+			else if (out_line(p, p->msg.b.p, p->msg.b.len))
 				stats.published++;
 		}
 	}
@@ -1098,7 +1105,7 @@ void publish_reopen(struct publish *p)
 		return;
 	old = p->fd;
 	/* Lines already accepted go to the file they were written for. */
-	if (p->olen && old != -1)
+	if (p->out.len && old != -1)
 		out_drain(p);
 	if (out_open(p, err, sizeof(err)) == -1) {
 		log_error("publish: reopen: %s (still writing to the old file)", err);
@@ -1106,7 +1113,7 @@ void publish_reopen(struct publish *p)
 	}
 	if (old != -1 && old != p->fd)
 		close(old);
-	if (p->olen)
+	if (p->out.len)
 		out_drain(p);
 }
 
@@ -1142,7 +1149,7 @@ void publish_free(struct publish *p, double timeout)
 		close(p->wake[0]);
 		close(p->wake[1]);
 	}
-	if (p->olen && p->fd != -1) {
+	if (p->out.len && p->fd != -1) {
 		/* Last chance for lines a slow reader left behind; what still does
 		 * not go through is counted. */
 		int fl = fcntl(p->fd, F_GETFL);
@@ -1150,7 +1157,7 @@ void publish_free(struct publish *p, double timeout)
 		if (fl != -1 && (fl & O_NONBLOCK))
 			fcntl(p->fd, F_SETFL, fl & ~O_NONBLOCK);
 		out_drain(p);
-		if (p->olen)
+		if (p->out.len)
 			out_discard(p, "lines left at shutdown");
 	}
 	ev_io_stop(p->loop, &p->out_io);
@@ -1160,7 +1167,7 @@ void publish_free(struct publish *p, double timeout)
 	ratelog_flush(p, &p->write_log, true);
 	if (p->kind == SINK_FILE && p->fd != -1)
 		close(p->fd);
-	free(p->obuf);
+	buf_free(&p->out);
 	free(p->path);
 	jsonw_free(&p->msg);
 	free(p);

@@ -5,7 +5,7 @@
 
 #include <ev.h>
 
-#include "compare.h"
+#include "compare-t.h"
 #include "exchange.h"
 
 struct body_shared;
@@ -15,22 +15,27 @@ struct publish;
 /* Opens the sink named by cfg->sink. Returns NULL with a message in err. */
 struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);
 
-/* Builds and sends the message for x if the policy selects outcome o.
- * Counts published / dropped; never blocks. */
+/* Hands x, which ended with outcome o (any outcome: called once for every
+ * exchange that ends), to the publish policy, the only place that decides:
+ * builds and sends its message when the policy sends o, keeps it in the
+ * samples when the policy samples o, else does nothing. Counts published /
+ * dropped; never blocks. diffs may be NULL (no differences). */
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
 		      const struct diff_list *diffs);
 
-/* publish_exchange, taking the bodies of x's reference and replies from
- * reference and replies[ROLE_COUNT] (decoded there when not yet, e.g. by
- * compare_responses_shared; they stay the caller's to clear). Either may
- * be NULL: decoded for this call only. */
+/* publish_exchange, taking the bodies of x's request, reference and
+ * replies from request, reference and replies[ROLE_COUNT] (decoded there
+ * when not yet, e.g. by compare_responses_shared; they stay the caller's to
+ * clear, and what decoding them ran into is for the caller to count). Any
+ * may be NULL: decoded for this call only. */
 void publish_exchange_shared(struct publish *p, const struct exchange *x, enum outcome o,
-			     const struct diff_list *diffs, struct body_shared *reference,
-			     struct body_shared *replies);
+			     const struct diff_list *diffs, struct body_shared *request,
+			     struct body_shared *reference, struct body_shared *replies);
 
 /* Also keeps the message of every different, noise and candidate_error
- * exchange in s (the dashboard's samples), whatever the publish policy,
- * built within samples_max_message(s). s is borrowed; NULL stops it. */
+ * exchange in s (the dashboard's samples), whatever publish= sends (the
+ * policy of publish_exchange), built within samples_max_message(s). s is
+ * borrowed; NULL stops it. */
 struct samples;
 void publish_set_samples(struct publish *p, struct samples *s);
 

@@ -8,7 +8,7 @@
 
 #include <curl/curl.h>
 
-#include "config.h"
+#include "config-t.h"
 #include "curl_xfer.h"
 #include "h1.h"
 #include "request.h"
@@ -61,22 +61,6 @@ struct replay {
 };
 
 static const char *const role_values[ROLE_COUNT] = { "candidate", "secondary" };
-
-static const char *const error_names[REPLAY_ERROR_COUNT] = {
-	[REPLAY_OK] = "ok",
-	[REPLAY_TIMEOUT] = "timeout",
-	[REPLAY_CONNECT] = "connect",
-	[REPLAY_DNS] = "dns",
-	[REPLAY_RESET] = "reset",
-	[REPLAY_MALFORMED] = "malformed",
-	[REPLAY_TLS] = "tls",
-	[REPLAY_OTHER] = "other",
-};
-
-const char *replay_error_name(enum replay_error e)
-{
-	return (unsigned)e < REPLAY_ERROR_COUNT ? error_names[e] : "other";
-}
 
 /* ---- targets ------------------------------------------------------------ */
 

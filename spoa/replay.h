@@ -59,8 +59,4 @@ unsigned replay_inflight(const struct replay *r);
 /* True when a secondary target is configured. */
 bool replay_has_secondary(const struct replay *r);
 
-/* The stable name of e ("timeout", "connect", ...; "ok" for REPLAY_OK), as
- * in Kafka messages, metrics labels and logs. Static storage. */
-const char *replay_error_name(enum replay_error e);
-
 #endif

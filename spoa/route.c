@@ -7,22 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "glob.h"
+
 /* Segments beyond this many in a pattern are not a real API. */
 #define ROUTE_MAX_SEGMENTS 64
-
-enum part_kind { PART_NAME = 0, PART_ONE, PART_REST, PART_KIND_COUNT };
-
-struct part {
-	enum part_kind kind;
-	const char *text;     /* points into the pattern's path */
-	size_t len;
-};
 
 struct pattern {
 	char *name;           /* the endpoint name when it has a method, else NULL */
 	char *method;         /* NULL: any method */
 	char *path;
-	struct part parts[ROUTE_MAX_SEGMENTS];
+	struct glob_seg parts[ROUTE_MAX_SEGMENTS];   /* texts point into path */
 	size_t count;
 };
 
@@ -97,7 +91,7 @@ static int pattern_compile(const char *text, struct pattern *p, char *err, size_
 	}
 	for (const char *q = p->path; *q == '/';) {
 		size_t len = strcspn(++q, "/");
-		struct part *part;
+		struct glob_seg *part;
 
 		if (p->count == ROUTE_MAX_SEGMENTS) {
 			snprintf(err, errlen, "endpoint \"%s\": more than %d segments", text, ROUTE_MAX_SEGMENTS);
@@ -107,14 +101,14 @@ static int pattern_compile(const char *text, struct pattern *p, char *err, size_
 		part->text = q;
 		part->len = len;
 		if ((len == 1 && q[0] == '*') || (len > 1 && q[0] == ':'))
-			part->kind = PART_ONE;
+			part->kind = GLOB_ONE_NONEMPTY;
 		else if (len == 2 && q[0] == '*' && q[1] == '*')
-			part->kind = PART_REST;
+			part->kind = GLOB_ANY;
 		else if (len == 1 && q[0] == ':') {
 			snprintf(err, errlen, "endpoint \"%s\": ':' needs a name", text);
 			goto fail;
 		} else
-			part->kind = PART_NAME;
+			part->kind = GLOB_NAME;
 		q += len;
 	}
 	return 0;
@@ -150,62 +144,24 @@ fail:
 	return NULL;
 }
 
-struct seg {
-	const char *text;
-	size_t len;
-};
-
-/* Splits path (up to '?') into at most max segments. Returns their number,
- * or max + 1 when there are more. */
-static size_t path_split(const char *path, struct seg *segs, size_t max)
+/* Splits path (up to '?' or '#') into at most max segments: their starts
+ * in starts, *end the length of the path part. Returns their number, or
+ * max + 1 when there are more. */
+static size_t path_split(const char *path, size_t *starts, size_t max, size_t *end)
 {
-	size_t n = 0, end = strcspn(path, "?#");
-	const char *q = path, *stop = path + end;
+	size_t n = 0;
+	const char *q = path, *stop;
 
+	*end = strcspn(path, "?#");
+	stop = path + *end;
 	while (q < stop && *q == '/') {
-		size_t len;
-
 		q++;
-		len = strcspn(q, "/?#");
 		if (n == max)
 			return max + 1;
-		segs[n].text = q;
-		segs[n++].len = len;
-		q += len;
+		starts[n++] = (size_t)(q - path);
+		q += strcspn(q, "/?#");
 	}
 	return n;
-}
-
-static bool part_matches(const struct part *p, const struct seg *s)
-{
-	if (p->kind == PART_ONE)
-		return s->len > 0;
-	return p->len == s->len && memcmp(p->text, s->text, s->len) == 0;
-}
-
-/* Segment glob with "**" as zero or more segments; a single backtracking
- * point suffices. */
-static bool pattern_matches(const struct pattern *p, const struct seg *segs, size_t n)
-{
-	size_t i = 0, j = 0, star_i = SIZE_MAX, star_j = 0;
-
-	while (j < n) {
-		if (i < p->count && p->parts[i].kind == PART_REST) {
-			star_i = i++;
-			star_j = j;
-		} else if (i < p->count && part_matches(&p->parts[i], &segs[j])) {
-			i++;
-			j++;
-		} else if (star_i != SIZE_MAX) {
-			i = star_i + 1;
-			j = ++star_j;
-		} else {
-			return false;
-		}
-	}
-	while (i < p->count && p->parts[i].kind == PART_REST)
-		i++;
-	return i == p->count;
 }
 
 static bool is_hex(const char *s, size_t len)
@@ -273,21 +229,22 @@ static char *name_collapsed(const char *method, const char *path)
 
 char *route_name(const struct route *r, const char *method, const char *path)
 {
-	struct seg segs[ROUTE_MAX_SEGMENTS];
-	size_t n;
+	size_t starts[ROUTE_MAX_SEGMENTS], n, end;
+	struct glob_path gp;
 	char *name;
 
 	if (!method)
 		method = "";
 	if (!path)
 		path = "/";
-	n = path_split(path, segs, ROUTE_MAX_SEGMENTS);
+	n = path_split(path, starts, ROUTE_MAX_SEGMENTS, &end);
+	gp = (struct glob_path){ path, end, starts, n };
 	for (size_t i = 0; r && n <= ROUTE_MAX_SEGMENTS && i < r->count; i++) {
 		const struct pattern *p = &r->items[i];
 
 		if (p->method && strcmp(p->method, method) != 0)
 			continue;
-		if (!pattern_matches(p, segs, n))
+		if (!glob_match(p->parts, p->count, &gp))
 			continue;
 		if (p->name)
 			return strdup(p->name);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "compare.h"
 #include "jsonw.h"
 #include "log.h"
 
@@ -71,12 +72,14 @@ void samples_release(struct sample *x)
 		sample_destroy(x);
 }
 
-struct samples *samples_new(const struct samples_limits *lim)
+struct samples *samples_new(const struct samples_limits *lim, char *err, size_t errlen)
 {
 	struct samples *s = calloc(1, sizeof(*s));
 
-	if (!s)
+	if (!s) {
+		snprintf(err, errlen, "samples: out of memory");
 		return NULL;
+	}
 	s->lim = *lim;
 	pthread_mutex_init(&s->lock, NULL);
 	return s;
@@ -226,15 +229,13 @@ static struct sample *oldest_with(struct samples *s, const char *endpoint, const
 	return first;
 }
 
-/* kind as one of our static names, so a sample owns no copy of it. */
+/* kind as one of compare's static names, so a sample owns no copy of it. */
 static const char *kind_name(const char *kind)
 {
-	static const char *const kinds[] = { "value", "type", "missing", "extra", "order" };
-
-	for (size_t i = 0; kind && i < sizeof(kinds) / sizeof(kinds[0]); i++)
-		if (strcmp(kinds[i], kind) == 0)
-			return kinds[i];
-	return "value";
+	for (int k = 0; kind && k < DIFF_KIND_COUNT; k++)
+		if (strcmp(diff_kind_name((enum diff_kind)k), kind) == 0)
+			return diff_kind_name((enum diff_kind)k);
+	return diff_kind_name(DIFF_VALUE);
 }
 
 /* A new sample, not linked; NULL on ENOMEM. */
@@ -402,7 +403,7 @@ void samples_write_index(struct samples *s, struct jsonw *w, const char *endpoin
 	}
 	pthread_mutex_unlock(&s->lock);
 	if (!held)
-		w->oom = true;
+		w->b.err = BUF_NO_MEMORY;
 	jsonw_keyc(w, "counts");
 	jsonw_open(w, '{');
 	jsonw_keyc(w, "taken");

@@ -13,50 +13,18 @@
 #include <stdint.h>
 
 #include "exchange.h"
+#include "samples-t.h"
 
 struct jsonw;
 struct samples;
 struct sample;
 
-/* Fields of a sample taken into account by the per-field bound (and listed
- * in the index); the message itself keeps every difference. */
-#define SAMPLES_MAX_FIELDS 16
-
-enum samples_evict {
-	SAMPLES_EVICT_FIELD = 0,         /* samples_per_field of one of its fields */
-	SAMPLES_EVICT_ENDPOINT,          /* samples_per_endpoint */
-	SAMPLES_EVICT_ENDPOINT_BYTES,    /* samples_endpoint_bytes */
-	SAMPLES_EVICT_TOTAL,             /* samples_max or samples_max_bytes */
-	SAMPLES_EVICT_COUNT
-};
-
-/* One field an exchange differed in. */
-struct sample_field {
-	const char *key;                 /* stats_field_key(): "body:/length", "header:etag", ... */
-	const char *kind;                /* "value", "type", "missing", "extra", "order" */
-	bool noise;
-};
-
-struct samples_limits {
-	unsigned per_endpoint;           /* 0: keep none */
-	unsigned per_field;              /* 0: no per-field bound */
-	size_t endpoint_bytes;
-	unsigned max_count;
-	size_t max_bytes;
-};
-
-struct samples_counts {
-	uint64_t taken;
-	uint64_t too_large;              /* over samples_endpoint_bytes even cut */
-	uint64_t evicted[SAMPLES_EVICT_COUNT];
-	uint64_t stored;                 /* gauge */
-	uint64_t bytes;                  /* gauge: message bytes held */
-};
-
+/* The /stats name of an eviction reason (static; "unknown" out of range). */
 const char *samples_evict_name(enum samples_evict r);
 
-/* An empty store with the limits lim (copied). NULL on ENOMEM. */
-struct samples *samples_new(const struct samples_limits *lim);
+/* An empty store with the limits lim (copied). Returns NULL with a message
+ * in err on allocation failure. The caller frees with samples_free(). */
+struct samples *samples_new(const struct samples_limits *lim, char *err, size_t errlen);
 
 /* Frees s and every sample nobody holds (held ones go with their last
  * samples_release). NULL is fine. */

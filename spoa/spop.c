@@ -306,16 +306,12 @@ void spop_frame_finish(uint8_t *frame_start, const uint8_t *payload_end)
 	frame_start[3] = (uint8_t)len;
 }
 
-int spop_next_arg(const uint8_t **p, const uint8_t *end, struct spop_arg *out)
-{
-	return spop_kv_decode(p, end, out);
-}
-
-int spop_message_decode(const uint8_t **p, const uint8_t *end, struct spop_message *out)
+int spop_message_decode(const uint8_t **p, const uint8_t *end, struct spop_arg *args, size_t max_args,
+			struct spop_message *out)
 {
 	const uint8_t *q = *p;
 	struct spop_message m;
-	struct spop_arg a;
+	unsigned nargs;
 	int r;
 
 	r = spop_string_decode(&q, end, &m.name, &m.name_len);
@@ -323,34 +319,43 @@ int spop_message_decode(const uint8_t **p, const uint8_t *end, struct spop_messa
 		return r;
 	if (q >= end)
 		return SPOP_INCOMPLETE;
-	m.nargs = *q++;
-	m.args = q;
-	for (unsigned i = 0; i < m.nargs; i++) {
-		r = spop_next_arg(&q, end, &a);
+	nargs = *q++;
+	m.args = args;
+	m.nargs = 0;
+	for (unsigned i = 0; i < nargs; i++) {
+		struct spop_arg a;
+
+		r = spop_kv_decode(&q, end, &a);
 		if (r < 0)
 			return r;
+		if (m.nargs < max_args)
+			args[m.nargs++] = a;
 	}
-	m.args_end = q;
 	*out = m;
 	r = (int)(q - *p);
 	*p = q;
 	return r;
 }
 
-int spop_message_args(const struct spop_message *m, struct spop_arg *args, size_t max)
+int spop_notify_decode(const uint8_t *payload, const uint8_t *end, struct spop_message *msgs,
+		       struct spop_arg *args)
 {
-	const uint8_t *q = m->args;
-	size_t n = 0;
+	const uint8_t *p = payload;
+	size_t nmsgs = 0, used = 0;
 
-	for (unsigned i = 0; i < m->nargs; i++) {
-		struct spop_arg a;
+	while (p < end) {
+		struct spop_message m;
+		bool keep = nmsgs < SPOP_NOTIFY_MAX_MESSAGES;
 
-		if (spop_next_arg(&q, m->args_end, &a) < 0)
+		/* A message not kept is validated into no room at all. */
+		if (spop_message_decode(&p, end, args + used, keep ? SPOP_MESSAGE_MAX_ARGS : 0, &m) < 0)
 			return SPOP_INVALID;
-		if (n < max)
-			args[n++] = a;
+		if (keep) {
+			msgs[nmsgs++] = m;
+			used += m.nargs;
+		}
 	}
-	return (int)n;
+	return (int)nmsgs;
 }
 
 static struct spop_value str_value(const char *s)

@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,12 +13,16 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
+#include "buf.h"
 #include "compare.h"
+#include "hash.h"
+#include "jsonw.h"
 #include "log.h"
 #include "minutes.h"
 #include "noise.h"
-#include "replay.h"
+#include "replay_error.h"
 #include "samples.h"
+#include "utf8.h"
 
 struct stats stats;
 
@@ -39,7 +42,7 @@ struct stats stats;
 #define STATS_MAX_ERROR_REASONS 16
 
 /* A rendering larger than this is a bug (the tables are capped well below). */
-#define SBUF_MAX (64u << 20)
+#define STATS_TEXT_MAX (64u << 20)
 
 enum lat_source { LAT_REFERENCE = 0, LAT_CANDIDATE, LAT_SECONDARY, LAT_SOURCE_COUNT };
 static const char *const lat_source_names[LAT_SOURCE_COUNT] = { "reference", "candidate", "secondary" };
@@ -104,123 +107,27 @@ const double stats_ack_bounds[STATS_HIST_BOUNDS] = {
 	0.05, 0.1, 1,
 };
 
-/* ---- growable text with a hard maximum -------------------------------- */
-
-struct sbuf {
-	char *p;
-	size_t len, cap;
-	bool failed;
-};
-
-static void sbuf_grow(struct sbuf *b, size_t need)
-{
-	size_t cap = b->cap ? b->cap : 4096;
-	char *p;
-
-	while (cap < need)
-		cap *= 2;
-	if (cap > SBUF_MAX) {
-		b->failed = true;
-		return;
-	}
-	p = realloc(b->p, cap);
-	if (!p) {
-		b->failed = true;
-		return;
-	}
-	b->p = p;
-	b->cap = cap;
-}
-
-static void sbuf_add(struct sbuf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->len + n + 1 > b->cap)
-		sbuf_grow(b, b->len + n + 1);
-	if (b->failed)
-		return;
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void sbuf_puts(struct sbuf *b, const char *s)
-{
-	sbuf_add(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3)))
-static void sbuf_printf(struct sbuf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (b->failed)
-		return;
-	for (int pass = 0; pass < 2; pass++) {
-		size_t room = b->cap - b->len;
-
-		va_start(ap, fmt);
-		n = vsnprintf(b->cap ? b->p + b->len : NULL, room, fmt, ap);
-		va_end(ap);
-		if (n < 0) {
-			b->failed = true;
-			return;
-		}
-		if ((size_t)n < room) {
-			b->len += (size_t)n;
-			return;
-		}
-		sbuf_grow(b, b->len + (size_t)n + 1);
-		if (b->failed)
-			return;
-	}
-	b->failed = true;
-}
-
-/* Takes the text out of b; NULL when anything failed. */
-static char *sbuf_take(struct sbuf *b, size_t *len)
-{
-	char *p;
-
-	if (!b->failed && !b->p)
-		sbuf_add(b, "", 0);
-	if (b->failed) {
-		free(b->p);
-		*b = (struct sbuf){ 0 };
-		return NULL;
-	}
-	p = b->p;
-	if (len)
-		*len = b->len;
-	*b = (struct sbuf){ 0 };
-	return p;
-}
-
 /* ---- Prometheus text helpers ------------------------------------------ */
-
-static size_t utf8_len(const unsigned char *s);
 
 /* Label values must be UTF-8: bytes that are not (a path is whatever the
  * client sent) become U+FFFD, or one bad request would break the scrape. */
-static void prom_escape_to(struct sbuf *b, const char *str)
+static void prom_escape_to(struct buf *b, const char *str)
 {
-	const unsigned char *s = (const unsigned char *)str;
+	const uint8_t *s = (const uint8_t *)str, *end = s + strlen(str);
 
-	while (*s) {
-		size_t n = utf8_len(s);
+	while (s < end) {
+		int n = utf8_char(s, (size_t)(end - s));
 
-		if (n == 0) {
-			sbuf_add(b, "\xef\xbf\xbd", 3);
+		if (n < 0) {
+			buf_add(b, "\xef\xbf\xbd", 3);
 			s++;
 			continue;
 		}
 		switch (*s) {
-		case '\\': sbuf_add(b, "\\\\", 2); break;
-		case '"': sbuf_add(b, "\\\"", 2); break;
-		case '\n': sbuf_add(b, "\\n", 2); break;
-		default: sbuf_add(b, (const char *)s, n); break;
+		case '\\': buf_add(b, "\\\\", 2); break;
+		case '"': buf_add(b, "\\\"", 2); break;
+		case '\n': buf_add(b, "\\n", 2); break;
+		default: buf_add(b, s, (size_t)n); break;
 		}
 		s += n;
 	}
@@ -228,10 +135,11 @@ static void prom_escape_to(struct sbuf *b, const char *str)
 
 char *stats_prom_escape(const char *s)
 {
-	struct sbuf b = { 0 };
+	struct buf b;
 
+	buf_init(&b, STATS_TEXT_MAX);
 	prom_escape_to(&b, s);
-	return sbuf_take(&b, NULL);
+	return buf_take(&b, NULL);
 }
 
 static const double *hist_bounds(const struct stats_hist *h)
@@ -253,7 +161,7 @@ void stats_hist_observe(struct stats_hist *h, double seconds)
 	h->sum += seconds;
 }
 
-static void hist_render(struct sbuf *b, const char *name, const char *labels, const struct stats_hist *h)
+static void hist_render(struct buf *b, const char *name, const char *labels, const struct stats_hist *h)
 {
 	const char *sep = labels[0] ? "," : "";
 	const double *bounds = hist_bounds(h);
@@ -261,66 +169,57 @@ static void hist_render(struct sbuf *b, const char *name, const char *labels, co
 
 	for (size_t i = 0; i < STATS_HIST_BOUNDS; i++) {
 		cum += h->buckets[i];
-		sbuf_printf(b, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep,
+		buf_printf(b, "%s_bucket{%s%sle=\"%g\"} %" PRIu64 "\n", name, labels, sep,
 			    bounds[i], cum);
 	}
 	cum += h->buckets[STATS_HIST_BOUNDS];
-	sbuf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, cum);
+	buf_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %" PRIu64 "\n", name, labels, sep, cum);
 	if (labels[0]) {
-		sbuf_printf(b, "%s_sum{%s} %.9g\n", name, labels, h->sum);
-		sbuf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, cum);
+		buf_printf(b, "%s_sum{%s} %.9g\n", name, labels, h->sum);
+		buf_printf(b, "%s_count{%s} %" PRIu64 "\n", name, labels, cum);
 	} else {
-		sbuf_printf(b, "%s_sum %.9g\n", name, h->sum);
-		sbuf_printf(b, "%s_count %" PRIu64 "\n", name, cum);
+		buf_printf(b, "%s_sum %.9g\n", name, h->sum);
+		buf_printf(b, "%s_count %" PRIu64 "\n", name, cum);
 	}
 }
 
 char *stats_hist_text(const char *name, const char *labels, const struct stats_hist *h)
 {
-	struct sbuf b = { 0 };
+	struct buf b;
 
+	buf_init(&b, STATS_TEXT_MAX);
 	hist_render(&b, name, labels ? labels : "", h);
-	return sbuf_take(&b, NULL);
+	return buf_take(&b, NULL);
 }
 
-static void prom_family(struct sbuf *b, const char *name, const char *type, const char *help)
+static void prom_family(struct buf *b, const char *name, const char *type, const char *help)
 {
-	sbuf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void prom_u64(struct sbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+static void prom_u64(struct buf *b, const char *name, const char *type, const char *help, uint64_t v)
 {
 	prom_family(b, name, type, help);
-	sbuf_printf(b, "%s %" PRIu64 "\n", name, v);
+	buf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
 /* One sample with a single label whose value needs escaping. */
-static void prom_labeled(struct sbuf *b, const char *name, const char *key, const char *value, uint64_t v)
+static void prom_labeled(struct buf *b, const char *name, const char *key, const char *value, uint64_t v)
 {
-	sbuf_printf(b, "%s{%s=\"", name, key);
+	buf_printf(b, "%s{%s=\"", name, key);
 	prom_escape_to(b, value);
-	sbuf_printf(b, "\"} %" PRIu64 "\n", v);
+	buf_printf(b, "\"} %" PRIu64 "\n", v);
 }
 
 /* ---- per-endpoint tables ---------------------------------------------- */
-
-static size_t hash_name(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL;
-
-	for (; *s; s++) {
-		h ^= (uint8_t)*s;
-		h *= 1099511628211ULL;
-	}
-	return (size_t)(h ^ (h >> 32));
-}
 
 /* The slot of name in index: the one that holds it, or the empty one where
  * it would go. name_at(i) gives the name of entry i. */
 static uint8_t *index_slot(uint8_t *index, const char *name, const char *(*name_at)(size_t, const void *),
 			   const void *ctx)
 {
-	size_t i = hash_name(name) & (INDEX_SLOTS - 1);
+	uint64_t h = hash_string(name);
+	size_t i = (size_t)(h ^ (h >> 32)) & (INDEX_SLOTS - 1);
 
 	while (index[i] && strcmp(name_at(index[i] - 1u, ctx), name) != 0)
 		i = (i + 1) & (INDEX_SLOTS - 1);
@@ -418,24 +317,6 @@ static struct endpoint_stats *endpoint_get(const char *name)
 	return other;
 }
 
-void stats_field_key(const struct difference *d, char *key, size_t len)
-{
-	switch (d->where) {
-	case DIFF_STATUS:
-		snprintf(key, len, "status");
-		break;
-	case DIFF_HEADER:
-		snprintf(key, len, "header:%s", d->path ? d->path : "");
-		break;
-	default:
-		if (d->path && d->path[0])
-			snprintf(key, len, "body:%s", d->path);
-		else
-			snprintf(key, len, "body");
-		break;
-	}
-}
-
 static struct field_count *field_get(struct endpoint_stats *e, const char *key)
 {
 	struct field_count *other;
@@ -479,7 +360,7 @@ static void count_fields(struct endpoint_stats *e, const struct diff_list *diffs
 		const struct difference *d = &diffs->items[i];
 		struct field_count *f;
 
-		stats_field_key(d, key, sizeof(key));
+		diff_field_key(d, key, sizeof(key));
 		f = field_get(e, key);
 		if (!f)
 			continue;
@@ -551,6 +432,11 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		remember_id(e, x->id, o);
 }
 
+void stats_request_dropped(void)
+{
+	stats.outcomes[OUTCOME_DROPPED]++;
+}
+
 void stats_ack_observe(double seconds)
 {
 	stats_hist_observe(&st.ack, seconds);
@@ -579,6 +465,13 @@ void stats_candidate_error(enum replay_role role, const char *reason)
 		}
 	}
 	slots[STATS_MAX_ERROR_REASONS].count++;
+}
+
+void stats_compare_done(const struct stats_compare *c)
+{
+	stats.compare_budget_exceeded += c->order_unchecked;
+	stats.decompress_failed += c->decode_failed;
+	stats.json_depth_exceeded += c->depth_exceeded;
 }
 
 void stats_set_noise(const struct noise *n)
@@ -613,6 +506,12 @@ void stats_free(void)
 			free(st.errors[r][i].reason);
 	memset(&st, 0, sizeof(st));
 	st.ack.bounds = stats_ack_bounds;
+}
+
+void stats_reset(void)
+{
+	stats_free();
+	memset(&stats, 0, sizeof(stats));
 }
 
 /* ---- process facts ----------------------------------------------------- */
@@ -655,7 +554,7 @@ static const char *disconnect_label(size_t slot, char *buf, size_t len)
 	return buf;
 }
 
-static void metrics_endpoints(struct sbuf *b)
+static void metrics_endpoints(struct buf *b)
 {
 	prom_family(b, "miffy_endpoint_exchanges_total", "counter",
 		    "Finished exchanges by endpoint and outcome (endpoints past the first 100 count as \"other\").");
@@ -675,15 +574,15 @@ static void metrics_endpoints(struct sbuf *b)
 				continue;
 		}
 		for (int o = 0; o < OUTCOME_COUNT; o++) {
-			sbuf_puts(b, "miffy_endpoint_exchanges_total{endpoint=\"");
+			buf_adds(b, "miffy_endpoint_exchanges_total{endpoint=\"");
 			prom_escape_to(b, e->name ? e->name : STATS_OTHER);
-			sbuf_printf(b, "\",outcome=\"%s\"} %" PRIu64 "\n", outcome_name((enum outcome)o),
+			buf_printf(b, "\",outcome=\"%s\"} %" PRIu64 "\n", outcome_name((enum outcome)o),
 				    e->outcomes[o]);
 		}
 	}
 }
 
-static void metrics_errors(struct sbuf *b)
+static void metrics_errors(struct buf *b)
 {
 	prom_family(b, "miffy_candidate_errors_total", "counter",
 		    "Failed replays by role (candidate, secondary) and reason.");
@@ -695,26 +594,27 @@ static void metrics_errors(struct sbuf *b)
 
 			if (!reason || (i == STATS_MAX_ERROR_REASONS && !slots[i].count))
 				continue;
-			sbuf_printf(b, "miffy_candidate_errors_total{role=\"%s\",reason=\"",
+			buf_printf(b, "miffy_candidate_errors_total{role=\"%s\",reason=\"",
 				    role_name((enum replay_role)r));
 			prom_escape_to(b, reason);
-			sbuf_printf(b, "\"} %" PRIu64 "\n", slots[i].count);
+			buf_printf(b, "\"} %" PRIu64 "\n", slots[i].count);
 		}
 	}
 }
 
 char *stats_metrics_text(size_t *len)
 {
-	struct sbuf b = { 0 };
+	struct buf b;
 	char slot[16];
 
+	buf_init(&b, STATS_TEXT_MAX);
 	ensure_tables();
 	prom_family(&b, "miffy_build_info", "gauge", "Always 1; the version is a label.");
-	sbuf_printf(&b, "miffy_build_info{version=\"%s\"} 1\n", MIFFY_VERSION);
+	buf_printf(&b, "miffy_build_info{version=\"%s\"} 1\n", MIFFY_VERSION);
 	prom_family(&b, "miffy_uptime_seconds", "gauge", "Seconds since the agent started.");
-	sbuf_printf(&b, "miffy_uptime_seconds %.3f\n", uptime_seconds());
+	buf_printf(&b, "miffy_uptime_seconds %.3f\n", uptime_seconds());
 	prom_family(&b, "miffy_process_resident_memory_bytes", "gauge", "Resident set size of the agent.");
-	sbuf_printf(&b, "miffy_process_resident_memory_bytes %" PRIu64 "\n", rss_bytes());
+	buf_printf(&b, "miffy_process_resident_memory_bytes %" PRIu64 "\n", rss_bytes());
 
 	/* SPOP */
 	prom_u64(&b, "miffy_spop_connections_accepted_total", "counter",
@@ -824,7 +724,7 @@ char *stats_metrics_text(size_t *len)
 	prom_u64(&b, "miffy_log_lines_dropped_total", "counter",
 		 "Log lines dropped because the log's reader (a stalled stderr pipe) did not keep up.",
 		 log_dropped_total());
-	return sbuf_take(&b, len);
+	return buf_take(&b, len);
 }
 
 /* ---- /stats ------------------------------------------------------------ */
@@ -838,146 +738,80 @@ static double pct(uint64_t part, uint64_t whole)
 	return whole ? 100.0 * (double)part / (double)whole : 0;
 }
 
-/* Length of the valid UTF-8 sequence at s, or 0 when it is not one. */
-static size_t utf8_len(const unsigned char *s)
+static void key_u64(struct jsonw *w, const char *key, uint64_t v)
 {
-	size_t n;
-	unsigned cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return n;
+	jsonw_keyc(w, key);
+	jsonw_uint(w, v);
 }
 
-/* s as a JSON string; bytes that are not UTF-8 (a path is whatever the
- * client sent) become U+FFFD so the document always parses. */
-static void json_str(struct sbuf *b, const char *str)
+struct named_u64 {
+	const char *key;
+	uint64_t v;
+};
+
+/* The members `"key":v,...` of n counters. */
+static void key_u64s(struct jsonw *w, const struct named_u64 *c, size_t n)
 {
-	const unsigned char *s = (const unsigned char *)str;
-
-	sbuf_add(b, "\"", 1);
-	while (*s) {
-		size_t n, run = 0;
-
-		/* Plain ASCII goes in runs. */
-		while (s[run] >= 0x20 && s[run] < 0x80 && s[run] != '"' && s[run] != '\\')
-			run++;
-		if (run) {
-			sbuf_add(b, (const char *)s, run);
-			s += run;
-			continue;
-		}
-		n = utf8_len(s);
-		if (n == 0) {
-			sbuf_puts(b, "\\ufffd");
-			s++;
-		} else if (*s == '"' || *s == '\\') {
-			sbuf_add(b, "\\", 1);
-			sbuf_add(b, (const char *)s++, 1);
-		} else if (*s < 0x20) {
-			sbuf_printf(b, "\\u%04x", *s++);
-		} else {
-			sbuf_add(b, (const char *)s, n);
-			s += n;
-		}
-	}
-	sbuf_add(b, "\"", 1);
+	for (size_t i = 0; i < n; i++)
+		key_u64(w, c[i].key, c[i].v);
 }
 
-/* `"key":` preceded by a comma unless first; *first is then cleared. */
-static void json_key(struct sbuf *b, bool *first, const char *key)
+/* `"name":{"key":v,...}`. */
+static void counters_text(struct jsonw *w, const char *name, const struct named_u64 *c, size_t n)
 {
-	if (!*first)
-		sbuf_add(b, ",", 1);
-	*first = false;
-	json_str(b, key);
-	sbuf_add(b, ":", 1);
+	jsonw_keyc(w, name);
+	jsonw_open(w, '{');
+	key_u64s(w, c, n);
+	jsonw_close(w, '}');
 }
 
-static void json_u64(struct sbuf *b, bool *first, const char *key, uint64_t v)
-{
-	char digits[24], *p = digits + sizeof(digits);
+#define NAMED_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
-	json_key(b, first, key);
-	do {
-		*--p = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	sbuf_add(b, p, (size_t)(digits + sizeof(digits) - p));
+/* Milliseconds, seconds and percentages: three decimals, always. */
+static void key_3f(struct jsonw *w, const char *key, double v)
+{
+	jsonw_keyc(w, key);
+	jsonw_fixed(w, v, 3);
 }
 
-static void json_ms(struct sbuf *b, bool *first, const char *key, double v)
+static void latency_text(struct jsonw *w, const struct pct_hist *h)
 {
-	json_key(b, first, key);
-	sbuf_printf(b, "%.3f", v);
-}
-
-static void latency_text(struct sbuf *b, const struct pct_hist *h)
-{
-	bool first = true;
-
-	sbuf_add(b, "{", 1);
-	json_u64(b, &first, "count", h->count);
-	json_ms(b, &first, "p50", pct_quantile(h, 0.50));
-	json_ms(b, &first, "p90", pct_quantile(h, 0.90));
-	json_ms(b, &first, "p99", pct_quantile(h, 0.99));
-	json_ms(b, &first, "max", h->max_ms);
-	sbuf_add(b, "}", 1);
+	jsonw_open(w, '{');
+	key_u64(w, "count", h->count);
+	key_3f(w, "p50", pct_quantile(h, 0.50));
+	key_3f(w, "p90", pct_quantile(h, 0.90));
+	key_3f(w, "p99", pct_quantile(h, 0.99));
+	key_3f(w, "max", h->max_ms);
+	jsonw_close(w, '}');
 }
 
 /* "minutes": the last hour oldest first, one array per count. */
-static void minutes_text(struct sbuf *b, bool *first, const struct minutes *m)
+static void minutes_text(struct jsonw *w, const struct minutes *m)
 {
 	static const char *const names[] = { "compared", "different", "noise", "candidate_error" };
 	double now = ev_time();
 	struct minute_bucket all[MINUTES_KEPT];
-	bool f2 = true;
 	char t[48];
 
 	for (unsigned i = 0; i < MINUTES_KEPT; i++)
 		all[i] = minutes_at(m, now, MINUTES_KEPT - 1 - i);
-	json_key(b, first, "minutes");
-	sbuf_add(b, "{", 1);
+	jsonw_keyc(w, "minutes");
+	jsonw_open(w, '{');
 	log_stamp((double)all[0].minute * 60.0, t, sizeof(t));
-	json_key(b, &f2, "start");
-	json_str(b, t);
+	jsonw_keyc(w, "start");
+	jsonw_cstring(w, t);
 	for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
-		json_key(b, &f2, names[k]);
-		sbuf_add(b, "[", 1);
+		jsonw_keyc(w, names[k]);
+		jsonw_open(w, '[');
 		for (unsigned i = 0; i < MINUTES_KEPT; i++) {
 			const uint32_t v[] = { all[i].compared, all[i].different, all[i].noise,
 					       all[i].candidate_error };
 
-			char digits[16], *q = digits + sizeof(digits);
-			uint32_t n = v[k];
-
-			/* 240 numbers an endpoint: printf would cost the loop. */
-			do {
-				*--q = (char)('0' + n % 10);
-				n /= 10;
-			} while (n);
-			if (i)
-				*--q = ',';
-			sbuf_add(b, q, (size_t)(digits + sizeof(digits) - q));
+			jsonw_uint(w, v[k]);
 		}
-		sbuf_add(b, "]", 1);
+		jsonw_close(w, ']');
 	}
-	sbuf_add(b, "}", 1);
+	jsonw_close(w, '}');
 }
 
 static bool endpoint_shown(size_t i)
@@ -994,237 +828,208 @@ static bool endpoint_shown(size_t i)
 	return any != 0;
 }
 
-static void endpoint_text(struct sbuf *b, const struct endpoint_stats *e)
+static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 {
 	uint64_t total = 0, compared;
-	bool first = true, f2;
 
 	for (int i = 0; i < OUTCOME_COUNT; i++)
 		total += e->outcomes[i];
 	compared = e->outcomes[OUTCOME_EQUAL] + e->outcomes[OUTCOME_DIFFERENT] + e->outcomes[OUTCOME_NOISE];
-	sbuf_add(b, "{", 1);
-	json_u64(b, &first, "total", total);
-	json_u64(b, &first, "compared", compared);
-	json_u64(b, &first, "different", e->outcomes[OUTCOME_DIFFERENT]);
-	json_ms(b, &first, "different_pct", pct(e->outcomes[OUTCOME_DIFFERENT], compared));
-	json_u64(b, &first, "noise", e->outcomes[OUTCOME_NOISE]);
-	json_ms(b, &first, "noise_pct", pct(e->outcomes[OUTCOME_NOISE], compared));
-	json_key(b, &first, "outcomes");
-	f2 = true;
-	sbuf_add(b, "{", 1);
+	jsonw_open(w, '{');
+	key_u64(w, "total", total);
+	key_u64(w, "compared", compared);
+	key_u64(w, "different", e->outcomes[OUTCOME_DIFFERENT]);
+	key_3f(w, "different_pct", pct(e->outcomes[OUTCOME_DIFFERENT], compared));
+	key_u64(w, "noise", e->outcomes[OUTCOME_NOISE]);
+	key_3f(w, "noise_pct", pct(e->outcomes[OUTCOME_NOISE], compared));
+	jsonw_keyc(w, "outcomes");
+	jsonw_open(w, '{');
 	for (int i = 0; i < OUTCOME_COUNT; i++)
-		json_u64(b, &f2, outcome_name((enum outcome)i), e->outcomes[i]);
-	sbuf_add(b, "}", 1);
-	json_key(b, &first, "latency_ms");
-	f2 = true;
-	sbuf_add(b, "{", 1);
+		key_u64(w, outcome_name((enum outcome)i), e->outcomes[i]);
+	jsonw_close(w, '}');
+	jsonw_keyc(w, "latency_ms");
+	jsonw_open(w, '{');
 	for (int s = 0; s < LAT_SOURCE_COUNT; s++) {
 		if (s == LAT_SECONDARY && !e->latency[s].count)
 			continue;
-		json_key(b, &f2, lat_source_names[s]);
-		latency_text(b, &e->latency[s]);
+		jsonw_keyc(w, lat_source_names[s]);
+		latency_text(w, &e->latency[s]);
 	}
-	sbuf_add(b, "}", 1);
-	json_key(b, &first, "fields");
-	f2 = true;
-	sbuf_add(b, "{", 1);
+	jsonw_close(w, '}');
+	jsonw_keyc(w, "fields");
+	jsonw_open(w, '{');
 	for (size_t i = 0; e->fields && i <= STATS_MAX_FIELDS; i++) {
 		const struct field_count *f = &e->fields[i];
-		bool f3 = true;
 
 		if ((i >= e->nfields && i != STATS_MAX_FIELDS) || !f->key || !f->raw)
 			continue;
-		json_key(b, &f2, f->key);
-		sbuf_add(b, "{", 1);
-		json_u64(b, &f3, "raw", f->raw);
-		json_u64(b, &f3, "noise", f->noise);
-		sbuf_add(b, "}", 1);
+		jsonw_keyc(w, f->key);
+		jsonw_open(w, '{');
+		key_u64(w, "raw", f->raw);
+		key_u64(w, "noise", f->noise);
+		jsonw_close(w, '}');
 	}
-	sbuf_add(b, "}", 1);
+	jsonw_close(w, '}');
 	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
 		cJSON *n = noise_stats_json(st.noise, e->name);
 		char *text = n && cJSON_GetArraySize(n) > 0 ? cJSON_PrintUnformatted(n) : NULL;
 
 		/* Empty unless a secondary is configured. */
 		if (text) {
-			json_key(b, &first, "noise_fields");
-			sbuf_puts(b, text);
+			jsonw_keyc(w, "noise_fields");
+			jsonw_json_minified(w, text, strlen(text));
 		}
 		free(text);
 		cJSON_Delete(n);
 	}
-	minutes_text(b, &first, &e->minutes);
-	json_key(b, &first, "last_differences");
-	sbuf_add(b, "[", 1);
+	minutes_text(w, &e->minutes);
+	jsonw_keyc(w, "last_differences");
+	jsonw_open(w, '[');
 	/* Newest first. */
 	for (unsigned k = 0; k < STATS_LAST_IDS; k++) {
 		const struct last_diff *l = &e->last[(e->last_next + STATS_LAST_IDS - 1 - k) % STATS_LAST_IDS];
-		bool f3 = true;
 		char t[48];
 
 		if (!l->id)
 			break;
-		if (k)
-			sbuf_add(b, ",", 1);
 		log_stamp(l->time, t, sizeof(t));
-		sbuf_add(b, "{", 1);
-		json_key(b, &f3, "id");
-		json_str(b, l->id);
-		json_key(b, &f3, "outcome");
-		json_str(b, outcome_name(l->outcome));
-		json_key(b, &f3, "time");
-		json_str(b, t);
-		sbuf_add(b, "}", 1);
+		jsonw_open(w, '{');
+		jsonw_keyc(w, "id");
+		jsonw_cstring(w, l->id);
+		jsonw_keyc(w, "outcome");
+		jsonw_cstring(w, outcome_name(l->outcome));
+		jsonw_keyc(w, "time");
+		jsonw_cstring(w, t);
+		jsonw_close(w, '}');
 	}
-	sbuf_add(b, "]}", 2);
+	jsonw_close(w, ']');
+	jsonw_close(w, '}');
 }
 
 char *stats_json_text(size_t *len)
 {
-	struct sbuf b = { 0 };
-	bool first = true, f2;
+	const struct named_u64 spop[] = {
+		{ "connections_accepted", stats.conn_accepted }, { "connections_active", stats.conn_active },
+		{ "connections_refused", stats.conn_refused }, { "healthchecks", stats.conn_healthchecks },
+		{ "frames_in", stats.frames_in }, { "frames_out", stats.frames_out },
+		{ "notify", stats.notify_frames }, { "ack", stats.ack_frames },
+	}, spop_more[] = {
+		{ "messages", stats.messages }, { "disconnects_received", stats.disconnect_received },
+		{ "idle_timeouts", stats.idle_timeouts },
+	}, exchanges[] = {
+		{ "started", stats.exchanges_started }, { "inflight", stats.exchanges_inflight },
+	}, compare[] = {
+		{ "json_depth_exceeded", stats.json_depth_exceeded },
+		{ "compare_budget_exceeded", stats.compare_budget_exceeded },
+		{ "decompress_failed", stats.decompress_failed },
+	}, publish[] = {
+		{ "published", stats.published }, { "messages_cut", stats.messages_cut },
+		{ "sink_errors", stats.sink_errors }, { "kafka_delivered", stats.kafka_delivered },
+		{ "kafka_failed", stats.kafka_failed }, { "kafka_dropped", stats.kafka_dropped },
+		{ "kafka_queue_depth", stats.kafka_queue_depth },
+	}, logged[] = {
+		{ "lines_suppressed", log_suppressed_total() }, { "lines_dropped", log_dropped_total() },
+	};
+	struct jsonw w;
 	char slot[16];
+	uint64_t under = 0;
 
-	sbuf_add(&b, "{", 1);
-	json_ms(&b, &first, "uptime_seconds", uptime_seconds());
-	json_key(&b, &first, "spop");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
-	json_u64(&b, &f2, "connections_accepted", stats.conn_accepted);
-	json_u64(&b, &f2, "connections_active", stats.conn_active);
-	json_u64(&b, &f2, "connections_refused", stats.conn_refused);
-	json_u64(&b, &f2, "healthchecks", stats.conn_healthchecks);
-	json_u64(&b, &f2, "frames_in", stats.frames_in);
-	json_u64(&b, &f2, "frames_out", stats.frames_out);
-	json_u64(&b, &f2, "notify", stats.notify_frames);
-	json_u64(&b, &f2, "ack", stats.ack_frames);
-	json_key(&b, &f2, "ack_latency");
-	{
-		bool f3 = true;
-		uint64_t under = 0;
-
-		/* 1 ms: the budget a healthy agent keeps (README, Limits). */
-		for (size_t i = 0; i < STATS_HIST_BOUNDS && stats_ack_bounds[i] <= 0.001; i++)
-			under += st.ack.buckets[i];
-		sbuf_add(&b, "{", 1);
-		json_u64(&b, &f3, "count", st.ack.count);
-		json_u64(&b, &f3, "within_1ms", under);
-		json_ms(&b, &f3, "max_ms", st.ack_max * 1000.0);
-		sbuf_add(&b, "}", 1);
-	}
-	json_u64(&b, &f2, "messages", stats.messages);
-	json_u64(&b, &f2, "disconnects_received", stats.disconnect_received);
-	json_u64(&b, &f2, "idle_timeouts", stats.idle_timeouts);
-	json_key(&b, &f2, "disconnects_sent");
-	{
-		bool f3 = true;
-
-		sbuf_add(&b, "{", 1);
-		for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
-			if (stats.disconnect_sent[i])
-				json_u64(&b, &f3, disconnect_label(i, slot, sizeof(slot)), stats.disconnect_sent[i]);
-		sbuf_add(&b, "}", 1);
-	}
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "outcomes");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
+	jsonw_init(&w, STATS_TEXT_MAX);
+	jsonw_open(&w, '{');
+	key_3f(&w, "uptime_seconds", uptime_seconds());
+	jsonw_keyc(&w, "spop");
+	jsonw_open(&w, '{');
+	key_u64s(&w, spop, NAMED_COUNT(spop));
+	jsonw_keyc(&w, "ack_latency");
+	/* 1 ms: the budget a healthy agent keeps (README, Limits). */
+	for (size_t i = 0; i < STATS_HIST_BOUNDS && stats_ack_bounds[i] <= 0.001; i++)
+		under += st.ack.buckets[i];
+	jsonw_open(&w, '{');
+	key_u64(&w, "count", st.ack.count);
+	key_u64(&w, "within_1ms", under);
+	key_3f(&w, "max_ms", st.ack_max * 1000.0);
+	jsonw_close(&w, '}');
+	key_u64s(&w, spop_more, NAMED_COUNT(spop_more));
+	jsonw_keyc(&w, "disconnects_sent");
+	jsonw_open(&w, '{');
+	for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
+		if (stats.disconnect_sent[i])
+			key_u64(&w, disconnect_label(i, slot, sizeof(slot)), stats.disconnect_sent[i]);
+	jsonw_close(&w, '}');
+	jsonw_close(&w, '}');
+	jsonw_keyc(&w, "outcomes");
+	jsonw_open(&w, '{');
 	for (int i = 0; i < OUTCOME_COUNT; i++)
-		json_u64(&b, &f2, outcome_name((enum outcome)i), stats.outcomes[i]);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "skipped");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
+		key_u64(&w, outcome_name((enum outcome)i), stats.outcomes[i]);
+	jsonw_close(&w, '}');
+	jsonw_keyc(&w, "skipped");
+	jsonw_open(&w, '{');
 	for (int i = 1; i < SKIP_REASON_COUNT; i++)
-		json_u64(&b, &f2, skip_reason_name((enum skip_reason)i), stats.skips[i]);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "anomalies");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
+		key_u64(&w, skip_reason_name((enum skip_reason)i), stats.skips[i]);
+	jsonw_close(&w, '}');
+	jsonw_keyc(&w, "anomalies");
+	jsonw_open(&w, '{');
 	for (int i = 0; i < ANOMALY_COUNT; i++)
-		json_u64(&b, &f2, anomaly_name((enum anomaly)i), stats.anomalies[i]);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "exchanges");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
-	json_u64(&b, &f2, "started", stats.exchanges_started);
-	json_u64(&b, &f2, "inflight", stats.exchanges_inflight);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "replays");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
+		key_u64(&w, anomaly_name((enum anomaly)i), stats.anomalies[i]);
+	jsonw_close(&w, '}');
+	counters_text(&w, "exchanges", exchanges, NAMED_COUNT(exchanges));
+	jsonw_keyc(&w, "replays");
+	jsonw_open(&w, '{');
 	for (int r = 0; r < ROLE_COUNT; r++) {
 		const struct error_reason *slots = st.errors[r];
-		bool f3 = true, f4 = true;
 
-		json_key(&b, &f2, role_name((enum replay_role)r));
-		sbuf_add(&b, "{", 1);
-		json_u64(&b, &f3, "started", stats.replays_started[r]);
-		json_key(&b, &f3, "errors");
-		sbuf_add(&b, "{", 1);
+		jsonw_keyc(&w, role_name((enum replay_role)r));
+		jsonw_open(&w, '{');
+		key_u64(&w, "started", stats.replays_started[r]);
+		jsonw_keyc(&w, "errors");
+		jsonw_open(&w, '{');
 		for (size_t i = 0; i <= STATS_MAX_ERROR_REASONS; i++) {
 			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
 
 			if (reason && slots[i].count)
-				json_u64(&b, &f4, reason, slots[i].count);
+				key_u64(&w, reason, slots[i].count);
 		}
-		sbuf_add(&b, "}}", 2);
+		jsonw_close(&w, '}');
+		jsonw_close(&w, '}');
 	}
-	json_u64(&b, &f2, "inflight", stats.replays_inflight);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "compare");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
-	json_u64(&b, &f2, "json_depth_exceeded", stats.json_depth_exceeded);
-	json_u64(&b, &f2, "compare_budget_exceeded", stats.compare_budget_exceeded);
-	json_u64(&b, &f2, "decompress_failed", stats.decompress_failed);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "publish");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
-	json_u64(&b, &f2, "published", stats.published);
-	json_u64(&b, &f2, "messages_cut", stats.messages_cut);
-	json_u64(&b, &f2, "sink_errors", stats.sink_errors);
-	json_u64(&b, &f2, "kafka_delivered", stats.kafka_delivered);
-	json_u64(&b, &f2, "kafka_failed", stats.kafka_failed);
-	json_u64(&b, &f2, "kafka_dropped", stats.kafka_dropped);
-	json_u64(&b, &f2, "kafka_queue_depth", stats.kafka_queue_depth);
-	sbuf_add(&b, "}", 1);
-	json_key(&b, &first, "log");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
-	json_u64(&b, &f2, "lines_suppressed", log_suppressed_total());
-	json_u64(&b, &f2, "lines_dropped", log_dropped_total());
-	sbuf_add(&b, "}", 1);
+	key_u64(&w, "inflight", stats.replays_inflight);
+	jsonw_close(&w, '}');
+	counters_text(&w, "compare", compare, NAMED_COUNT(compare));
+	counters_text(&w, "publish", publish, NAMED_COUNT(publish));
+	counters_text(&w, "log", logged, NAMED_COUNT(logged));
 	if (st.samples) {
 		struct samples_counts sc;
-		bool f3 = true;
 
 		samples_counts(st.samples, &sc);
-		json_key(&b, &first, "samples");
-		f2 = true;
-		sbuf_add(&b, "{", 1);
-		json_u64(&b, &f2, "taken", sc.taken);
-		json_u64(&b, &f2, "stored", sc.stored);
-		json_u64(&b, &f2, "bytes", sc.bytes);
-		json_u64(&b, &f2, "too_large", sc.too_large);
-		json_key(&b, &f2, "evicted");
-		sbuf_add(&b, "{", 1);
+		{
+			const struct named_u64 samples[] = {
+				{ "taken", sc.taken }, { "stored", sc.stored },
+				{ "bytes", sc.bytes }, { "too_large", sc.too_large },
+			};
+
+			jsonw_keyc(&w, "samples");
+			jsonw_open(&w, '{');
+			key_u64s(&w, samples, NAMED_COUNT(samples));
+		}
+		jsonw_keyc(&w, "evicted");
+		jsonw_open(&w, '{');
 		for (int r = 0; r < SAMPLES_EVICT_COUNT; r++)
-			json_u64(&b, &f3, samples_evict_name((enum samples_evict)r), sc.evicted[r]);
-		sbuf_add(&b, "}}", 2);
+			key_u64(&w, samples_evict_name((enum samples_evict)r), sc.evicted[r]);
+		jsonw_close(&w, '}');
+		jsonw_close(&w, '}');
 	}
-	json_key(&b, &first, "endpoints");
-	f2 = true;
-	sbuf_add(&b, "{", 1);
+	jsonw_keyc(&w, "endpoints");
+	jsonw_open(&w, '{');
 	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
 		if (!endpoint_shown(i))
 			continue;
-		json_key(&b, &f2, st.endpoints[i].name);
-		endpoint_text(&b, &st.endpoints[i]);
+		jsonw_keyc(&w, st.endpoints[i].name);
+		endpoint_text(&w, &st.endpoints[i]);
 	}
-	sbuf_add(&b, "}}\n", 3);
-	return sbuf_take(&b, len);
+	jsonw_close(&w, '}');
+	jsonw_close(&w, '}');
+	buf_add(&w.b, "\n", 1);
+	return buf_take(&w.b, len);
 }
 
 cJSON *stats_json(void)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "exchange.h"
+#include "stats-t.h"
 
 #define STATS_DISCONNECT_SLOTS 16   /* status codes 0..14, slot 15 for 99 and others */
 
@@ -76,6 +77,11 @@ static inline unsigned stats_disconnect_slot(unsigned status)
  * differences (diffs may be NULL). Called exactly once per exchange. */
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs);
 
+/* Records a request dropped before it became an exchange (the table full,
+ * out of memory): outcome dropped, under no endpoint. stats_exchange_done
+ * and this are the only writers of the outcome counters. */
+void stats_request_dropped(void);
+
 /* Records how long one ACK took: from the arrival of its NOTIFY (the
  * kernel's receive time) to the write that sent the ACK out. */
 void stats_ack_observe(double seconds);
@@ -102,7 +108,17 @@ char *stats_metrics_text(size_t *len);
 
 /* Lets /stats show the noise module's per-field raw/noise counts (Diffy's
  * view, with a secondary) beside the agent's own. n is borrowed: call
- * stats_set_noise(NULL) before freeing it. */
+ * stats_set_noise(NULL) before freeing it.
+ *
+ * The two per endpoint x field tables are two facts, each with one writer:
+ * stats' "fields" (written by stats_exchange_done) count, over every
+ * different or noise exchange, where the candidate differed (raw) and how
+ * many of those differences were judged noise (noise), capped at
+ * STATS_MAX_ENDPOINTS x STATS_MAX_FIELDS for the exposition; the noise
+ * module's "noise_fields" (written by noise_mark, read here through
+ * noise_stats_json) count, over the exchanges a secondary answered, where
+ * the candidate differed (raw) and where the secondary differed (noise),
+ * the inputs of Diffy's rule, with caps of their own. */
 void stats_set_noise(const struct noise *n);
 
 /* Lets /stats and /metrics show the dashboard samples' counters. s is
@@ -110,14 +126,19 @@ void stats_set_noise(const struct noise *n);
 struct samples;
 void stats_set_samples(struct samples *s);
 
-/* The /stats name of the field difference d is about: "status",
- * "header:<name>", "body" or "body:<JSON Pointer>", cut to len - 1 bytes. */
-struct difference;
-void stats_field_key(const struct difference *d, char *key, size_t len);
+/* Adds c to the compare counters (compare_budget_exceeded,
+ * decompress_failed, json_depth_exceeded). Called once per exchange, by
+ * the exchange's conclusion, after publishing has decoded what it needed. */
+void stats_compare_done(const struct stats_compare *c);
 
 /* Releases per-endpoint tables and resets them (the global counters in
  * `stats` are left alone). */
 void stats_free(void);
+
+/* Everything back to zero, as at start: the global counters in `stats`
+ * and the per-endpoint tables (stats_free()). For the unit tests, which
+ * share one process; the agent never resets its counters. */
+void stats_reset(void);
 
 /* ---- pure helpers, public for the unit tests -------------------------- */
 

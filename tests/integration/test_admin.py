@@ -387,6 +387,27 @@ def test_stats_shows_noise_with_a_secondary(stack):
     assert m.value("miffy_replays_started_total", role="secondary") == 4
 
 
+def test_compare_troubles_are_counted_once_per_body(stack):
+    """A candidate body nested deeper than max_depth is counted once per
+    exchange, by the exchange's conclusion: compare decodes it, publishing
+    reuses what compare decoded."""
+    deep = "[" * 200 + "]" * 200
+    ref = stack.backend(name="ref", mode="static", body='{"ok": true}')
+    cand = stack.backend(name="cand", mode="static", body=deep)
+    miffy = stack.miffy(candidate=cand.url, admin=True)
+    hap = stack.haproxy(reference=ref, agent=miffy)
+    for i in range(3):
+        assert http_get(hap.port, f"/api/items/{i}")[0] == 200
+    m = wait_for(lambda: (lambda m: m if finished(m) >= 3 else None)(scrape(miffy)), what="3 exchanges")
+    assert m.value("miffy_exchanges_total", outcome="different") == 3
+    assert m.value("miffy_json_depth_exceeded_total") == 3
+    assert m.value("miffy_decompress_failures_total") == 0
+    assert m.value("miffy_compare_budget_exceeded_total") == 0
+    assert stats_doc(miffy)["compare"] == {"json_depth_exceeded": 3, "compare_budget_exceeded": 0,
+                                           "decompress_failed": 0}
+    assert len(miffy.published()) == 3
+
+
 def test_sigusr2_logs_the_stats_document(shadowed):
     miffy, hap = shadowed
     send_traffic(hap, equal=2, different=1, posts=0)

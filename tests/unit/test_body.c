@@ -177,7 +177,7 @@ static void test_decompressed_size_is_capped(void **state)
 	free(big);
 }
 
-static void test_corrupt_gzip_falls_back_to_raw_bytes_and_counts(void **state)
+static void test_corrupt_gzip_falls_back_to_raw_bytes_and_says_so(void **state)
 {
 	static const uint8_t junk[] = { 0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 3, 0xde, 0xad, 0xbe, 0xef };
 	struct http_response r;
@@ -190,7 +190,8 @@ static void test_corrupt_gzip_falls_back_to_raw_bytes_and_counts(void **state)
 	assert_ptr_equal(b.data, r.body);
 	assert_int_equal(b.len, sizeof(junk));
 	assert_int_equal(b.type, BODY_BINARY);
-	assert_int_equal(stats.decompress_failed, before + 1);
+	/* Reported in the body, counted by the exchange's conclusion, not here. */
+	assert_int_equal(stats.decompress_failed, before);
 	body_clear(&b);
 	http_response_clear(&r);
 }
@@ -263,7 +264,7 @@ static void test_ten_thousand_deep_json_is_refused_without_parsing(void **state)
 	assert_null(b.json);
 	assert_true(b.claims_json);
 	assert_int_equal(b.type, BODY_TEXT);
-	assert_int_equal(stats.json_depth_exceeded, before + 1);
+	assert_int_equal(stats.json_depth_exceeded, before);   /* the flag is the report */
 	body_clear(&b);
 	http_response_clear(&r);
 	free(deep);
@@ -368,6 +369,7 @@ static const struct kind_case kind_cases[] = {
 	{ "a surrogate", BYTES("\xed\xa0\x80"), false, BODY_BINARY },
 	{ "a cut sequence at the end", BYTES("caf\xc3"), false, BODY_BINARY },
 	{ "a cut sequence at the end of a cut body", BYTES("caf\xe2\x82"), true, BODY_TEXT },
+	{ "a cut body ending in what begins no character", BYTES("caf\xe0\x80"), true, BODY_BINARY },
 	{ "empty", "", 0, false, BODY_EMPTY },
 };
 
@@ -398,7 +400,7 @@ int main(void)
 		cmocka_unit_test(test_raw_deflate_body_is_decoded),
 		cmocka_unit_test(test_identity_encoding_keeps_the_bytes),
 		cmocka_unit_test(test_decompressed_size_is_capped),
-		cmocka_unit_test(test_corrupt_gzip_falls_back_to_raw_bytes_and_counts),
+		cmocka_unit_test(test_corrupt_gzip_falls_back_to_raw_bytes_and_says_so),
 		cmocka_unit_test(test_unknown_encoding_falls_back_to_raw_bytes),
 		cmocka_unit_test(test_cut_gzip_stream_decodes_its_prefix),
 		cmocka_unit_test(test_ten_thousand_deep_json_is_refused_without_parsing),

@@ -143,6 +143,36 @@ static void test_an_empty_buffer_is_taken_as_an_empty_string(void **state)
 	assert_string_equal(buf_error_name(BUF_TOO_BIG), "too big");
 }
 
+static void test_truncate_keeps_the_front_and_the_error(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 8);
+	buf_adds(&b, "abcdef");
+	buf_truncate(&b, 2);
+	assert_int_equal(b.len, 2);
+	assert_string_equal(b.p, "ab");
+	assert_int_equal(buf_adds(&b, "0123456789"), -1);
+	buf_truncate(&b, 1);
+	assert_int_equal(b.err, BUF_TOO_BIG);     /* only buf_reset() clears it */
+	assert_string_equal(b.p, "a");
+	buf_free(&b);
+}
+
+static void test_a_maximum_of_size_max_still_grows(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, SIZE_MAX);
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(buf_adds(&b, "0123456789"), 0);
+	assert_int_equal(b.len, 10000);
+	assert_true(b.cap > b.len);
+	buf_free(&b);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -154,6 +184,8 @@ int main(void)
 		cmocka_unit_test(test_consume_drops_the_front),
 		cmocka_unit_test(test_reset_clears_the_error_and_keeps_the_memory),
 		cmocka_unit_test(test_an_empty_buffer_is_taken_as_an_empty_string),
+		cmocka_unit_test(test_truncate_keeps_the_front_and_the_error),
+		cmocka_unit_test(test_a_maximum_of_size_max_still_grows),
 	};
 
 	return cmocka_run_group_tests_name("buf", tests, NULL, NULL);

@@ -13,14 +13,14 @@
 
 #include "jsonw.h"
 
-/* The writer's text as a C string (the writer does not terminate it). */
+/* A copy of the writer's text, the caller frees. */
 static char *text(const struct jsonw *w)
 {
-	char *s = malloc(w->len + 1);
+	char *s = malloc(w->b.len + 1);
 
 	assert_non_null(s);
-	memcpy(s, w->buf, w->len);
-	s[w->len] = '\0';
+	memcpy(s, w->b.p, w->b.len);
+	s[w->b.len] = '\0';
 	return s;
 }
 
@@ -43,9 +43,9 @@ static char *minified(const char *in)
 	jsonw_init(&w, SIZE_MAX);
 	if (jsonw_json_text(&w, (const uint8_t *)in, strlen(in))) {
 		s = text(&w);
-		assert_int_equal(jsonw_json_text_size((const uint8_t *)in, strlen(in)), w.len);
+		assert_int_equal(jsonw_json_text_size((const uint8_t *)in, strlen(in)), w.b.len);
 	} else {
-		assert_int_equal(w.len, 0);
+		assert_int_equal(w.b.len, 0);
 		assert_int_equal(jsonw_json_text_size((const uint8_t *)in, strlen(in)), SIZE_MAX);
 	}
 	jsonw_free(&w);
@@ -87,7 +87,7 @@ static void test_strings_are_escaped_and_made_valid_utf8(void **state)
 	jsonw_string(&w, in, sizeof(in) - 1);
 	assert_text(&w, "\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f"
 		     "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 bad\xef\xbf\xbd\xef\xbf\xbd z\"");
-	assert_int_equal(jsonw_string_size(in, sizeof(in) - 1), w.len);
+	assert_int_equal(jsonw_string_size(in, sizeof(in) - 1), w.b.len);
 	s = text(&w);
 	back = cJSON_Parse(s);
 	assert_non_null(back);
@@ -144,6 +144,25 @@ static void test_numbers_print_as_cjson_does(void **state)
 	jsonw_number(&w, INFINITY);
 	jsonw_close(&w, ']');
 	assert_text(&w, "[42,-7,0.1,999.99,1e+300,0.33333333333333331,null,null]");
+	jsonw_free(&w);
+}
+
+static void test_integers_and_fixed_decimals_print_exactly(void **state)
+{
+	struct jsonw w;
+
+	jsonw_init(&w, SIZE_MAX);
+	jsonw_open(&w, '[');
+	jsonw_int(&w, 0);
+	jsonw_int(&w, -42);
+	jsonw_int(&w, INT64_MIN);
+	jsonw_uint(&w, UINT64_MAX);
+	jsonw_fixed(&w, 12.5, 3);
+	jsonw_fixed(&w, 0, 3);
+	jsonw_fixed(&w, 33.33333, 3);
+	jsonw_fixed(&w, NAN, 3);
+	jsonw_close(&w, ']');
+	assert_text(&w, "[0,-42,-9223372036854775808,18446744073709551615,12.500,0.000,33.333,null]");
 	jsonw_free(&w);
 }
 
@@ -230,10 +249,10 @@ static void test_the_maximum_is_never_passed(void **state)
 	assert_true(jsonw_ok(&w));
 	jsonw_cstring(&w, "x");   /* ,"x" would make 12 bytes */
 	assert_false(jsonw_ok(&w));
-	assert_true(w.len <= 10);
+	assert_true(w.b.len <= 10);
 	jsonw_reset(&w);
 	assert_true(jsonw_ok(&w));
-	assert_int_equal(w.len, 0);
+	assert_int_equal(w.b.len, 0);
 	jsonw_free(&w);
 }
 
@@ -271,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_nul_becomes_a_space),
 		cmocka_unit_test(test_string_fit_never_splits_a_character),
 		cmocka_unit_test(test_numbers_print_as_cjson_does),
+		cmocka_unit_test(test_integers_and_fixed_decimals_print_exactly),
 		cmocka_unit_test(test_milliseconds_keep_three_decimals_at_most),
 		cmocka_unit_test(test_valid_json_text_is_copied_minified),
 		cmocka_unit_test(test_text_beyond_rfc_8259_is_refused),

@@ -19,11 +19,12 @@ static struct noise *noise_with(double relative, double absolute)
 {
 	struct config cfg;
 	struct noise *n;
+	char err[64];
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.noise_relative = relative;
 	cfg.noise_absolute = absolute;
-	n = noise_new(&cfg);
+	n = noise_new(&cfg, err, sizeof(err));
 	assert_non_null(n);
 	return n;
 }
@@ -265,6 +266,26 @@ static void test_stats_json_names_fields_by_where_and_path(void **state)
 	noise_free(n);
 }
 
+static void test_long_field_names_are_kept_whole(void **state)
+{
+	struct noise *n = noise_with(0.20, 0.0003);
+	struct diff_list raw = { 0 };
+	char path[702], key[720];
+	cJSON *j;
+
+	path[0] = '/';
+	memset(path + 1, 'k', sizeof(path) - 2);
+	path[sizeof(path) - 1] = '\0';
+	diff_push(&raw, DIFF_BODY, path, DIFF_VALUE);
+	noise_mark(n, EP, &raw, NULL);
+	j = noise_stats_json(n, EP);
+	snprintf(key, sizeof(key), "body:%s", path);
+	assert_non_null(cJSON_GetObjectItemCaseSensitive(j, key));
+	cJSON_Delete(j);
+	diff_list_clear(&raw);
+	noise_free(n);
+}
+
 static void test_endpoints_beyond_the_cap_share_other(void **state)
 {
 	struct noise *n = noise_with(0.20, 0.0003);
@@ -327,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_fields_keep_array_indices),
 		cmocka_unit_test(test_field_counted_once_per_exchange),
 		cmocka_unit_test(test_stats_json_names_fields_by_where_and_path),
+		cmocka_unit_test(test_long_field_names_are_kept_whole),
 		cmocka_unit_test(test_endpoints_beyond_the_cap_share_other),
 		cmocka_unit_test(test_fields_beyond_the_cap_share_other),
 	};

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "exchange.h"
 #include "publish.h"
+#include "samples.h"
 #include "stats.h"
 
 struct fixture {
@@ -164,7 +165,7 @@ static int setup(void **state)
 	make_exchange(&f->x);
 	add_diff(&f->diffs, DIFF_BODY, "/name", DIFF_VALUE, cJSON_CreateString("ann"),
 		 cJSON_CreateString("bob"), false);
-	memset(&stats, 0, sizeof(stats));
+	stats_reset();
 	*state = f;
 	return 0;
 }
@@ -717,6 +718,39 @@ static void skipped_and_expired_are_never_published(void **state)
 	assert_null(publish_one(f, OUTCOME_DROPPED));
 }
 
+static void samples_keep_every_difference_whatever_publish_sends(void **state)
+{
+	static const enum outcome all[] = { OUTCOME_EQUAL, OUTCOME_DIFFERENT, OUTCOME_NOISE,
+					    OUTCOME_CANDIDATE_ERROR, OUTCOME_SKIPPED, OUTCOME_EXPIRED,
+					    OUTCOME_DROPPED };
+	struct samples_limits lim = { 10, 0, 1 << 20, 100, 8 << 20 };
+	char err[256];
+	struct samples *s = samples_new(&lim, err, sizeof(err));
+	struct fixture *f = *state;
+	struct samples_counts sc;
+	cJSON *msgs[8];
+	struct publish *p;
+
+	assert_non_null(s);
+	assert_int_equal(truncate(f->path, 0), 0);
+	p = publish_new(f->loop, &f->cfg, err, sizeof(err));   /* publish=differences */
+	assert_non_null(p);
+	publish_set_samples(p, s);
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		publish_exchange(p, &f->x, all[i], &f->diffs);
+	publish_free(p, 1);
+	/* Sent: different and candidate_error; kept: those and noise. */
+	assert_int_equal(read_lines(f->path, msgs, 8, NULL), 2);
+	assert_string_equal(get_str(msgs[0], "outcome"), "different");
+	assert_string_equal(get_str(msgs[1], "outcome"), "candidate_error");
+	samples_counts(s, &sc);
+	assert_int_equal(sc.taken, 3);
+	assert_int_equal(stats.published, 2);
+	cJSON_Delete(msgs[0]);
+	cJSON_Delete(msgs[1]);
+	samples_free(s);
+}
+
 static void policy_all_publishes_equal_at_the_sample_rate(void **state)
 {
 	struct fixture *f = *state;
@@ -926,6 +960,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(message_that_cannot_fit_is_counted_not_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(equal_is_not_published_by_default, setup, teardown),
 		cmocka_unit_test_setup_teardown(skipped_and_expired_are_never_published, setup, teardown),
+		cmocka_unit_test_setup_teardown(samples_keep_every_difference_whatever_publish_sends, setup, teardown),
 		cmocka_unit_test_setup_teardown(policy_all_publishes_equal_at_the_sample_rate, setup, teardown),
 		cmocka_unit_test_setup_teardown(stdout_sink_writes_one_line_per_message, setup, teardown),
 		cmocka_unit_test_setup_teardown(file_sink_reopens_for_rotation, setup, teardown),

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "http.h"
 #include "replay.h"
+#include "replay_error.h"
 #include "request.h"
 #include "stats.h"
 
@@ -379,7 +380,7 @@ static int setup(void **state)
 	f->cfg.replay_engine = engine;
 	f->x.method = strdup("GET");
 	f->x.path = strdup("/");
-	memset(&stats, 0, sizeof(stats));
+	stats_reset();
 	current = f;
 	*state = f;
 	return 0;

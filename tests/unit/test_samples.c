@@ -22,7 +22,8 @@ static struct samples *store(unsigned per_endpoint, unsigned per_field, size_t e
 			     size_t max_bytes)
 {
 	struct samples_limits lim = { per_endpoint, per_field, endpoint_bytes, max, max_bytes };
-	struct samples *s = samples_new(&lim);
+	char err[64];
+	struct samples *s = samples_new(&lim, err, sizeof(err));
 
 	assert_non_null(s);
 	return s;
@@ -269,7 +270,7 @@ static void test_fields_are_deduplicated_and_capped(void **state)
 	samples_write_index(s, &w, NULL, NULL);
 	jsonw_close(&w, '}');
 	assert_true(jsonw_ok(&w));
-	doc = cJSON_ParseWithLength(w.buf, w.len);
+	doc = cJSON_ParseWithLength(w.b.p, w.b.len);
 	assert_non_null(doc);
 	fields = cJSON_GetObjectItem(cJSON_GetArrayItem(cJSON_GetObjectItem(doc, "samples"), 0), "fields");
 	assert_int_equal(cJSON_GetArraySize(fields), SAMPLES_MAX_FIELDS);
@@ -293,7 +294,7 @@ static cJSON *index_of(struct samples *s, const char *endpoint, const char *fiel
 	samples_write_index(s, &w, endpoint, field);
 	jsonw_close(&w, '}');
 	assert_true(jsonw_ok(&w));
-	doc = cJSON_ParseWithLength(w.buf, w.len);
+	doc = cJSON_ParseWithLength(w.b.p, w.b.len);
 	jsonw_free(&w);
 	assert_non_null(doc);
 	return doc;

@@ -250,15 +250,73 @@ static void test_notify_frame_decodes(void **state)
 	assert_int_equal(f.stream_id, 1);
 	assert_int_equal(f.frame_id, 2);
 	q = f.payload;
-	assert_true(spop_message_decode(&q, f.payload + f.payload_len, &m) > 0);
+	assert_true(spop_message_decode(&q, f.payload + f.payload_len, args, 4, &m) > 0);
 	assert_ptr_equal(q, f.payload + f.payload_len);
 	assert_int_equal(m.name_len, 9);
 	assert_memory_equal(m.name, "miffy-req", 9);
-	assert_int_equal(spop_message_args(&m, args, 4), 2);
+	assert_int_equal(m.nargs, 2);
+	assert_ptr_equal(m.args, args);
 	assert_true(spop_arg_is(&args[0], "id"));
 	assert_int_equal(args[0].value.type, SPOP_T_STRING);
 	assert_true(spop_arg_is(&args[1], "body_len"));
 	assert_int_equal(args[1].value.v.i, 5);
+}
+
+/* A payload of nmsgs "m" messages with nargs NULL arguments "a" each. */
+static size_t notify_payload(uint8_t *buf, size_t nmsgs, size_t nargs)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < nmsgs; i++) {
+		buf[n++] = 1;
+		buf[n++] = 'm';
+		buf[n++] = (uint8_t)nargs;
+		for (size_t j = 0; j < nargs; j++) {
+			buf[n++] = 1;
+			buf[n++] = 'a';
+			buf[n++] = SPOP_T_NULL;
+		}
+	}
+	return n;
+}
+
+static void test_notify_payload_decodes_once_into_messages(void **state)
+{
+	uint8_t raw[128];
+	size_t n = unhex(notify_hex, raw, sizeof(raw));
+	const uint8_t *p = raw;
+	struct spop_frame f;
+	struct spop_message msgs[SPOP_NOTIFY_MAX_MESSAGES];
+	static struct spop_arg args[SPOP_NOTIFY_MAX_ARGS];
+
+	(void)state;
+	assert_int_equal(spop_frame_decode(&p, raw + n, 16380, &f, NULL), (int)n);
+	assert_int_equal(spop_notify_decode(f.payload, f.payload + f.payload_len, msgs, args), 1);
+	assert_memory_equal(msgs[0].name, "miffy-req", 9);
+	assert_int_equal(msgs[0].nargs, 2);
+	assert_ptr_equal(msgs[0].args, args);
+	assert_true(spop_arg_is(&msgs[0].args[1], "body_len"));
+	assert_int_equal(spop_notify_decode(f.payload, f.payload, msgs, args), 0);
+}
+
+static void test_notify_keeps_at_most_its_limits(void **state)
+{
+	static uint8_t buf[(SPOP_NOTIFY_MAX_MESSAGES + 2) * (3 + 3 * (SPOP_MESSAGE_MAX_ARGS + 3))];
+	struct spop_message msgs[SPOP_NOTIFY_MAX_MESSAGES];
+	static struct spop_arg args[SPOP_NOTIFY_MAX_ARGS];
+	size_t n = notify_payload(buf, SPOP_NOTIFY_MAX_MESSAGES + 2, SPOP_MESSAGE_MAX_ARGS + 3);
+
+	(void)state;
+	assert_int_equal(spop_notify_decode(buf, buf + n, msgs, args), SPOP_NOTIFY_MAX_MESSAGES);
+	for (size_t i = 0; i < SPOP_NOTIFY_MAX_MESSAGES; i++) {
+		assert_int_equal(msgs[i].nargs, SPOP_MESSAGE_MAX_ARGS);
+		assert_ptr_equal(msgs[i].args, args + i * SPOP_MESSAGE_MAX_ARGS);
+	}
+	/* A broken message past those kept still makes the payload invalid. */
+	buf[n - 1] = 0x0f;
+	assert_int_equal(spop_notify_decode(buf, buf + n, msgs, args), SPOP_INVALID);
+	/* So does one cut by the end of the payload. */
+	assert_int_equal(spop_notify_decode(buf, buf + 2, msgs, args), SPOP_INVALID);
 }
 
 static void test_every_truncation_of_a_frame_is_incomplete(void **state)
@@ -289,8 +347,9 @@ static void test_every_truncation_of_a_message_is_incomplete(void **state)
 		uint8_t *buf = exact(raw + hdr, cut);
 		const uint8_t *p = buf;
 		struct spop_message m;
+		struct spop_arg args[4];
 
-		assert_int_equal(spop_message_decode(&p, buf + cut, &m), SPOP_INCOMPLETE);
+		assert_int_equal(spop_message_decode(&p, buf + cut, args, 4, &m), SPOP_INCOMPLETE);
 		assert_ptr_equal(p, buf);
 		free(buf);
 	}
@@ -338,7 +397,8 @@ static void test_lying_length_is_invalid(void **state)
 	assert_true(spop_frame_decode(&p, raw + n, 16380, &f, NULL) > 0);
 	const uint8_t *q = f.payload;
 	struct spop_message m;
-	assert_true(spop_message_decode(&q, f.payload + f.payload_len, &m) < 0);
+	struct spop_arg args[4];
+	assert_true(spop_message_decode(&q, f.payload + f.payload_len, args, 4, &m) < 0);
 }
 
 static void test_ack_has_one_set_var_action(void **state)
@@ -474,6 +534,8 @@ int main(void)
 		cmocka_unit_test(test_typed_data_unknown_type_is_invalid),
 		cmocka_unit_test(test_int32_out_of_range_is_invalid),
 		cmocka_unit_test(test_notify_frame_decodes),
+		cmocka_unit_test(test_notify_payload_decodes_once_into_messages),
+		cmocka_unit_test(test_notify_keeps_at_most_its_limits),
 		cmocka_unit_test(test_every_truncation_of_a_frame_is_incomplete),
 		cmocka_unit_test(test_every_truncation_of_a_message_is_incomplete),
 		cmocka_unit_test(test_length_above_max_frame_size_is_too_big),

@@ -33,8 +33,7 @@
 static int reset(void **state)
 {
 	(void)state;
-	stats_free();
-	memset(&stats, 0, sizeof(stats));
+	stats_reset();
 	return 0;
 }
 
@@ -313,7 +312,8 @@ static void test_minutes_show_the_last_hour_of_each_endpoint(void **state)
 static void test_samples_counters_are_in_stats_and_metrics(void **state)
 {
 	struct samples_limits lim = { 1, 0, 1000, 100, 1000 };
-	struct samples *s = samples_new(&lim);
+	char err[64];
+	struct samples *s = samples_new(&lim, err, sizeof(err));
 	char *text;
 	cJSON *doc;
 
@@ -463,6 +463,46 @@ static void test_endpoints_past_the_cap_share_other(void **state)
 	assert_true(has_line(text, "miffy_endpoint_exchanges_total{endpoint=\"other\",outcome=\"equal\"} 5"));
 	assert_null(strstr(text, "endpoint=\"GET /e100\""));
 	free(text);
+}
+
+static void test_compare_troubles_are_counted_as_concluded(void **state)
+{
+	const struct stats_compare once = { .order_unchecked = 1, .decode_failed = 2, .depth_exceeded = 1 };
+	const struct stats_compare none = { 0 };
+	char *text;
+	cJSON *doc;
+
+	(void)state;
+	stats_compare_done(&once);
+	stats_compare_done(&none);
+	stats_compare_done(&once);
+	doc = stats_json();
+	assert_int_equal(num(doc, "compare.compare_budget_exceeded"), 2);
+	assert_int_equal(num(doc, "compare.decompress_failed"), 4);
+	assert_int_equal(num(doc, "compare.json_depth_exceeded"), 2);
+	cJSON_Delete(doc);
+	text = stats_metrics_text(NULL);
+	assert_non_null(text);
+	assert_true(has_line(text, "miffy_compare_budget_exceeded_total 2"));
+	assert_true(has_line(text, "miffy_decompress_failures_total 4"));
+	assert_true(has_line(text, "miffy_json_depth_exceeded_total 2"));
+	free(text);
+}
+
+static void test_reset_puts_counters_and_endpoints_back_to_zero(void **state)
+{
+	struct exchange x = make_exchange("r", "GET /r", 1, 1);
+	cJSON *doc;
+
+	(void)state;
+	stats.frames_in = 7;
+	stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	stats_reset();
+	doc = stats_json();
+	assert_int_equal(num(doc, "spop.frames_in"), 0);
+	assert_int_equal(num(doc, "outcomes.equal"), 0);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "endpoints")), 0);
+	cJSON_Delete(doc);
 }
 
 /* ---- the admin server ---------------------------------------------------- */
@@ -649,6 +689,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_percentiles_are_within_a_bucket, reset, reset),
 		cmocka_unit_test_setup_teardown(test_failed_replays_count_as_errors_not_latency, reset, reset),
 		cmocka_unit_test_setup_teardown(test_endpoints_past_the_cap_share_other, reset, reset),
+		cmocka_unit_test_setup_teardown(test_compare_troubles_are_counted_as_concluded, reset, reset),
+		cmocka_unit_test_setup_teardown(test_reset_puts_counters_and_endpoints_back_to_zero, reset, reset),
 		cmocka_unit_test_setup_teardown(test_admin_serves_fresh_snapshots_and_reports_a_stalled_loop, reset, reset),
 		cmocka_unit_test_setup_teardown(test_admin_refuses_a_busy_port_with_the_reason, reset, reset),
 	};
