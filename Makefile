@@ -73,7 +73,7 @@ HAPROXY_VERSIONS ?= 3.0 3.2
 HAPROXY_TESTS := tests/integration $(addprefix --ignore=tests/integration/,test_demo_smoke.py \
                  test_demo_servers.py test_packaging.py test_docker.py)
 
-.PHONY: all deps test test-haproxy test-docker test-fresh unit integration demo install fuzz fuzz-smoke bench clean FORCE
+.PHONY: all deps test test-haproxy test-docker test-fresh check-includes unit integration demo install fuzz fuzz-smoke bench clean FORCE
 
 # Objects are intermediate files of the programs: keep them (make would
 # otherwise delete build/obj/tools/mock-kafka.o after each link, and relink).
@@ -140,7 +140,11 @@ deps:
 test:
 	@sh tools/deps.sh build test browser
 	$(MAKE) SANITIZE=address,undefined all unit-bins
-	$(MAKE) -k SANITIZE=address,undefined unit integration fuzz-smoke
+	$(MAKE) -k SANITIZE=address,undefined check-includes unit integration fuzz-smoke
+
+# Types headers (NAME-t.h) hold only types; no include cycle between modules.
+check-includes:
+	@$(PYTHON) tools/check-includes.py spoa
 
 unit-bins: $(UNIT_BINS)
 

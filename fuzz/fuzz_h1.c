@@ -9,6 +9,7 @@
 
 #include "fuzz.h"
 #include "h1parse.h"
+#include "http.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

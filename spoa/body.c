@@ -8,6 +8,7 @@
 
 #include "json.h"
 #include "utf8.h"
+#include "http.h"
 
 /* cJSON refuses deeper documents itself, recursively; our scan must refuse
  * them first so that its limit is never the one that applies. */

@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "http.h"
+#include "http-t.h"
 #include "body-t.h"
 
 /* Decodes resp's body per its headers. Never fails hard: on a problem it

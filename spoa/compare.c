@@ -13,6 +13,7 @@
 #include "glob.h"
 #include "hash.h"
 #include "utf8.h"
+#include "http.h"
 
 /* A response that differs everywhere still makes a message of bounded size;
  * past this many differences the rest are not recorded. */

@@ -11,7 +11,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "http.h"
+#include "http-t.h"
 #include "compare-t.h"
 
 struct body_shared;

@@ -7,25 +7,35 @@
 
 #include "body.h"
 #include "compare.h"
-#include "config.h"
+#include "config-t.h"
 #include "hash.h"
 #include "log.h"
 #include "noise.h"
 #include "publish.h"
 #include "replay.h"
-#include "replay_error.h"
+#include "names.h"
 #include "request.h"
 #include "route.h"
 #include "spop.h"
 #include "stats.h"
+#include "http.h"
+
+/* An exchange with the table's links to it, which only this file sees. */
+struct entry {
+	struct exchange x;           /* first: an exchange's address is its entry's */
+	struct exchange_table *table;
+	size_t held;                 /* body bytes counted in the table's budget */
+	struct entry *hnext;         /* same bucket */
+	struct entry *older, *newer; /* TTL order */
+};
 
 struct exchange_table {
 	struct exchange_deps deps;
-	struct exchange **buckets;
+	struct entry **buckets;
 	size_t nbuckets;             /* power of two */
 	size_t count;
 	size_t held;                 /* body bytes of all exchanges, <= max_buffered */
-	struct exchange *oldest, *newest;  /* TTL order: deadlines grow with creation */
+	struct entry *oldest, *newest;     /* TTL order: deadlines grow with creation */
 	ev_timer ttl_timer;
 	void (*yield)(void *);       /* exchange_table_set_yield() */
 	void *yield_arg;
@@ -39,32 +49,22 @@ struct message_args {
 	const struct spop_value *status, *body_len, *body_size, *latency_us;
 };
 
-static const char *const outcome_names[OUTCOME_COUNT] = {
-	"equal", "different", "noise", "candidate_error", "skipped", "expired", "dropped",
-};
-static const char *const skip_names[SKIP_REASON_COUNT] = {
-	"none", "method", "request_truncated", "overload", "shutdown", "unreplayable",
-};
-static const char *const anomaly_names[ANOMALY_COUNT] = {
-	"missing_id", "duplicate_id", "orphan_response", "bad_args", "unknown_message",
-};
-static const char *const role_names[ROLE_COUNT] = { "candidate", "secondary" };
+/* Every exchange is allocated inside its entry. */
+static struct entry *entry_of(struct exchange *x)
+{
+	return (struct entry *)x;
+}
 
-const char *outcome_name(enum outcome o) { return outcome_names[o]; }
-const char *skip_reason_name(enum skip_reason r) { return skip_names[r]; }
-const char *anomaly_name(enum anomaly a) { return anomaly_names[a]; }
-const char *role_name(enum replay_role r) { return role_names[r]; }
-
-static struct exchange **bucket_of(struct exchange_table *t, const char *id, size_t len)
+static struct entry **bucket_of(struct exchange_table *t, const char *id, size_t len)
 {
 	return &t->buckets[hash_bytes(id, len) & (t->nbuckets - 1)];
 }
 
 static struct exchange *table_find(struct exchange_table *t, const char *id, size_t len)
 {
-	for (struct exchange *x = *bucket_of(t, id, len); x; x = x->hnext)
-		if (strlen(x->id) == len && memcmp(x->id, id, len) == 0)
-			return x;
+	for (struct entry *e = *bucket_of(t, id, len); e; e = e->hnext)
+		if (strlen(e->x.id) == len && memcmp(e->x.id, id, len) == 0)
+			return &e->x;
 	return NULL;
 }
 
@@ -73,46 +73,46 @@ static void ttl_arm(struct exchange_table *t)
 	ev_timer_stop(t->deps.loop, &t->ttl_timer);
 	if (!t->oldest)
 		return;
-	ev_tstamp delay = t->oldest->deadline - ev_now(t->deps.loop);
+	ev_tstamp delay = t->oldest->x.deadline - ev_now(t->deps.loop);
 	ev_timer_set(&t->ttl_timer, delay > 0.001 ? delay : 0.001, 0.);
 	ev_timer_start(t->deps.loop, &t->ttl_timer);
 }
 
 static void table_insert(struct exchange_table *t, struct exchange *x)
 {
-	struct exchange **b = bucket_of(t, x->id, strlen(x->id));
+	struct entry *e = entry_of(x), **b = bucket_of(t, x->id, strlen(x->id));
 
-	x->hnext = *b;
-	*b = x;
-	x->older = t->newest;
-	x->newer = NULL;
+	e->hnext = *b;
+	*b = e;
+	e->older = t->newest;
+	e->newer = NULL;
 	if (t->newest)
-		t->newest->newer = x;
+		t->newest->newer = e;
 	else
-		t->oldest = x;
-	t->newest = x;
+		t->oldest = e;
+	t->newest = e;
 	t->count++;
 	stats.exchanges_inflight = t->count;
-	if (t->oldest == x)
+	if (t->oldest == e)
 		ttl_arm(t);
 }
 
 static void table_remove(struct exchange_table *t, struct exchange *x)
 {
-	struct exchange **b = bucket_of(t, x->id, strlen(x->id));
-	bool was_oldest = t->oldest == x;
+	struct entry *e = entry_of(x), **b = bucket_of(t, x->id, strlen(x->id));
+	bool was_oldest = t->oldest == e;
 
-	while (*b != x)
+	while (*b != e)
 		b = &(*b)->hnext;
-	*b = x->hnext;
-	if (x->older)
-		x->older->newer = x->newer;
+	*b = e->hnext;
+	if (e->older)
+		e->older->newer = e->newer;
 	else
-		t->oldest = x->newer;
-	if (x->newer)
-		x->newer->older = x->older;
+		t->oldest = e->newer;
+	if (e->newer)
+		e->newer->older = e->older;
 	else
-		t->newest = x->older;
+		t->newest = e->older;
 	t->count--;
 	stats.exchanges_inflight = t->count;
 	if (was_oldest)
@@ -132,14 +132,16 @@ static bool hold(struct exchange_table *t, struct exchange *x, size_t len)
 		return false;
 	}
 	t->held += len;
-	x->held += len;
+	entry_of(x)->held += len;
 	return true;
 }
 
 static void exchange_free(struct exchange *x)
 {
-	if (x->table)
-		x->table->held -= x->held;
+	struct entry *e = entry_of(x);
+
+	if (e->table)
+		e->table->held -= e->held;
 	free(x->id);
 	free(x->endpoint);
 	free(x->method);
@@ -151,7 +153,7 @@ static void exchange_free(struct exchange *x)
 	http_response_clear(&x->reference);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		http_response_clear(&x->replies[r]);
-	free(x);
+	free(e);
 }
 
 static void cancel_replays(struct exchange_table *t, struct exchange *x)
@@ -285,7 +287,7 @@ static void on_replay_done(void *arg, enum replay_role role, struct http_respons
 	http_response_clear(&x->replies[role]);
 	x->replies[role] = *resp;
 	memset(resp, 0, sizeof(*resp));
-	if (!hold(x->table, x, x->replies[role].body_len)) {
+	if (!hold(entry_of(x)->table, x, x->replies[role].body_len)) {
 		free(x->replies[role].body);
 		x->replies[role].body = NULL;
 		x->replies[role].body_len = 0;
@@ -295,7 +297,7 @@ static void on_replay_done(void *arg, enum replay_role role, struct http_respons
 	if (x->replies[role].error != REPLAY_OK)
 		log_msg(LOG_LEVEL_DEBUG, x->id, "%s error: %s (%s)", role_name(role),
 			replay_error_name(x->replies[role].error), x->replies[role].error_detail);
-	maybe_finish(x->table, x);
+	maybe_finish(entry_of(x)->table, x);
 }
 
 static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
@@ -304,8 +306,8 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_tstamp now = ev_now(loop);
 
 	(void)revents;
-	while (t->oldest && t->oldest->deadline <= now) {
-		struct exchange *x = t->oldest;
+	while (t->oldest && t->oldest->x.deadline <= now) {
+		struct exchange *x = &t->oldest->x;
 
 		if (x->skip == SKIP_NONE)
 			log_msg(LOG_LEVEL_DEBUG, x->id, "exchange expired: %s",
@@ -344,7 +346,7 @@ void exchange_table_free(struct exchange_table *t)
 	if (!t)
 		return;
 	while (t->oldest) {
-		struct exchange *x = t->oldest;
+		struct exchange *x = &t->oldest->x;
 
 		if (x->skip == SKIP_NONE)
 			x->skip = SKIP_SHUTDOWN;
@@ -524,7 +526,8 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
  * logged here). */
 static struct exchange *on_request(struct exchange_table *t, const struct message_args *m, bool from_vars)
 {
-	struct exchange *x;
+	struct exchange *x = NULL;
+	struct entry *e;
 	bool failed = false;
 	char *id;
 
@@ -546,10 +549,11 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 			t->deps.cfg->max_exchanges);
 		return NULL;
 	}
-	x = calloc(1, sizeof(*x));
-	if (!x)
+	e = calloc(1, sizeof(*e));
+	if (!e)
 		goto oom;
-	x->table = t;
+	e->table = t;
+	x = &e->x;
 	x->id = dup_arg(m->id, &failed);
 	x->method = dup_arg(m->method, &failed);
 	x->path = dup_arg(m->path, &failed);

@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "h1parse.h"
 #include "request.h"
+#include "http.h"
 
 /* A chunk-size line (with extensions) longer than this is malformed. */
 #define H1_CHUNK_LINE_MAX 4096

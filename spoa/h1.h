@@ -13,7 +13,7 @@
 
 #include <ev.h>
 
-#include "http.h"
+#include "http-t.h"
 #include "request-t.h"
 
 struct h1_pool;

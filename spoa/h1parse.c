@@ -1,4 +1,5 @@
 #include "h1parse.h"
+#include "http.h"
 
 #include <string.h>
 #include <strings.h>

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "http.h"
+#include "http-t.h"
 
 /* A response head (status line, headers, blank line) longer than this is
  * malformed; so is a trailer section. */

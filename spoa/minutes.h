@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-#include "exchange.h"
+#include "exchange-t.h"
 #include "minutes-t.h"
 
 /* Counts outcome o of one exchange that ended at now (wall clock, seconds)

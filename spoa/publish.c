@@ -21,9 +21,10 @@
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"
-#include "replay_error.h"
+#include "names.h"
 #include "samples.h"
 #include "stats.h"
+#include "exchange-t.h"
 
 /* Producer defaults; any of them can be overridden by kafka_properties.
  * acks=all: a difference is a record somebody will act on, and waiting for

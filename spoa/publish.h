@@ -6,7 +6,7 @@
 #include <ev.h>
 
 #include "compare-t.h"
-#include "exchange.h"
+#include "exchange-t.h"
 
 struct body_shared;
 struct config;

@@ -11,7 +11,7 @@
 
 #include <ev.h>
 
-#include "http.h"
+#include "http-t.h"
 #include "replay-t.h"
 #include "request-t.h"
 

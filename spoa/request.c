@@ -1,4 +1,5 @@
 #include "request.h"
+#include "http.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -4,7 +4,7 @@
 #ifndef MIFFY_REQUEST_H
 #define MIFFY_REQUEST_H
 
-#include "http.h"
+#include "http-t.h"
 #include "request-t.h"
 
 /* Fills *rq from the client's request: method, path (origin-form, starts

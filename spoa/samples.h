@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "exchange.h"
+#include "exchange-t.h"
 #include "samples-t.h"
 
 struct jsonw;

@@ -20,9 +20,10 @@
 #include "log.h"
 #include "minutes.h"
 #include "noise.h"
-#include "replay_error.h"
+#include "names.h"
 #include "samples.h"
 #include "utf8.h"
+#include "exchange-t.h"
 
 struct stats stats;
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "exchange.h"
+#include "exchange-t.h"
 #include "stats-t.h"
 
 #define STATS_DISCONNECT_SLOTS 16   /* status codes 0..14, slot 15 for 99 and others */

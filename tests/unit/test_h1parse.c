@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "h1parse.h"
+#include "http.h"
 
 static int parse(const char *s, struct h1_head *head, struct header_list *h)
 {

@@ -23,6 +23,7 @@
 #include "publish.h"
 #include "samples.h"
 #include "stats.h"
+#include "http.h"
 
 struct fixture {
 	struct ev_loop *loop;

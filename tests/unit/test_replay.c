@@ -19,7 +19,7 @@
 #include "config.h"
 #include "http.h"
 #include "replay.h"
-#include "replay_error.h"
+#include "names.h"
 #include "request.h"
 #include "stats.h"
 

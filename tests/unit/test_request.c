@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "request.h"
+#include "http.h"
 
 static const struct request_rules rules = { .marker = "X-Miffy-Role", .preserve_host = false };
 static const struct request_dest dest = { .url = "http://127.0.0.1:8080/", .prefix = "/v1",
