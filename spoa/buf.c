@@ -15,7 +15,7 @@ void buf_init(struct buf *b, size_t max)
 }
 
 /* Makes room for n more bytes and the terminator. */
-static int grow(struct buf *b, size_t n)
+int buf_grow(struct buf *b, size_t n)
 {
 	size_t need, cap;
 	char *p;
@@ -44,17 +44,6 @@ static int grow(struct buf *b, size_t n)
 	return 0;
 }
 
-int buf_add(struct buf *b, const void *data, size_t n)
-{
-	if (grow(b, n) == -1)
-		return -1;
-	if (n > 0)
-		memcpy(b->p + b->len, data, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
 int buf_adds(struct buf *b, const char *s)
 {
 	return buf_add(b, s, strlen(s));
@@ -75,7 +64,7 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 		return -1;
 	}
 	if (b->p == NULL || (size_t)n >= b->cap - b->len) {
-		if (grow(b, (size_t)n) == -1) {
+		if (buf_grow(b, (size_t)n) == -1) {
 			if (b->p)
 				b->p[b->len] = '\0';
 			return -1;
@@ -86,19 +75,6 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 	}
 	b->len += (size_t)n;
 	return 0;
-}
-
-char *buf_reserve(struct buf *b, size_t n)
-{
-	if (grow(b, n) == -1)
-		return NULL;
-	return b->p + b->len;
-}
-
-void buf_commit(struct buf *b, size_t n)
-{
-	b->len += n;
-	b->p[b->len] = '\0';
 }
 
 void buf_consume(struct buf *b, size_t n)

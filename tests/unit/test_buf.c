@@ -173,6 +173,21 @@ static void test_a_maximum_of_size_max_still_grows(void **state)
 	buf_free(&b);
 }
 
+static void test_a_lowered_maximum_holds_though_the_memory_is_there(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1000);
+	assert_int_equal(buf_adds(&b, "0123456789"), 0);
+	b.max = 12;   /* a smaller message tried in the same buffer */
+	assert_int_equal(buf_adds(&b, "ab"), 0);
+	assert_int_equal(buf_adds(&b, "c"), -1);
+	assert_int_equal(b.err, BUF_TOO_BIG);
+	assert_string_equal(b.p, "0123456789ab");
+	buf_free(&b);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -182,6 +197,7 @@ int main(void)
 		cmocka_unit_test(test_printf_grows_a_buffer_many_times),
 		cmocka_unit_test(test_reserve_and_commit_is_how_a_reader_fills_it),
 		cmocka_unit_test(test_consume_drops_the_front),
+		cmocka_unit_test(test_a_lowered_maximum_holds_though_the_memory_is_there),
 		cmocka_unit_test(test_reset_clears_the_error_and_keeps_the_memory),
 		cmocka_unit_test(test_an_empty_buffer_is_taken_as_an_empty_string),
 		cmocka_unit_test(test_truncate_keeps_the_front_and_the_error),
