@@ -657,10 +657,12 @@ void exchange_on_message(struct exchange_table *t, const char *name, size_t name
 	       (strlen(message_names[kind]) != name_len || memcmp(name, message_names[kind], name_len) != 0))
 		kind++;
 	if (kind == MSG_KIND_COUNT) {
-		stats.anomalies[ANOMALY_UNKNOWN_MESSAGE]++;
-		log_msg(LOG_LEVEL_WARN, NULL,
-			"unknown SPOE message '%.*s' ignored (expected miffy-tx, miffy-req or miffy-res)",
-			(int)(name_len > 64 ? 64 : name_len), name);
+		char what[160];
+
+		snprintf(what, sizeof(what),
+			 "unknown SPOE message '%.*s' ignored (expected miffy-tx, miffy-req or miffy-res)",
+			 (int)(name_len > 64 ? 64 : name_len), name);
+		anomaly(ANOMALY_UNKNOWN_MESSAGE, NULL, what);
 		return;
 	}
 	collect_args(args, nargs, kind == MSG_TX, &m, &res);
