@@ -409,62 +409,106 @@ static int check_url(const char *what, const char *url)
 	return 0;
 }
 
+/* How copy_config reads a key into struct config, and config_free frees it. */
+enum field_kind { FIELD_STR = 0, FIELD_UINT, FIELD_SIZE, FIELD_DOUBLE, FIELD_BOOL, FIELD_LIST, FIELD_KIND_COUNT };
+
+struct field {
+	const char *name;            /* the key, and the member of struct config */
+	enum field_kind kind;
+	size_t offset;
+};
+
+#define FIELD(name, kind) { #name, kind, offsetof(struct config, name) }
+
+/* Every key but publish and log_level (parsed to their enums). */
+static const struct field fields[] = {
+	FIELD(listen, FIELD_STR),
+	FIELD(max_frame_size, FIELD_UINT),
+	FIELD(max_connections, FIELD_UINT),
+	FIELD(hello_timeout, FIELD_DOUBLE),
+	FIELD(idle_timeout, FIELD_DOUBLE),
+	FIELD(drain_timeout, FIELD_DOUBLE),
+	FIELD(exchange_ttl, FIELD_DOUBLE),
+	FIELD(max_exchanges, FIELD_UINT),
+	FIELD(max_buffered, FIELD_SIZE),
+	FIELD(candidate, FIELD_STR),
+	FIELD(secondary, FIELD_STR),
+	FIELD(preserve_host, FIELD_BOOL),
+	FIELD(marker_header, FIELD_STR),
+	FIELD(connect_timeout, FIELD_DOUBLE),
+	FIELD(timeout, FIELD_DOUBLE),
+	FIELD(max_concurrent, FIELD_UINT),
+	FIELD(max_body, FIELD_SIZE),
+	FIELD(ca_file, FIELD_STR),
+	FIELD(replay_engine, FIELD_STR),
+	FIELD(insecure, FIELD_BOOL),
+	FIELD(max_host_connections, FIELD_UINT),
+	FIELD(ignore_order, FIELD_BOOL),
+	FIELD(abs_tolerance, FIELD_DOUBLE),
+	FIELD(rel_tolerance, FIELD_DOUBLE),
+	FIELD(max_depth, FIELD_UINT),
+	FIELD(max_decompressed, FIELD_SIZE),
+	FIELD(noise_relative, FIELD_DOUBLE),
+	FIELD(noise_absolute, FIELD_DOUBLE),
+	FIELD(sink, FIELD_STR),
+	FIELD(kafka_brokers, FIELD_STR),
+	FIELD(topic, FIELD_STR),
+	FIELD(sample_rate, FIELD_DOUBLE),
+	FIELD(max_message, FIELD_SIZE),
+	FIELD(flush_timeout, FIELD_DOUBLE),
+	FIELD(admin, FIELD_STR),
+	FIELD(samples_per_endpoint, FIELD_UINT),
+	FIELD(samples_per_field, FIELD_UINT),
+	FIELD(samples_endpoint_bytes, FIELD_SIZE),
+	FIELD(samples_max, FIELD_UINT),
+	FIELD(samples_max_bytes, FIELD_SIZE),
+	FIELD(log_json, FIELD_BOOL),
+	FIELD(log_file, FIELD_STR),
+	FIELD(methods, FIELD_LIST),
+	FIELD(ignore_headers, FIELD_LIST),
+	FIELD(ignore_paths, FIELD_LIST),
+	FIELD(unordered_paths, FIELD_LIST),
+	FIELD(endpoints, FIELD_LIST),
+	FIELD(kafka_properties, FIELD_LIST),
+	FIELD(redact_headers, FIELD_LIST),
+};
+
+#undef FIELD
+
 static int copy_config(cfg_t *c, struct config *cfg)
 {
-	cfg->listen = dup_opt(c, "listen");
-	cfg->max_frame_size = (unsigned)cfg_getint(c, "max_frame_size");
-	cfg->max_connections = (unsigned)cfg_getint(c, "max_connections");
-	cfg->hello_timeout = cfg_getfloat(c, "hello_timeout");
-	cfg->idle_timeout = cfg_getfloat(c, "idle_timeout");
-	cfg->drain_timeout = cfg_getfloat(c, "drain_timeout");
-	cfg->exchange_ttl = cfg_getfloat(c, "exchange_ttl");
-	cfg->max_exchanges = (unsigned)cfg_getint(c, "max_exchanges");
-	cfg->max_buffered = (size_t)cfg_getint(c, "max_buffered");
-	cfg->candidate = dup_opt(c, "candidate");
-	cfg->secondary = dup_opt(c, "secondary");
-	cfg->preserve_host = cfg_getbool(c, "preserve_host");
-	cfg->marker_header = dup_opt(c, "marker_header");
-	cfg->connect_timeout = cfg_getfloat(c, "connect_timeout");
-	cfg->timeout = cfg_getfloat(c, "timeout");
-	cfg->max_concurrent = (unsigned)cfg_getint(c, "max_concurrent");
-	cfg->max_body = (size_t)cfg_getint(c, "max_body");
-	cfg->ca_file = dup_opt(c, "ca_file");
-	cfg->replay_engine = dup_opt(c, "replay_engine");
-	cfg->insecure = cfg_getbool(c, "insecure");
-	cfg->max_host_connections = (unsigned)cfg_getint(c, "max_host_connections");
-	cfg->ignore_order = cfg_getbool(c, "ignore_order");
-	cfg->abs_tolerance = cfg_getfloat(c, "abs_tolerance");
-	cfg->rel_tolerance = cfg_getfloat(c, "rel_tolerance");
-	cfg->max_depth = (unsigned)cfg_getint(c, "max_depth");
-	cfg->max_decompressed = (size_t)cfg_getint(c, "max_decompressed");
-	cfg->noise_relative = cfg_getfloat(c, "noise_relative");
-	cfg->noise_absolute = cfg_getfloat(c, "noise_absolute");
-	cfg->sink = dup_opt(c, "sink");
-	cfg->kafka_brokers = dup_opt(c, "kafka_brokers");
-	cfg->topic = dup_opt(c, "topic");
-	cfg->publish = (enum publish_policy)parse_policy(cfg_getstr(c, "publish"));
-	cfg->sample_rate = cfg_getfloat(c, "sample_rate");
-	cfg->max_message = (size_t)cfg_getint(c, "max_message");
-	cfg->flush_timeout = cfg_getfloat(c, "flush_timeout");
-	cfg->admin = dup_opt(c, "admin");
-	cfg->samples_per_endpoint = (unsigned)cfg_getint(c, "samples_per_endpoint");
-	cfg->samples_per_field = (unsigned)cfg_getint(c, "samples_per_field");
-	cfg->samples_endpoint_bytes = (size_t)cfg_getint(c, "samples_endpoint_bytes");
-	cfg->samples_max = (unsigned)cfg_getint(c, "samples_max");
-	cfg->samples_max_bytes = (size_t)cfg_getint(c, "samples_max_bytes");
-	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
-	cfg->log_json = cfg_getbool(c, "log_json");
-	cfg->log_file = dup_opt(c, "log_file");
-	if (copy_list(c, "methods", &cfg->methods) < 0 ||
-	    copy_list(c, "ignore_headers", &cfg->ignore_headers) < 0 ||
-	    copy_list(c, "ignore_paths", &cfg->ignore_paths) < 0 ||
-	    copy_list(c, "unordered_paths", &cfg->unordered_paths) < 0 ||
-	    copy_list(c, "endpoints", &cfg->endpoints) < 0 ||
-	    copy_list(c, "kafka_properties", &cfg->kafka_properties) < 0 ||
-	    copy_list(c, "redact_headers", &cfg->redact_headers) < 0) {
-		fprintf(stderr, "miffy: out of memory reading the configuration\n");
-		return -1;
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		const struct field *f = &fields[i];
+		char *at = (char *)cfg + f->offset;
+
+		switch (f->kind) {
+		case FIELD_STR:
+			*(char **)at = dup_opt(c, f->name);
+			break;
+		case FIELD_UINT:
+			*(unsigned *)at = (unsigned)cfg_getint(c, f->name);
+			break;
+		case FIELD_SIZE:
+			*(size_t *)at = (size_t)cfg_getint(c, f->name);
+			break;
+		case FIELD_DOUBLE:
+			*(double *)at = cfg_getfloat(c, f->name);
+			break;
+		case FIELD_BOOL:
+			*(bool *)at = cfg_getbool(c, f->name);
+			break;
+		case FIELD_LIST:
+			if (copy_list(c, f->name, (struct str_list *)at) < 0) {
+				fprintf(stderr, "miffy: out of memory reading the configuration\n");
+				return -1;
+			}
+			break;
+		case FIELD_KIND_COUNT:
+			break;
+		}
 	}
+	cfg->publish = (enum publish_policy)parse_policy(cfg_getstr(c, "publish"));
+	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
 	for (size_t i = 0; i < cfg->methods.count; i++)
 		for (char *m = cfg->methods.items[i]; *m; m++)
 			*m = (char)toupper((unsigned char)*m);
@@ -647,24 +691,14 @@ out:
 void config_free(struct config *cfg)
 {
 	free(cfg->file);
-	free(cfg->listen);
-	free(cfg->candidate);
-	free(cfg->secondary);
-	free(cfg->marker_header);
-	free(cfg->ca_file);
-	free(cfg->replay_engine);
-	free(cfg->sink);
-	free(cfg->kafka_brokers);
-	free(cfg->topic);
-	free(cfg->admin);
-	free(cfg->log_file);
-	free_list(&cfg->methods);
-	free_list(&cfg->ignore_headers);
-	free_list(&cfg->ignore_paths);
-	free_list(&cfg->unordered_paths);
-	free_list(&cfg->endpoints);
-	free_list(&cfg->kafka_properties);
-	free_list(&cfg->redact_headers);
+	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+		char *at = (char *)cfg + fields[i].offset;
+
+		if (fields[i].kind == FIELD_STR)
+			free(*(char **)at);
+		else if (fields[i].kind == FIELD_LIST)
+			free_list((struct str_list *)at);
+	}
 	memset(cfg, 0, sizeof(*cfg));
 }
 

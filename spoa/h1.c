@@ -459,6 +459,20 @@ static int body_sink(struct h1_req *q, const char *data, size_t len)
 	return q->drained > REPLAY_DRAIN_MAX ? 1 : 0;
 }
 
+/* body_sink's result, taken once the state has moved past the bytes sunk:
+ * past the drain limit the response ends here. Returns PARSE_MORE or
+ * PARSE_ERROR. */
+static int body_sunk(struct h1_req *q, int sunk)
+{
+	if (sunk < 0)
+		return fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
+	if (sunk > 0) {
+		q->keep_alive = false;
+		q->ps = PS_DONE;
+	}
+	return PARSE_MORE;
+}
+
 /* The head of a response was parsed: an interim one is skipped, a final
  * one sets how its body is framed (RFC 9112 6.3). */
 static int start_body(struct h1_req *q, const struct h1_head *head)
@@ -541,12 +555,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 				if (q->remaining == 0)
 					q->ps = PS_DONE;
 			}
-			if (sunk < 0) {
-				ret = fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
-			} else if (sunk > 0) {
-				q->keep_alive = false;
-				q->ps = PS_DONE;
-			}
+			ret = body_sunk(q, sunk);
 			break;
 		}
 		case PS_CHUNK_SIZE: {
@@ -597,12 +606,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 			q->remaining -= n;
 			if (q->remaining == 0)
 				q->ps = PS_CHUNK_END;
-			if (sunk < 0) {
-				ret = fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
-			} else if (sunk > 0) {
-				q->keep_alive = false;
-				q->ps = PS_DONE;
-			}
+			ret = body_sunk(q, sunk);
 			break;
 		}
 		case PS_CHUNK_END:
