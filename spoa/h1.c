@@ -257,6 +257,26 @@ static void req_conn_failed(struct h1_req *q, enum replay_error reason, const ch
 	pool_pump(p);
 }
 
+/* Takes q off the queue or off its connection (closed unless still
+ * connecting: a connect in progress may still serve the next request).
+ * Returns true when q was on a connection. */
+static bool req_detach(struct h1_req *q)
+{
+	struct h1_conn *c = q->conn;
+
+	if (q->state == REQ_QUEUED) {
+		queue_remove(q->p, q);
+		return false;
+	}
+	if (q->state != REQ_ON_CONN)
+		return false;
+	c->owner = NULL;
+	q->conn = NULL;
+	if (c->state != CONN_CONNECTING)
+		conn_close(c);
+	return true;
+}
+
 static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct h1_req *q = (struct h1_req *)((char *)w - offsetof(struct h1_req, timer));
@@ -266,17 +286,7 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		req_complete(q);
 		return;
 	}
-	if (q->state == REQ_QUEUED) {
-		queue_remove(p, q);
-	} else if (q->state == REQ_ON_CONN) {
-		struct h1_conn *c = q->conn;
-
-		c->owner = NULL;
-		q->conn = NULL;
-		/* a connect in progress may still serve the next request */
-		if (c->state != CONN_CONNECTING)
-			conn_close(c);
-	}
+	req_detach(q);
 	http_response_clear(&q->resp);
 	q->resp.error = REPLAY_TIMEOUT;
 	snprintf(q->resp.error_detail, sizeof(q->resp.error_detail),
@@ -975,17 +985,8 @@ void h1_cancel(struct h1_req *q)
 {
 	struct h1_pool *p = q->p;
 
-	if (q->state == REQ_QUEUED) {
-		queue_remove(p, q);
-	} else if (q->state == REQ_ON_CONN) {
-		struct h1_conn *c = q->conn;
-
-		c->owner = NULL;
-		q->conn = NULL;
-		if (c->state != CONN_CONNECTING)
-			conn_close(c);
+	if (req_detach(q))
 		pool_pump(p);
-	}
 	req_free(q);
 }
 
