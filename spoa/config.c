@@ -269,99 +269,104 @@ static void report_error(cfg_t *cfg, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
-static cfg_opt_t options[] = {
-	CFG_STR("listen", "127.0.0.1:12345", CFGF_NONE),
-	CFG_INT("max_frame_size", 16380, CFGF_NONE),
-	CFG_INT("max_connections", 1024, CFGF_NONE),
-	CFG_FLOAT("hello_timeout", 5, CFGF_NONE),
-	CFG_FLOAT("idle_timeout", 60, CFGF_NONE),
-	CFG_FLOAT("drain_timeout", 10, CFGF_NONE),
-	CFG_FLOAT("exchange_ttl", 30, CFGF_NONE),
-	CFG_INT("max_exchanges", 100000, CFGF_NONE),
-	CFG_INT("max_buffered", 268435456, CFGF_NONE),
-	CFG_STR("candidate", NULL, CFGF_NONE),
-	CFG_STR("secondary", NULL, CFGF_NONE),
-	CFG_BOOL("preserve_host", cfg_false, CFGF_NONE),
-	CFG_STR("marker_header", "X-Miffy-Role", CFGF_NONE),
-	CFG_STR_LIST("methods", default_methods, CFGF_NONE),
-	CFG_FLOAT("connect_timeout", 1, CFGF_NONE),
-	CFG_FLOAT("timeout", 5, CFGF_NONE),
-	CFG_INT("max_concurrent", 1000, CFGF_NONE),
-	CFG_INT("max_body", 1048576, CFGF_NONE),
-	CFG_STR("ca_file", NULL, CFGF_NONE),
-	CFG_BOOL("insecure", cfg_false, CFGF_NONE),
-	CFG_INT("max_host_connections", 64, CFGF_NONE),
-	CFG_STR("replay_engine", "auto", CFGF_NONE),
-	CFG_STR_LIST("ignore_headers", default_ignore_headers, CFGF_NONE),
-	CFG_STR_LIST("ignore_paths", empty_list, CFGF_NONE),
-	CFG_STR_LIST("unordered_paths", empty_list, CFGF_NONE),
-	CFG_BOOL("ignore_order", cfg_false, CFGF_NONE),
-	CFG_FLOAT("abs_tolerance", 0, CFGF_NONE),
-	CFG_FLOAT("rel_tolerance", 0, CFGF_NONE),
-	CFG_INT("max_depth", 128, CFGF_NONE),
-	CFG_INT("max_decompressed", 8388608, CFGF_NONE),
-	CFG_STR_LIST("endpoints", empty_list, CFGF_NONE),
-	CFG_FLOAT("noise_relative", 0.2, CFGF_NONE),
-	CFG_FLOAT("noise_absolute", 0.0003, CFGF_NONE),
-	CFG_STR("sink", "kafka", CFGF_NONE),
-	CFG_STR("kafka_brokers", "127.0.0.1:9092", CFGF_NONE),
-	CFG_STR("topic", "miffy", CFGF_NONE),
-	CFG_STR_LIST("kafka_properties", empty_list, CFGF_NONE),
-	CFG_STR("publish", "differences", CFGF_NONE),
-	CFG_FLOAT("sample_rate", 1, CFGF_NONE),
-	CFG_INT("max_message", 1048576, CFGF_NONE),
-	CFG_STR_LIST("redact_headers", default_redact, CFGF_NONE),
-	CFG_FLOAT("flush_timeout", 5, CFGF_NONE),
-	CFG_STR("admin", "127.0.0.1:9000", CFGF_NONE),
-	CFG_INT("samples_per_endpoint", 20, CFGF_NONE),
-	CFG_INT("samples_per_field", 5, CFGF_NONE),
-	CFG_INT("samples_endpoint_bytes", 2097152, CFGF_NONE),
-	CFG_INT("samples_max", 1000, CFGF_NONE),
-	CFG_INT("samples_max_bytes", 33554432, CFGF_NONE),
-	CFG_STR("log_level", "info", CFGF_NONE),
-	CFG_BOOL("log_json", cfg_false, CFGF_NONE),
-	CFG_STR("log_file", NULL, CFGF_NONE),
-	CFG_END()
+/* How copy_config reads a key into its member of struct config (and
+ * config_free frees it). */
+enum field_kind {
+	FIELD_STR = 0, FIELD_UINT, FIELD_SIZE, FIELD_DOUBLE, FIELD_BOOL, FIELD_LIST,
+	FIELD_POLICY, FIELD_LEVEL, FIELD_KIND_COUNT
 };
+
+struct key {
+	cfg_opt_t opt;               /* libconfuse's: name, type, default */
+	enum field_kind kind;
+	size_t offset;               /* of the member named as the key */
+	cfg_validate_callback_t validate; /* or NULL */
+};
+
+/* The libconfuse option each kind is read from. */
+#define KEY_OPT_STR CFG_STR
+#define KEY_OPT_POLICY CFG_STR
+#define KEY_OPT_LEVEL CFG_STR
+#define KEY_OPT_UINT CFG_INT
+#define KEY_OPT_SIZE CFG_INT
+#define KEY_OPT_DOUBLE CFG_FLOAT
+#define KEY_OPT_BOOL CFG_BOOL
+#define KEY_OPT_LIST CFG_STR_LIST
+#define KEY(kind, name, def, validate) \
+	{ KEY_OPT_##kind(#name, def, CFGF_NONE), FIELD_##kind, offsetof(struct config, name), validate }
+
+/* Every configuration key, by kind; --help lists them by module. The
+ * dashboard's samples (samples.h) take 0 to turn them or a bound off. */
+static const struct key keys[] = {
+	/* strings (NULL: unset); publish and log_level are parsed to their enums */
+	KEY(STR, listen, "127.0.0.1:12345", validate_addr),
+	KEY(STR, candidate, NULL, NULL),
+	KEY(STR, secondary, NULL, NULL),
+	KEY(STR, marker_header, "X-Miffy-Role", NULL),
+	KEY(STR, ca_file, NULL, NULL),
+	KEY(STR, replay_engine, "auto", validate_engine),
+	KEY(STR, sink, "kafka", validate_sink),
+	KEY(STR, kafka_brokers, "127.0.0.1:9092", NULL),
+	KEY(STR, topic, "miffy", NULL),
+	KEY(STR, admin, "127.0.0.1:9000", validate_addr),
+	KEY(STR, log_file, NULL, NULL),
+	KEY(POLICY, publish, "differences", validate_policy),
+	KEY(LEVEL, log_level, "info", validate_level),
+	/* lists */
+	KEY(LIST, methods, default_methods, NULL),
+	KEY(LIST, ignore_headers, default_ignore_headers, NULL),
+	KEY(LIST, ignore_paths, empty_list, NULL),
+	KEY(LIST, unordered_paths, empty_list, NULL),
+	KEY(LIST, endpoints, empty_list, NULL),
+	KEY(LIST, kafka_properties, empty_list, validate_kv_list),
+	KEY(LIST, redact_headers, default_redact, NULL),
+	/* switches */
+	KEY(BOOL, preserve_host, cfg_false, NULL),
+	KEY(BOOL, insecure, cfg_false, NULL),
+	KEY(BOOL, ignore_order, cfg_false, NULL),
+	KEY(BOOL, log_json, cfg_false, NULL),
+	/* counts */
+	KEY(UINT, max_frame_size, 16380, validate_frame_size),
+	KEY(UINT, max_connections, 1024, validate_count),
+	KEY(UINT, max_exchanges, 100000, validate_count),
+	KEY(UINT, max_concurrent, 1000, validate_count),
+	KEY(UINT, max_host_connections, 64, validate_count),
+	KEY(UINT, max_depth, 128, validate_count),
+	KEY(UINT, samples_per_endpoint, 20, validate_non_negative),
+	KEY(UINT, samples_per_field, 5, validate_non_negative),
+	KEY(UINT, samples_max, 1000, validate_non_negative),
+	/* bytes */
+	KEY(SIZE, max_buffered, 268435456, validate_positive),
+	KEY(SIZE, max_body, 1048576, validate_positive),
+	KEY(SIZE, max_decompressed, 8388608, validate_positive),
+	KEY(SIZE, max_message, 1048576, validate_positive),
+	KEY(SIZE, samples_endpoint_bytes, 2097152, validate_positive),
+	KEY(SIZE, samples_max_bytes, 33554432, validate_positive),
+	/* seconds and fractions */
+	KEY(DOUBLE, hello_timeout, 5, validate_positive),
+	KEY(DOUBLE, idle_timeout, 60, validate_positive),
+	KEY(DOUBLE, drain_timeout, 10, validate_non_negative),
+	KEY(DOUBLE, exchange_ttl, 30, validate_positive),
+	KEY(DOUBLE, connect_timeout, 1, validate_positive),
+	KEY(DOUBLE, timeout, 5, validate_positive),
+	KEY(DOUBLE, abs_tolerance, 0, validate_non_negative),
+	KEY(DOUBLE, rel_tolerance, 0, validate_non_negative),
+	KEY(DOUBLE, noise_relative, 0.2, validate_fraction),
+	KEY(DOUBLE, noise_absolute, 0.0003, validate_fraction),
+	KEY(DOUBLE, sample_rate, 1, validate_fraction),
+	KEY(DOUBLE, flush_timeout, 5, validate_non_negative),
+};
+
+#undef KEY
+
+#define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
+
 
 static void set_validators(cfg_t *c)
 {
-	static const char *const positive[] = {
-		"hello_timeout", "idle_timeout", "exchange_ttl", "max_buffered",
-		"connect_timeout", "timeout", "max_body", "max_decompressed", "max_message",
-	};
-	static const char *const count[] = {
-		"max_connections", "max_exchanges", "max_concurrent", "max_host_connections", "max_depth",
-	};
-	static const char *const non_negative[] = {
-		"drain_timeout", "abs_tolerance", "rel_tolerance", "flush_timeout",
-	};
-	static const char *const fraction[] = { "noise_relative", "noise_absolute", "sample_rate" };
-	static const char *const kv[] = { "kafka_properties" };
-
-	for (size_t i = 0; i < sizeof(positive) / sizeof(*positive); i++)
-		cfg_set_validate_func(c, positive[i], validate_positive);
-	for (size_t i = 0; i < sizeof(count) / sizeof(*count); i++)
-		cfg_set_validate_func(c, count[i], validate_count);
-	for (size_t i = 0; i < sizeof(non_negative) / sizeof(*non_negative); i++)
-		cfg_set_validate_func(c, non_negative[i], validate_non_negative);
-	for (size_t i = 0; i < sizeof(fraction) / sizeof(*fraction); i++)
-		cfg_set_validate_func(c, fraction[i], validate_fraction);
-	for (size_t i = 0; i < sizeof(kv) / sizeof(*kv); i++)
-		cfg_set_validate_func(c, kv[i], validate_kv_list);
-	cfg_set_validate_func(c, "max_frame_size", validate_frame_size);
-	cfg_set_validate_func(c, "log_level", validate_level);
-	cfg_set_validate_func(c, "publish", validate_policy);
-	cfg_set_validate_func(c, "replay_engine", validate_engine);
-	cfg_set_validate_func(c, "sink", validate_sink);
-	cfg_set_validate_func(c, "listen", validate_addr);
-	cfg_set_validate_func(c, "admin", validate_addr);
-	/* The dashboard's samples (samples.h): 0 turns them off or a bound off. */
-	cfg_set_validate_func(c, "samples_per_endpoint", validate_non_negative);
-	cfg_set_validate_func(c, "samples_per_field", validate_non_negative);
-	cfg_set_validate_func(c, "samples_max", validate_non_negative);
-	cfg_set_validate_func(c, "samples_endpoint_bytes", validate_positive);
-	cfg_set_validate_func(c, "samples_max_bytes", validate_positive);
+	for (size_t i = 0; i < KEY_COUNT; i++)
+		if (keys[i].validate)
+			cfg_set_validate_func(c, keys[i].opt.name, keys[i].validate);
 }
 
 static char *dup_opt(cfg_t *c, const char *name)
@@ -409,106 +414,44 @@ static int check_url(const char *what, const char *url)
 	return 0;
 }
 
-/* How copy_config reads a key into struct config, and config_free frees it. */
-enum field_kind { FIELD_STR = 0, FIELD_UINT, FIELD_SIZE, FIELD_DOUBLE, FIELD_BOOL, FIELD_LIST, FIELD_KIND_COUNT };
-
-struct field {
-	const char *name;            /* the key, and the member of struct config */
-	enum field_kind kind;
-	size_t offset;
-};
-
-#define FIELD(name, kind) { #name, kind, offsetof(struct config, name) }
-
-/* Every key but publish and log_level (parsed to their enums). */
-static const struct field fields[] = {
-	FIELD(listen, FIELD_STR),
-	FIELD(max_frame_size, FIELD_UINT),
-	FIELD(max_connections, FIELD_UINT),
-	FIELD(hello_timeout, FIELD_DOUBLE),
-	FIELD(idle_timeout, FIELD_DOUBLE),
-	FIELD(drain_timeout, FIELD_DOUBLE),
-	FIELD(exchange_ttl, FIELD_DOUBLE),
-	FIELD(max_exchanges, FIELD_UINT),
-	FIELD(max_buffered, FIELD_SIZE),
-	FIELD(candidate, FIELD_STR),
-	FIELD(secondary, FIELD_STR),
-	FIELD(preserve_host, FIELD_BOOL),
-	FIELD(marker_header, FIELD_STR),
-	FIELD(connect_timeout, FIELD_DOUBLE),
-	FIELD(timeout, FIELD_DOUBLE),
-	FIELD(max_concurrent, FIELD_UINT),
-	FIELD(max_body, FIELD_SIZE),
-	FIELD(ca_file, FIELD_STR),
-	FIELD(replay_engine, FIELD_STR),
-	FIELD(insecure, FIELD_BOOL),
-	FIELD(max_host_connections, FIELD_UINT),
-	FIELD(ignore_order, FIELD_BOOL),
-	FIELD(abs_tolerance, FIELD_DOUBLE),
-	FIELD(rel_tolerance, FIELD_DOUBLE),
-	FIELD(max_depth, FIELD_UINT),
-	FIELD(max_decompressed, FIELD_SIZE),
-	FIELD(noise_relative, FIELD_DOUBLE),
-	FIELD(noise_absolute, FIELD_DOUBLE),
-	FIELD(sink, FIELD_STR),
-	FIELD(kafka_brokers, FIELD_STR),
-	FIELD(topic, FIELD_STR),
-	FIELD(sample_rate, FIELD_DOUBLE),
-	FIELD(max_message, FIELD_SIZE),
-	FIELD(flush_timeout, FIELD_DOUBLE),
-	FIELD(admin, FIELD_STR),
-	FIELD(samples_per_endpoint, FIELD_UINT),
-	FIELD(samples_per_field, FIELD_UINT),
-	FIELD(samples_endpoint_bytes, FIELD_SIZE),
-	FIELD(samples_max, FIELD_UINT),
-	FIELD(samples_max_bytes, FIELD_SIZE),
-	FIELD(log_json, FIELD_BOOL),
-	FIELD(log_file, FIELD_STR),
-	FIELD(methods, FIELD_LIST),
-	FIELD(ignore_headers, FIELD_LIST),
-	FIELD(ignore_paths, FIELD_LIST),
-	FIELD(unordered_paths, FIELD_LIST),
-	FIELD(endpoints, FIELD_LIST),
-	FIELD(kafka_properties, FIELD_LIST),
-	FIELD(redact_headers, FIELD_LIST),
-};
-
-#undef FIELD
-
 static int copy_config(cfg_t *c, struct config *cfg)
 {
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		const struct field *f = &fields[i];
-		char *at = (char *)cfg + f->offset;
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		const char *name = keys[i].opt.name;
+		char *at = (char *)cfg + keys[i].offset;
 
-		switch (f->kind) {
+		switch (keys[i].kind) {
 		case FIELD_STR:
-			*(char **)at = dup_opt(c, f->name);
+			*(char **)at = dup_opt(c, name);
 			break;
 		case FIELD_UINT:
-			*(unsigned *)at = (unsigned)cfg_getint(c, f->name);
+			*(unsigned *)at = (unsigned)cfg_getint(c, name);
 			break;
 		case FIELD_SIZE:
-			*(size_t *)at = (size_t)cfg_getint(c, f->name);
+			*(size_t *)at = (size_t)cfg_getint(c, name);
 			break;
 		case FIELD_DOUBLE:
-			*(double *)at = cfg_getfloat(c, f->name);
+			*(double *)at = cfg_getfloat(c, name);
 			break;
 		case FIELD_BOOL:
-			*(bool *)at = cfg_getbool(c, f->name);
+			*(bool *)at = cfg_getbool(c, name);
 			break;
 		case FIELD_LIST:
-			if (copy_list(c, f->name, (struct str_list *)at) < 0) {
+			if (copy_list(c, name, (struct str_list *)at) < 0) {
 				fprintf(stderr, "miffy: out of memory reading the configuration\n");
 				return -1;
 			}
+			break;
+		case FIELD_POLICY:
+			*(enum publish_policy *)at = (enum publish_policy)parse_policy(cfg_getstr(c, name));
+			break;
+		case FIELD_LEVEL:
+			*(enum log_level *)at = (enum log_level)parse_level(cfg_getstr(c, name));
 			break;
 		case FIELD_KIND_COUNT:
 			break;
 		}
 	}
-	cfg->publish = (enum publish_policy)parse_policy(cfg_getstr(c, "publish"));
-	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
 	for (size_t i = 0; i < cfg->methods.count; i++)
 		for (char *m = cfg->methods.items[i]; *m; m++)
 			*m = (char)toupper((unsigned char)*m);
@@ -568,6 +511,7 @@ int config_load(struct config *cfg, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct { const char *key; const char *value; } flags[32];
+	cfg_opt_t options[KEY_COUNT + 1];
 	size_t nflags = 0, setlen = 0;
 	char *sets = NULL, *file = NULL;
 	bool check = false;
@@ -641,6 +585,9 @@ int config_load(struct config *cfg, int argc, char **argv)
 		goto out;
 	}
 
+	for (size_t i = 0; i < KEY_COUNT; i++)
+		options[i] = keys[i].opt;
+	options[KEY_COUNT] = (cfg_opt_t)CFG_END();
 	c = cfg_init(options, CFGF_NONE);
 	if (!c) {
 		fprintf(stderr, "miffy: out of memory\n");
@@ -691,12 +638,12 @@ out:
 void config_free(struct config *cfg)
 {
 	free(cfg->file);
-	for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
-		char *at = (char *)cfg + fields[i].offset;
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		char *at = (char *)cfg + keys[i].offset;
 
-		if (fields[i].kind == FIELD_STR)
+		if (keys[i].kind == FIELD_STR)
 			free(*(char **)at);
-		else if (fields[i].kind == FIELD_LIST)
+		else if (keys[i].kind == FIELD_LIST)
 			free_list((struct str_list *)at);
 	}
 	memset(cfg, 0, sizeof(*cfg));
