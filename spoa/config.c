@@ -269,99 +269,104 @@ static void report_error(cfg_t *cfg, const char *fmt, va_list ap)
 	fputc('\n', stderr);
 }
 
-static cfg_opt_t options[] = {
-	CFG_STR("listen", "127.0.0.1:12345", CFGF_NONE),
-	CFG_INT("max_frame_size", 16380, CFGF_NONE),
-	CFG_INT("max_connections", 1024, CFGF_NONE),
-	CFG_FLOAT("hello_timeout", 5, CFGF_NONE),
-	CFG_FLOAT("idle_timeout", 60, CFGF_NONE),
-	CFG_FLOAT("drain_timeout", 10, CFGF_NONE),
-	CFG_FLOAT("exchange_ttl", 30, CFGF_NONE),
-	CFG_INT("max_exchanges", 100000, CFGF_NONE),
-	CFG_INT("max_buffered", 268435456, CFGF_NONE),
-	CFG_STR("candidate", NULL, CFGF_NONE),
-	CFG_STR("secondary", NULL, CFGF_NONE),
-	CFG_BOOL("preserve_host", cfg_false, CFGF_NONE),
-	CFG_STR("marker_header", "X-Miffy-Role", CFGF_NONE),
-	CFG_STR_LIST("methods", default_methods, CFGF_NONE),
-	CFG_FLOAT("connect_timeout", 1, CFGF_NONE),
-	CFG_FLOAT("timeout", 5, CFGF_NONE),
-	CFG_INT("max_concurrent", 1000, CFGF_NONE),
-	CFG_INT("max_body", 1048576, CFGF_NONE),
-	CFG_STR("ca_file", NULL, CFGF_NONE),
-	CFG_BOOL("insecure", cfg_false, CFGF_NONE),
-	CFG_INT("max_host_connections", 64, CFGF_NONE),
-	CFG_STR("replay_engine", "auto", CFGF_NONE),
-	CFG_STR_LIST("ignore_headers", default_ignore_headers, CFGF_NONE),
-	CFG_STR_LIST("ignore_paths", empty_list, CFGF_NONE),
-	CFG_STR_LIST("unordered_paths", empty_list, CFGF_NONE),
-	CFG_BOOL("ignore_order", cfg_false, CFGF_NONE),
-	CFG_FLOAT("abs_tolerance", 0, CFGF_NONE),
-	CFG_FLOAT("rel_tolerance", 0, CFGF_NONE),
-	CFG_INT("max_depth", 128, CFGF_NONE),
-	CFG_INT("max_decompressed", 8388608, CFGF_NONE),
-	CFG_STR_LIST("endpoints", empty_list, CFGF_NONE),
-	CFG_FLOAT("noise_relative", 0.2, CFGF_NONE),
-	CFG_FLOAT("noise_absolute", 0.0003, CFGF_NONE),
-	CFG_STR("sink", "kafka", CFGF_NONE),
-	CFG_STR("kafka_brokers", "127.0.0.1:9092", CFGF_NONE),
-	CFG_STR("topic", "miffy", CFGF_NONE),
-	CFG_STR_LIST("kafka_properties", empty_list, CFGF_NONE),
-	CFG_STR("publish", "differences", CFGF_NONE),
-	CFG_FLOAT("sample_rate", 1, CFGF_NONE),
-	CFG_INT("max_message", 1048576, CFGF_NONE),
-	CFG_STR_LIST("redact_headers", default_redact, CFGF_NONE),
-	CFG_FLOAT("flush_timeout", 5, CFGF_NONE),
-	CFG_STR("admin", "127.0.0.1:9000", CFGF_NONE),
-	CFG_INT("samples_per_endpoint", 20, CFGF_NONE),
-	CFG_INT("samples_per_field", 5, CFGF_NONE),
-	CFG_INT("samples_endpoint_bytes", 2097152, CFGF_NONE),
-	CFG_INT("samples_max", 1000, CFGF_NONE),
-	CFG_INT("samples_max_bytes", 33554432, CFGF_NONE),
-	CFG_STR("log_level", "info", CFGF_NONE),
-	CFG_BOOL("log_json", cfg_false, CFGF_NONE),
-	CFG_STR("log_file", NULL, CFGF_NONE),
-	CFG_END()
+/* How copy_config reads a key into its member of struct config (and
+ * config_free frees it). */
+enum field_kind {
+	FIELD_STR = 0, FIELD_UINT, FIELD_SIZE, FIELD_DOUBLE, FIELD_BOOL, FIELD_LIST,
+	FIELD_POLICY, FIELD_LEVEL, FIELD_KIND_COUNT
 };
+
+struct key {
+	cfg_opt_t opt;               /* libconfuse's: name, type, default */
+	enum field_kind kind;
+	size_t offset;               /* of the member named as the key */
+	cfg_validate_callback_t validate; /* or NULL */
+};
+
+/* The libconfuse option each kind is read from. */
+#define KEY_OPT_STR CFG_STR
+#define KEY_OPT_POLICY CFG_STR
+#define KEY_OPT_LEVEL CFG_STR
+#define KEY_OPT_UINT CFG_INT
+#define KEY_OPT_SIZE CFG_INT
+#define KEY_OPT_DOUBLE CFG_FLOAT
+#define KEY_OPT_BOOL CFG_BOOL
+#define KEY_OPT_LIST CFG_STR_LIST
+#define KEY(kind, name, def, validate) \
+	{ KEY_OPT_##kind(#name, def, CFGF_NONE), FIELD_##kind, offsetof(struct config, name), validate }
+
+/* Every configuration key, by kind; --help lists them by module. The
+ * dashboard's samples (samples.h) take 0 to turn them or a bound off. */
+static const struct key keys[] = {
+	/* strings (NULL: unset); publish and log_level are parsed to their enums */
+	KEY(STR, listen, "127.0.0.1:12345", validate_addr),
+	KEY(STR, candidate, NULL, NULL),
+	KEY(STR, secondary, NULL, NULL),
+	KEY(STR, marker_header, "X-Miffy-Role", NULL),
+	KEY(STR, ca_file, NULL, NULL),
+	KEY(STR, replay_engine, "auto", validate_engine),
+	KEY(STR, sink, "kafka", validate_sink),
+	KEY(STR, kafka_brokers, "127.0.0.1:9092", NULL),
+	KEY(STR, topic, "miffy", NULL),
+	KEY(STR, admin, "127.0.0.1:9000", validate_addr),
+	KEY(STR, log_file, NULL, NULL),
+	KEY(POLICY, publish, "differences", validate_policy),
+	KEY(LEVEL, log_level, "info", validate_level),
+	/* lists */
+	KEY(LIST, methods, default_methods, NULL),
+	KEY(LIST, ignore_headers, default_ignore_headers, NULL),
+	KEY(LIST, ignore_paths, empty_list, NULL),
+	KEY(LIST, unordered_paths, empty_list, NULL),
+	KEY(LIST, endpoints, empty_list, NULL),
+	KEY(LIST, kafka_properties, empty_list, validate_kv_list),
+	KEY(LIST, redact_headers, default_redact, NULL),
+	/* switches */
+	KEY(BOOL, preserve_host, cfg_false, NULL),
+	KEY(BOOL, insecure, cfg_false, NULL),
+	KEY(BOOL, ignore_order, cfg_false, NULL),
+	KEY(BOOL, log_json, cfg_false, NULL),
+	/* counts */
+	KEY(UINT, max_frame_size, 16380, validate_frame_size),
+	KEY(UINT, max_connections, 1024, validate_count),
+	KEY(UINT, max_exchanges, 100000, validate_count),
+	KEY(UINT, max_concurrent, 1000, validate_count),
+	KEY(UINT, max_host_connections, 64, validate_count),
+	KEY(UINT, max_depth, 128, validate_count),
+	KEY(UINT, samples_per_endpoint, 20, validate_non_negative),
+	KEY(UINT, samples_per_field, 5, validate_non_negative),
+	KEY(UINT, samples_max, 1000, validate_non_negative),
+	/* bytes */
+	KEY(SIZE, max_buffered, 268435456, validate_positive),
+	KEY(SIZE, max_body, 1048576, validate_positive),
+	KEY(SIZE, max_decompressed, 8388608, validate_positive),
+	KEY(SIZE, max_message, 1048576, validate_positive),
+	KEY(SIZE, samples_endpoint_bytes, 2097152, validate_positive),
+	KEY(SIZE, samples_max_bytes, 33554432, validate_positive),
+	/* seconds and fractions */
+	KEY(DOUBLE, hello_timeout, 5, validate_positive),
+	KEY(DOUBLE, idle_timeout, 60, validate_positive),
+	KEY(DOUBLE, drain_timeout, 10, validate_non_negative),
+	KEY(DOUBLE, exchange_ttl, 30, validate_positive),
+	KEY(DOUBLE, connect_timeout, 1, validate_positive),
+	KEY(DOUBLE, timeout, 5, validate_positive),
+	KEY(DOUBLE, abs_tolerance, 0, validate_non_negative),
+	KEY(DOUBLE, rel_tolerance, 0, validate_non_negative),
+	KEY(DOUBLE, noise_relative, 0.2, validate_fraction),
+	KEY(DOUBLE, noise_absolute, 0.0003, validate_fraction),
+	KEY(DOUBLE, sample_rate, 1, validate_fraction),
+	KEY(DOUBLE, flush_timeout, 5, validate_non_negative),
+};
+
+#undef KEY
+
+#define KEY_COUNT (sizeof(keys) / sizeof(keys[0]))
+
 
 static void set_validators(cfg_t *c)
 {
-	static const char *const positive[] = {
-		"hello_timeout", "idle_timeout", "exchange_ttl", "max_buffered",
-		"connect_timeout", "timeout", "max_body", "max_decompressed", "max_message",
-	};
-	static const char *const count[] = {
-		"max_connections", "max_exchanges", "max_concurrent", "max_host_connections", "max_depth",
-	};
-	static const char *const non_negative[] = {
-		"drain_timeout", "abs_tolerance", "rel_tolerance", "flush_timeout",
-	};
-	static const char *const fraction[] = { "noise_relative", "noise_absolute", "sample_rate" };
-	static const char *const kv[] = { "kafka_properties" };
-
-	for (size_t i = 0; i < sizeof(positive) / sizeof(*positive); i++)
-		cfg_set_validate_func(c, positive[i], validate_positive);
-	for (size_t i = 0; i < sizeof(count) / sizeof(*count); i++)
-		cfg_set_validate_func(c, count[i], validate_count);
-	for (size_t i = 0; i < sizeof(non_negative) / sizeof(*non_negative); i++)
-		cfg_set_validate_func(c, non_negative[i], validate_non_negative);
-	for (size_t i = 0; i < sizeof(fraction) / sizeof(*fraction); i++)
-		cfg_set_validate_func(c, fraction[i], validate_fraction);
-	for (size_t i = 0; i < sizeof(kv) / sizeof(*kv); i++)
-		cfg_set_validate_func(c, kv[i], validate_kv_list);
-	cfg_set_validate_func(c, "max_frame_size", validate_frame_size);
-	cfg_set_validate_func(c, "log_level", validate_level);
-	cfg_set_validate_func(c, "publish", validate_policy);
-	cfg_set_validate_func(c, "replay_engine", validate_engine);
-	cfg_set_validate_func(c, "sink", validate_sink);
-	cfg_set_validate_func(c, "listen", validate_addr);
-	cfg_set_validate_func(c, "admin", validate_addr);
-	/* The dashboard's samples (samples.h): 0 turns them off or a bound off. */
-	cfg_set_validate_func(c, "samples_per_endpoint", validate_non_negative);
-	cfg_set_validate_func(c, "samples_per_field", validate_non_negative);
-	cfg_set_validate_func(c, "samples_max", validate_non_negative);
-	cfg_set_validate_func(c, "samples_endpoint_bytes", validate_positive);
-	cfg_set_validate_func(c, "samples_max_bytes", validate_positive);
+	for (size_t i = 0; i < KEY_COUNT; i++)
+		if (keys[i].validate)
+			cfg_set_validate_func(c, keys[i].opt.name, keys[i].validate);
 }
 
 static char *dup_opt(cfg_t *c, const char *name)
@@ -411,59 +416,41 @@ static int check_url(const char *what, const char *url)
 
 static int copy_config(cfg_t *c, struct config *cfg)
 {
-	cfg->listen = dup_opt(c, "listen");
-	cfg->max_frame_size = (unsigned)cfg_getint(c, "max_frame_size");
-	cfg->max_connections = (unsigned)cfg_getint(c, "max_connections");
-	cfg->hello_timeout = cfg_getfloat(c, "hello_timeout");
-	cfg->idle_timeout = cfg_getfloat(c, "idle_timeout");
-	cfg->drain_timeout = cfg_getfloat(c, "drain_timeout");
-	cfg->exchange_ttl = cfg_getfloat(c, "exchange_ttl");
-	cfg->max_exchanges = (unsigned)cfg_getint(c, "max_exchanges");
-	cfg->max_buffered = (size_t)cfg_getint(c, "max_buffered");
-	cfg->candidate = dup_opt(c, "candidate");
-	cfg->secondary = dup_opt(c, "secondary");
-	cfg->preserve_host = cfg_getbool(c, "preserve_host");
-	cfg->marker_header = dup_opt(c, "marker_header");
-	cfg->connect_timeout = cfg_getfloat(c, "connect_timeout");
-	cfg->timeout = cfg_getfloat(c, "timeout");
-	cfg->max_concurrent = (unsigned)cfg_getint(c, "max_concurrent");
-	cfg->max_body = (size_t)cfg_getint(c, "max_body");
-	cfg->ca_file = dup_opt(c, "ca_file");
-	cfg->replay_engine = dup_opt(c, "replay_engine");
-	cfg->insecure = cfg_getbool(c, "insecure");
-	cfg->max_host_connections = (unsigned)cfg_getint(c, "max_host_connections");
-	cfg->ignore_order = cfg_getbool(c, "ignore_order");
-	cfg->abs_tolerance = cfg_getfloat(c, "abs_tolerance");
-	cfg->rel_tolerance = cfg_getfloat(c, "rel_tolerance");
-	cfg->max_depth = (unsigned)cfg_getint(c, "max_depth");
-	cfg->max_decompressed = (size_t)cfg_getint(c, "max_decompressed");
-	cfg->noise_relative = cfg_getfloat(c, "noise_relative");
-	cfg->noise_absolute = cfg_getfloat(c, "noise_absolute");
-	cfg->sink = dup_opt(c, "sink");
-	cfg->kafka_brokers = dup_opt(c, "kafka_brokers");
-	cfg->topic = dup_opt(c, "topic");
-	cfg->publish = (enum publish_policy)parse_policy(cfg_getstr(c, "publish"));
-	cfg->sample_rate = cfg_getfloat(c, "sample_rate");
-	cfg->max_message = (size_t)cfg_getint(c, "max_message");
-	cfg->flush_timeout = cfg_getfloat(c, "flush_timeout");
-	cfg->admin = dup_opt(c, "admin");
-	cfg->samples_per_endpoint = (unsigned)cfg_getint(c, "samples_per_endpoint");
-	cfg->samples_per_field = (unsigned)cfg_getint(c, "samples_per_field");
-	cfg->samples_endpoint_bytes = (size_t)cfg_getint(c, "samples_endpoint_bytes");
-	cfg->samples_max = (unsigned)cfg_getint(c, "samples_max");
-	cfg->samples_max_bytes = (size_t)cfg_getint(c, "samples_max_bytes");
-	cfg->log_level = (enum log_level)parse_level(cfg_getstr(c, "log_level"));
-	cfg->log_json = cfg_getbool(c, "log_json");
-	cfg->log_file = dup_opt(c, "log_file");
-	if (copy_list(c, "methods", &cfg->methods) < 0 ||
-	    copy_list(c, "ignore_headers", &cfg->ignore_headers) < 0 ||
-	    copy_list(c, "ignore_paths", &cfg->ignore_paths) < 0 ||
-	    copy_list(c, "unordered_paths", &cfg->unordered_paths) < 0 ||
-	    copy_list(c, "endpoints", &cfg->endpoints) < 0 ||
-	    copy_list(c, "kafka_properties", &cfg->kafka_properties) < 0 ||
-	    copy_list(c, "redact_headers", &cfg->redact_headers) < 0) {
-		fprintf(stderr, "miffy: out of memory reading the configuration\n");
-		return -1;
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		const char *name = keys[i].opt.name;
+		char *at = (char *)cfg + keys[i].offset;
+
+		switch (keys[i].kind) {
+		case FIELD_STR:
+			*(char **)at = dup_opt(c, name);
+			break;
+		case FIELD_UINT:
+			*(unsigned *)at = (unsigned)cfg_getint(c, name);
+			break;
+		case FIELD_SIZE:
+			*(size_t *)at = (size_t)cfg_getint(c, name);
+			break;
+		case FIELD_DOUBLE:
+			*(double *)at = cfg_getfloat(c, name);
+			break;
+		case FIELD_BOOL:
+			*(bool *)at = cfg_getbool(c, name);
+			break;
+		case FIELD_LIST:
+			if (copy_list(c, name, (struct str_list *)at) < 0) {
+				fprintf(stderr, "miffy: out of memory reading the configuration\n");
+				return -1;
+			}
+			break;
+		case FIELD_POLICY:
+			*(enum publish_policy *)at = (enum publish_policy)parse_policy(cfg_getstr(c, name));
+			break;
+		case FIELD_LEVEL:
+			*(enum log_level *)at = (enum log_level)parse_level(cfg_getstr(c, name));
+			break;
+		case FIELD_KIND_COUNT:
+			break;
+		}
 	}
 	for (size_t i = 0; i < cfg->methods.count; i++)
 		for (char *m = cfg->methods.items[i]; *m; m++)
@@ -524,6 +511,7 @@ int config_load(struct config *cfg, int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct { const char *key; const char *value; } flags[32];
+	cfg_opt_t options[KEY_COUNT + 1];
 	size_t nflags = 0, setlen = 0;
 	char *sets = NULL, *file = NULL;
 	bool check = false;
@@ -597,6 +585,9 @@ int config_load(struct config *cfg, int argc, char **argv)
 		goto out;
 	}
 
+	for (size_t i = 0; i < KEY_COUNT; i++)
+		options[i] = keys[i].opt;
+	options[KEY_COUNT] = (cfg_opt_t)CFG_END();
 	c = cfg_init(options, CFGF_NONE);
 	if (!c) {
 		fprintf(stderr, "miffy: out of memory\n");
@@ -647,24 +638,14 @@ out:
 void config_free(struct config *cfg)
 {
 	free(cfg->file);
-	free(cfg->listen);
-	free(cfg->candidate);
-	free(cfg->secondary);
-	free(cfg->marker_header);
-	free(cfg->ca_file);
-	free(cfg->replay_engine);
-	free(cfg->sink);
-	free(cfg->kafka_brokers);
-	free(cfg->topic);
-	free(cfg->admin);
-	free(cfg->log_file);
-	free_list(&cfg->methods);
-	free_list(&cfg->ignore_headers);
-	free_list(&cfg->ignore_paths);
-	free_list(&cfg->unordered_paths);
-	free_list(&cfg->endpoints);
-	free_list(&cfg->kafka_properties);
-	free_list(&cfg->redact_headers);
+	for (size_t i = 0; i < KEY_COUNT; i++) {
+		char *at = (char *)cfg + keys[i].offset;
+
+		if (keys[i].kind == FIELD_STR)
+			free(*(char **)at);
+		else if (keys[i].kind == FIELD_LIST)
+			free_list((struct str_list *)at);
+	}
 	memset(cfg, 0, sizeof(*cfg));
 }
 

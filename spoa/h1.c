@@ -257,6 +257,26 @@ static void req_conn_failed(struct h1_req *q, enum replay_error reason, const ch
 	pool_pump(p);
 }
 
+/* Takes q off the queue or off its connection (closed unless still
+ * connecting: a connect in progress may still serve the next request).
+ * Returns true when q was on a connection. */
+static bool req_detach(struct h1_req *q)
+{
+	struct h1_conn *c = q->conn;
+
+	if (q->state == REQ_QUEUED) {
+		queue_remove(q->p, q);
+		return false;
+	}
+	if (q->state != REQ_ON_CONN)
+		return false;
+	c->owner = NULL;
+	q->conn = NULL;
+	if (c->state != CONN_CONNECTING)
+		conn_close(c);
+	return true;
+}
+
 static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct h1_req *q = (struct h1_req *)((char *)w - offsetof(struct h1_req, timer));
@@ -266,17 +286,7 @@ static void on_req_timer(struct ev_loop *loop, ev_timer *w, int revents)
 		req_complete(q);
 		return;
 	}
-	if (q->state == REQ_QUEUED) {
-		queue_remove(p, q);
-	} else if (q->state == REQ_ON_CONN) {
-		struct h1_conn *c = q->conn;
-
-		c->owner = NULL;
-		q->conn = NULL;
-		/* a connect in progress may still serve the next request */
-		if (c->state != CONN_CONNECTING)
-			conn_close(c);
-	}
+	req_detach(q);
 	http_response_clear(&q->resp);
 	q->resp.error = REPLAY_TIMEOUT;
 	snprintf(q->resp.error_detail, sizeof(q->resp.error_detail),
@@ -459,6 +469,20 @@ static int body_sink(struct h1_req *q, const char *data, size_t len)
 	return q->drained > REPLAY_DRAIN_MAX ? 1 : 0;
 }
 
+/* body_sink's result, taken once the state has moved past the bytes sunk:
+ * past the drain limit the response ends here. Returns PARSE_MORE or
+ * PARSE_ERROR. */
+static int body_sunk(struct h1_req *q, int sunk)
+{
+	if (sunk < 0)
+		return fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
+	if (sunk > 0) {
+		q->keep_alive = false;
+		q->ps = PS_DONE;
+	}
+	return PARSE_MORE;
+}
+
 /* The head of a response was parsed: an interim one is skipped, a final
  * one sets how its body is framed (RFC 9112 6.3). */
 static int start_body(struct h1_req *q, const struct h1_head *head)
@@ -541,12 +565,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 				if (q->remaining == 0)
 					q->ps = PS_DONE;
 			}
-			if (sunk < 0) {
-				ret = fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
-			} else if (sunk > 0) {
-				q->keep_alive = false;
-				q->ps = PS_DONE;
-			}
+			ret = body_sunk(q, sunk);
 			break;
 		}
 		case PS_CHUNK_SIZE: {
@@ -597,12 +616,7 @@ static int parse(struct h1_conn *c, struct h1_req *q)
 			q->remaining -= n;
 			if (q->remaining == 0)
 				q->ps = PS_CHUNK_END;
-			if (sunk < 0) {
-				ret = fail_parse(q, REPLAY_OTHER, "Out of memory reading the response body");
-			} else if (sunk > 0) {
-				q->keep_alive = false;
-				q->ps = PS_DONE;
-			}
+			ret = body_sunk(q, sunk);
 			break;
 		}
 		case PS_CHUNK_END:
@@ -971,17 +985,8 @@ void h1_cancel(struct h1_req *q)
 {
 	struct h1_pool *p = q->p;
 
-	if (q->state == REQ_QUEUED) {
-		queue_remove(p, q);
-	} else if (q->state == REQ_ON_CONN) {
-		struct h1_conn *c = q->conn;
-
-		c->owner = NULL;
-		q->conn = NULL;
-		if (c->state != CONN_CONNECTING)
-			conn_close(c);
+	if (req_detach(q))
 		pool_pump(p);
-	}
 	req_free(q);
 }
 

@@ -331,6 +331,16 @@ close:
 	jsonw_close(w, '}');
 }
 
+/* The members "headers" and "body" of a request or a response. */
+static void write_headers_body(struct build *b, const struct header_list *list, const struct body *bd,
+			       const struct shape *sh)
+{
+	jsonw_keyc(b->w, "headers");
+	write_headers(b, list, sh);
+	jsonw_keyc(b->w, "body");
+	write_body(b, bd, sh->body_limit);
+}
+
 static void write_request(struct build *b, const struct shape *sh)
 {
 	const struct exchange *x = b->x;
@@ -343,10 +353,7 @@ static void write_request(struct build *b, const struct shape *sh)
 	jsonw_cstring(w, x->path ? x->path : "");
 	jsonw_keyc(w, "query");
 	jsonw_cstring(w, x->query);
-	jsonw_keyc(w, "headers");
-	write_headers(b, &x->req_headers, sh);
-	jsonw_keyc(w, "body");
-	write_body(b, b->bodies[PART_REQUEST], sh->body_limit);
+	write_headers_body(b, &x->req_headers, b->bodies[PART_REQUEST], sh);
 	jsonw_close(w, '}');
 }
 
@@ -374,10 +381,7 @@ static void write_response(struct build *b, const struct shape *sh, enum part pa
 	}
 	jsonw_keyc(w, "status");
 	jsonw_int(w, r->status);
-	jsonw_keyc(w, "headers");
-	write_headers(b, &r->headers, sh);
-	jsonw_keyc(w, "body");
-	write_body(b, b->bodies[part], sh->body_limit);
+	write_headers_body(b, &r->headers, b->bodies[part], sh);
 	jsonw_keyc(w, "truncated");
 	jsonw_bool(w, r->truncated);
 	jsonw_keyc(w, "latency_ms");

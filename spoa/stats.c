@@ -204,6 +204,22 @@ static void prom_u64(struct buf *b, const char *name, const char *type, const ch
 	buf_printf(b, "%s %" PRIu64 "\n", name, v);
 }
 
+struct prom_metric {
+	const char *name;
+	const char *type;            /* "counter" | "gauge" */
+	const char *help;
+	uint64_t v;
+};
+
+#define NAMED_COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The families of n unlabeled metrics, in order. */
+static void prom_u64s(struct buf *b, const struct prom_metric *m, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		prom_u64(b, m[i].name, m[i].type, m[i].help, m[i].v);
+}
+
 /* One sample with a single label whose value needs escaping. */
 static void prom_labeled(struct buf *b, const char *name, const char *key, const char *value, uint64_t v)
 {
@@ -605,6 +621,48 @@ static void metrics_errors(struct buf *b)
 
 char *stats_metrics_text(size_t *len)
 {
+	const struct prom_metric spop[] = {
+		{ "miffy_spop_connections_accepted_total", "counter",
+		  "HAProxy connections accepted.", stats.conn_accepted },
+		{ "miffy_spop_connections_refused_total", "counter",
+		  "HAProxy connections refused above max_connections.", stats.conn_refused },
+		{ "miffy_spop_connections_active", "gauge", "HAProxy connections open now.", stats.conn_active },
+		{ "miffy_spop_healthchecks_total", "counter", "SPOP health checks answered.", stats.conn_healthchecks },
+		{ "miffy_spop_frames_received_total", "counter", "SPOP frames received.", stats.frames_in },
+		{ "miffy_spop_frames_sent_total", "counter", "SPOP frames sent.", stats.frames_out },
+		{ "miffy_spop_notify_frames_total", "counter", "NOTIFY frames received.", stats.notify_frames },
+		{ "miffy_spop_ack_frames_total", "counter", "ACK frames sent.", stats.ack_frames },
+		{ "miffy_spop_messages_total", "counter", "SPOE messages decoded.", stats.messages },
+	}, spop_more[] = {
+		{ "miffy_spop_disconnects_received_total", "counter",
+		  "HAPROXY-DISCONNECT frames received.", stats.disconnect_received },
+		{ "miffy_spop_idle_timeouts_total", "counter",
+		  "HAProxy connections closed for idleness.", stats.idle_timeouts },
+	}, compare_publish[] = {
+		{ "miffy_json_depth_exceeded_total", "counter",
+		  "Bodies nested deeper than max_depth.", stats.json_depth_exceeded },
+		{ "miffy_compare_budget_exceeded_total", "counter",
+		  "Comparisons whose reordered-array pairing hit its step budget (reported by index).",
+		  stats.compare_budget_exceeded },
+		{ "miffy_decompress_failures_total", "counter",
+		  "Bodies whose gzip/deflate decoding failed.", stats.decompress_failed },
+		{ "miffy_published_total", "counter", "Messages handed to the sink.", stats.published },
+		{ "miffy_messages_cut_total", "counter",
+		  "Messages whose bodies were cut to fit max_message.", stats.messages_cut },
+		{ "miffy_sink_errors_total", "counter", "File or stdout sink write errors.", stats.sink_errors },
+		{ "miffy_kafka_delivered_total", "counter", "Messages Kafka acknowledged.", stats.kafka_delivered },
+		{ "miffy_kafka_failed_total", "counter", "Messages Kafka reported as failed.", stats.kafka_failed },
+		{ "miffy_kafka_dropped_total", "counter",
+		  "Messages dropped before Kafka (local queue full or produce error).", stats.kafka_dropped },
+		{ "miffy_kafka_queue_depth", "gauge",
+		  "Messages waiting in librdkafka's queue.", stats.kafka_queue_depth },
+	}, logged[] = {
+		{ "miffy_log_lines_suppressed_total", "counter",
+		  "Warning and error log lines dropped by the log rate limit.", log_suppressed_total() },
+		{ "miffy_log_lines_dropped_total", "counter",
+		  "Log lines dropped because the log's reader (a stalled stderr pipe) did not keep up.",
+		  log_dropped_total() },
+	};
 	struct buf b;
 	char slot[16];
 
@@ -617,20 +675,7 @@ char *stats_metrics_text(size_t *len)
 	prom_family(&b, "miffy_process_resident_memory_bytes", "gauge", "Resident set size of the agent.");
 	buf_printf(&b, "miffy_process_resident_memory_bytes %" PRIu64 "\n", rss_bytes());
 
-	/* SPOP */
-	prom_u64(&b, "miffy_spop_connections_accepted_total", "counter",
-		 "HAProxy connections accepted.", stats.conn_accepted);
-	prom_u64(&b, "miffy_spop_connections_refused_total", "counter",
-		 "HAProxy connections refused above max_connections.", stats.conn_refused);
-	prom_u64(&b, "miffy_spop_connections_active", "gauge",
-		 "HAProxy connections open now.", stats.conn_active);
-	prom_u64(&b, "miffy_spop_healthchecks_total", "counter",
-		 "SPOP health checks answered.", stats.conn_healthchecks);
-	prom_u64(&b, "miffy_spop_frames_received_total", "counter", "SPOP frames received.", stats.frames_in);
-	prom_u64(&b, "miffy_spop_frames_sent_total", "counter", "SPOP frames sent.", stats.frames_out);
-	prom_u64(&b, "miffy_spop_notify_frames_total", "counter", "NOTIFY frames received.", stats.notify_frames);
-	prom_u64(&b, "miffy_spop_ack_frames_total", "counter", "ACK frames sent.", stats.ack_frames);
-	prom_u64(&b, "miffy_spop_messages_total", "counter", "SPOE messages decoded.", stats.messages);
+	prom_u64s(&b, spop, NAMED_COUNT(spop));
 	prom_family(&b, "miffy_spop_ack_latency_seconds", "histogram",
 		    "From a NOTIFY's arrival (kernel receive time) to the write that sent its ACK; "
 		    "HAProxy gives up on an ACK after \"timeout processing\".");
@@ -640,10 +685,7 @@ char *stats_metrics_text(size_t *len)
 	for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
 		prom_labeled(&b, "miffy_spop_disconnects_sent_total", "status",
 			     disconnect_label(i, slot, sizeof(slot)), stats.disconnect_sent[i]);
-	prom_u64(&b, "miffy_spop_disconnects_received_total", "counter",
-		 "HAPROXY-DISCONNECT frames received.", stats.disconnect_received);
-	prom_u64(&b, "miffy_spop_idle_timeouts_total", "counter",
-		 "HAProxy connections closed for idleness.", stats.idle_timeouts);
+	prom_u64s(&b, spop_more, NAMED_COUNT(spop_more));
 
 	/* exchanges */
 	prom_u64(&b, "miffy_exchanges_started_total", "counter",
@@ -681,28 +723,7 @@ char *stats_metrics_text(size_t *len)
 		hist_render(&b, "miffy_latency_seconds", labels, &st.latency[s]);
 	}
 
-	/* compare */
-	prom_u64(&b, "miffy_json_depth_exceeded_total", "counter",
-		 "Bodies nested deeper than max_depth.", stats.json_depth_exceeded);
-	prom_u64(&b, "miffy_compare_budget_exceeded_total", "counter",
-		 "Comparisons whose reordered-array pairing hit its step budget (reported by index).",
-		 stats.compare_budget_exceeded);
-	prom_u64(&b, "miffy_decompress_failures_total", "counter",
-		 "Bodies whose gzip/deflate decoding failed.", stats.decompress_failed);
-
-	/* publish */
-	prom_u64(&b, "miffy_published_total", "counter", "Messages handed to the sink.", stats.published);
-	prom_u64(&b, "miffy_messages_cut_total", "counter",
-		 "Messages whose bodies were cut to fit max_message.", stats.messages_cut);
-	prom_u64(&b, "miffy_sink_errors_total", "counter", "File or stdout sink write errors.", stats.sink_errors);
-	prom_u64(&b, "miffy_kafka_delivered_total", "counter",
-		 "Messages Kafka acknowledged.", stats.kafka_delivered);
-	prom_u64(&b, "miffy_kafka_failed_total", "counter",
-		 "Messages Kafka reported as failed.", stats.kafka_failed);
-	prom_u64(&b, "miffy_kafka_dropped_total", "counter",
-		 "Messages dropped before Kafka (local queue full or produce error).", stats.kafka_dropped);
-	prom_u64(&b, "miffy_kafka_queue_depth", "gauge",
-		 "Messages waiting in librdkafka's queue.", stats.kafka_queue_depth);
+	prom_u64s(&b, compare_publish, NAMED_COUNT(compare_publish));
 	if (st.samples) {
 		struct samples_counts sc;
 
@@ -720,11 +741,7 @@ char *stats_metrics_text(size_t *len)
 		prom_u64(&b, "miffy_samples_stored", "gauge", "Samples kept now.", sc.stored);
 		prom_u64(&b, "miffy_samples_bytes", "gauge", "Message bytes the samples hold now.", sc.bytes);
 	}
-	prom_u64(&b, "miffy_log_lines_suppressed_total", "counter",
-		 "Warning and error log lines dropped by the log rate limit.", log_suppressed_total());
-	prom_u64(&b, "miffy_log_lines_dropped_total", "counter",
-		 "Log lines dropped because the log's reader (a stalled stderr pipe) did not keep up.",
-		 log_dropped_total());
+	prom_u64s(&b, logged, NAMED_COUNT(logged));
 	return buf_take(&b, len);
 }
 
@@ -765,8 +782,6 @@ static void counters_text(struct jsonw *w, const char *name, const struct named_
 	key_u64s(w, c, n);
 	jsonw_close(w, '}');
 }
-
-#define NAMED_COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Milliseconds, seconds and percentages: three decimals, always. */
 static void key_3f(struct jsonw *w, const char *key, double v)
