@@ -636,7 +636,9 @@ static void test_admin_serves_fresh_snapshots_and_reports_a_stalled_loop(void **
 	assert_non_null(strstr(c->response, "\"status\":\"stalled\""));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(http_get(port, "/metrics", c->response, sizeof(c->response)), 200);
-	assert_true(elapsed_since(&t0) < 0.5);
+	/* Not waiting for a render: a request that did would take admin.c's
+	 * RENDER_WAIT (1 s); 0.9 leaves a loaded machine its scheduling delays. */
+	assert_true(elapsed_since(&t0) < 0.9);
 	assert_non_null(strstr(c->response, "X-Miffy-Snapshot-Age: "));
 	assert_non_null(strstr(c->response, "\nmiffy_spop_frames_received_total 42\n"));
 
