@@ -40,7 +40,6 @@ struct stats stats;
 #define INDEX_SLOTS 256
 
 /* Distinct candidate error reasons kept per role before "other". */
-#define STATS_MAX_ERROR_REASONS 16
 
 /* A rendering larger than this is a bug (the tables are capped well below). */
 #define STATS_TEXT_MAX (64u << 20)
@@ -80,11 +79,6 @@ struct endpoint_stats {
 	struct minutes minutes;       /* the last hour, per minute */
 };
 
-struct error_reason {
-	char *reason;
-	uint64_t count;
-};
-
 static struct {
 	struct endpoint_stats *endpoints;  /* STATS_MAX_ENDPOINTS + 1 slots, the last is "other" */
 	size_t nendpoints;
@@ -93,7 +87,7 @@ static struct {
 	struct stats_hist latency[LAT_SOURCE_COUNT];
 	struct stats_hist ack;                   /* bounds stats_ack_bounds */
 	double ack_max;                          /* seconds */
-	struct error_reason errors[ROLE_COUNT][STATS_MAX_ERROR_REASONS + 1];
+	uint64_t errors[ROLE_COUNT][REPLAY_ERROR_COUNT];  /* failed replays by reason */
 	const struct noise *noise;
 	struct samples *samples;
 } st = { .ack = { .bounds = stats_ack_bounds } };
@@ -434,7 +428,8 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		 * outcome; its time says how fast it failed, not how fast the
 		 * service answers. */
 		if (resp->error != REPLAY_OK) {
-			stats_candidate_error((enum replay_role)r, replay_error_name(resp->error));
+			if ((unsigned)resp->error < REPLAY_ERROR_COUNT)
+				st.errors[r][resp->error]++;
 			continue;
 		}
 		stats_hist_observe(&st.latency[src], resp->latency_ms / 1000.0);
@@ -459,29 +454,6 @@ void stats_ack_observe(double seconds)
 	stats_hist_observe(&st.ack, seconds);
 	if (seconds > st.ack_max)
 		st.ack_max = seconds;
-}
-
-void stats_candidate_error(enum replay_role role, const char *reason)
-{
-	struct error_reason *slots;
-
-	if ((unsigned)role >= ROLE_COUNT)
-		return;
-	slots = st.errors[role];
-	if (!reason || !reason[0])
-		reason = "unknown";
-	for (size_t i = 0; i < STATS_MAX_ERROR_REASONS; i++) {
-		if (!slots[i].reason) {
-			slots[i].reason = strdup(reason);
-			if (!slots[i].reason)
-				break;
-		}
-		if (strcmp(slots[i].reason, reason) == 0) {
-			slots[i].count++;
-			return;
-		}
-	}
-	slots[STATS_MAX_ERROR_REASONS].count++;
 }
 
 void stats_compare_done(const struct stats_compare *c)
@@ -518,9 +490,6 @@ void stats_free(void)
 		}
 		free(st.endpoints);
 	}
-	for (int r = 0; r < ROLE_COUNT; r++)
-		for (size_t i = 0; i < STATS_MAX_ERROR_REASONS; i++)
-			free(st.errors[r][i].reason);
 	memset(&st, 0, sizeof(st));
 	st.ack.bounds = stats_ack_bounds;
 }
@@ -603,20 +572,12 @@ static void metrics_errors(struct buf *b)
 {
 	prom_family(b, "miffy_candidate_errors_total", "counter",
 		    "Failed replays by role (candidate, secondary) and reason.");
-	for (int r = 0; r < ROLE_COUNT; r++) {
-		const struct error_reason *slots = st.errors[r];
-
-		for (size_t i = 0; i <= STATS_MAX_ERROR_REASONS; i++) {
-			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
-
-			if (!reason || (i == STATS_MAX_ERROR_REASONS && !slots[i].count))
-				continue;
-			buf_printf(b, "miffy_candidate_errors_total{role=\"%s\",reason=\"",
-				    role_name((enum replay_role)r));
-			prom_escape_to(b, reason);
-			buf_printf(b, "\"} %" PRIu64 "\n", slots[i].count);
-		}
-	}
+	for (int r = 0; r < ROLE_COUNT; r++)
+		for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+			if (st.errors[r][e])
+				buf_printf(b, "miffy_candidate_errors_total{role=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
+					   role_name((enum replay_role)r), replay_error_name((enum replay_error)e),
+					   st.errors[r][e]);
 }
 
 char *stats_metrics_text(size_t *len)
@@ -992,19 +953,14 @@ char *stats_json_text(size_t *len)
 	jsonw_keyc(&w, "replays");
 	jsonw_open(&w, '{');
 	for (int r = 0; r < ROLE_COUNT; r++) {
-		const struct error_reason *slots = st.errors[r];
-
 		jsonw_keyc(&w, role_name((enum replay_role)r));
 		jsonw_open(&w, '{');
 		key_u64(&w, "started", stats.replays_started[r]);
 		jsonw_keyc(&w, "errors");
 		jsonw_open(&w, '{');
-		for (size_t i = 0; i <= STATS_MAX_ERROR_REASONS; i++) {
-			const char *reason = i == STATS_MAX_ERROR_REASONS ? STATS_OTHER : slots[i].reason;
-
-			if (reason && slots[i].count)
-				key_u64(&w, reason, slots[i].count);
-		}
+		for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+			if (st.errors[r][e])
+				key_u64(&w, replay_error_name((enum replay_error)e), st.errors[r][e]);
 		jsonw_close(&w, '}');
 		jsonw_close(&w, '}');
 	}

@@ -86,10 +86,6 @@ void stats_request_dropped(void);
  * kernel's receive time) to the write that sent the ACK out. */
 void stats_ack_observe(double seconds);
 
-/* Records a failed replay by reason ("timeout", "connect", ...: see
- * replay_error_name()). stats_exchange_done() calls it for each failed
- * replay of an exchange; nothing else needs to. */
-void stats_candidate_error(enum replay_role role, const char *reason);
 
 /* The /stats document (counters, per-endpoint view). The caller frees it
  * with cJSON_Delete(); NULL on allocation failure. */
