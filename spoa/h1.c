@@ -991,15 +991,19 @@ void h1_cancel(struct h1_req *q)
 }
 
 struct h1_pool *h1_pool_new(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
-			    const char *name, const struct h1_limits *lim)
+			    const char *name, const struct h1_limits *lim, char *err, size_t errlen)
 {
-	struct h1_pool *p = calloc(1, sizeof(*p));
+	struct h1_pool *p;
 
-	if (!p)
+	if (salen > sizeof(p->addr)) {
+		snprintf(err, errlen, "%s: address too long", name);
 		return NULL;
-	p->name = strdup(name);
-	if (!p->name || salen > sizeof(p->addr)) {
-		free(p->name);
+	}
+	p = calloc(1, sizeof(*p));
+	if (p)
+		p->name = strdup(name);
+	if (!p || !p->name) {
+		snprintf(err, errlen, "%s: out of memory", name);
 		free(p);
 		return NULL;
 	}

@@ -32,9 +32,10 @@ struct h1_limits {
 int h1_literal_addr(const char *host, unsigned port, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Creates the pool of one target; name ("127.0.0.1:8080") is used in error
- * details. Returns NULL on allocation failure. */
+ * details. Returns NULL with a message in err on allocation failure or an
+ * address too long to keep. The caller frees with h1_pool_free(). */
 struct h1_pool *h1_pool_new(struct ev_loop *loop, const struct sockaddr *sa, socklen_t salen,
-			    const char *name, const struct h1_limits *lim);
+			    const char *name, const struct h1_limits *lim, char *err, size_t errlen);
 
 /* Cancels every request (no callbacks), closes every connection, frees p. */
 void h1_pool_free(struct h1_pool *p);

@@ -78,10 +78,10 @@ static void target_clear(struct target *t)
 
 /* Sets up the native engine for t when the URL allows it: plain http, no
  * user info, a host that needs no DNS (the loop must never wait for a
- * resolver). Returns 0 (t->h1 may still be NULL: curl serves t), -1 on
- * allocation failure. */
+ * resolver). Returns 0 (t->h1 may still be NULL: curl serves t), -1 with a
+ * message in err on failure. */
 static int target_init_native(struct target *t, struct ev_loop *loop, CURLU *u, const char *scheme,
-			      const char *host, const struct h1_limits *lim)
+			      const char *host, const struct h1_limits *lim, char *err, size_t errlen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen = 0;
@@ -105,9 +105,10 @@ static int target_init_native(struct target *t, struct ev_loop *loop, CURLU *u, 
 	/* like curl: the port is left out of Host when it is the default */
 	if (portnum == 80 ? asprintf(&t->host, "%s", host) < 0 : asprintf(&t->host, "%s:%lu", host, portnum) < 0) {
 		t->host = NULL;
+		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	t->h1 = h1_pool_new(loop, (struct sockaddr *)&ss, sslen, t->host, lim);
+	t->h1 = h1_pool_new(loop, (struct sockaddr *)&ss, sslen, t->host, lim, err, errlen);
 	if (!t->h1)
 		goto out;
 	ret = 0;
@@ -131,6 +132,7 @@ static int target_init(struct target *t, const char *what, const char *url, stru
 {
 	CURLU *u = curl_url();
 	char *scheme = NULL, *host = NULL, *path = NULL, *query = NULL, *frag = NULL;
+	char why[160];
 	CURLUcode uc;
 	int ret = -1;
 
@@ -173,8 +175,8 @@ static int target_init(struct target *t, const char *what, const char *url, stru
 		goto out;
 	}
 	strip_trailing_slashes(t->prefix);
-	if (native && target_init_native(t, loop, u, scheme, host, native) < 0) {
-		snprintf(err, errlen, "%s URL: out of memory", what);
+	if (native && target_init_native(t, loop, u, scheme, host, native, why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s URL: %s", what, why);
 		target_clear(t);
 		goto out;
 	}
