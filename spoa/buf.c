@@ -22,7 +22,7 @@ int buf_grow(struct buf *b, size_t n)
 
 	if (b->err != BUF_OK)
 		return -1;
-	if (n > b->max - b->len) {
+	if (b->len > b->max || n > b->max - b->len) {
 		b->err = BUF_TOO_BIG;
 		return -1;
 	}
@@ -63,7 +63,8 @@ int buf_printf(struct buf *b, const char *fmt, ...)
 		b->err = BUF_NO_MEMORY;
 		return -1;
 	}
-	if (b->p == NULL || (size_t)n >= b->cap - b->len) {
+	/* max is checked apart from cap, as in buf_reserve() */
+	if (b->p == NULL || (size_t)n >= b->cap - b->len || b->len + (size_t)n > b->max) {
 		if (buf_grow(b, (size_t)n) == -1) {
 			if (b->p)
 				b->p[b->len] = '\0';

@@ -41,7 +41,7 @@ static inline char *buf_reserve(struct buf *b, size_t n)
 {
 	/* max is checked apart from cap: a writer may lower it (a smaller
 	 * message tried in the same buffer) */
-	if (b->err != BUF_OK || n >= b->cap - b->len || n > b->max - b->len) {
+	if (b->err != BUF_OK || n >= b->cap - b->len || b->len + n > b->max) {
 		if (buf_grow(b, n) == -1)
 			return NULL;
 	}

@@ -185,6 +185,16 @@ static void test_a_lowered_maximum_holds_though_the_memory_is_there(void **state
 	assert_int_equal(buf_adds(&b, "c"), -1);
 	assert_int_equal(b.err, BUF_TOO_BIG);
 	assert_string_equal(b.p, "0123456789ab");
+	buf_reset(&b);
+	assert_int_equal(buf_adds(&b, "0123456789"), 0);
+	assert_int_equal(buf_printf(&b, "%d", 123), -1);   /* room in cap, not under max */
+	assert_int_equal(b.err, BUF_TOO_BIG);
+	assert_string_equal(b.p, "0123456789");
+	buf_reset(&b);
+	assert_int_equal(buf_adds(&b, "0123456789"), 0);
+	b.max = 4;    /* lowered below what the buffer holds already */
+	assert_int_equal(buf_adds(&b, "x"), -1);
+	assert_int_equal(b.err, BUF_TOO_BIG);
 	buf_free(&b);
 }
 
