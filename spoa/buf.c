@@ -125,14 +125,3 @@ void buf_free(struct buf *b)
 	free(b->p);
 	buf_init(b, b->max);
 }
-
-const char *buf_error_name(enum buf_error e)
-{
-	static const char *const names[BUF_ERROR_COUNT] = {
-		[BUF_OK] = "ok",
-		[BUF_TOO_BIG] = "too big",
-		[BUF_NO_MEMORY] = "out of memory",
-	};
-
-	return (unsigned)e < BUF_ERROR_COUNT ? names[e] : "?";
-}

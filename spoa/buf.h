@@ -94,7 +94,4 @@ char *buf_take(struct buf *b, size_t *len);
 /* Frees the bytes; b is empty afterwards (the same max) and may be reused. */
 void buf_free(struct buf *b);
 
-/* "too big", "out of memory"; "ok" for BUF_OK. */
-const char *buf_error_name(enum buf_error e);
-
 #endif

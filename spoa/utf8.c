@@ -29,25 +29,6 @@ int utf8_char(const uint8_t *s, size_t len)
 	return n;
 }
 
-size_t utf8_valid_prefix(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		int n;
-
-		if (s[i] < 0x80) {
-			i++;
-			continue;
-		}
-		n = utf8_char(s + i, len - i);
-		if (n < 0)
-			break;
-		i += (size_t)n;
-	}
-	return i;
-}
-
 size_t utf8_char_start(const uint8_t *s, size_t len, size_t i)
 {
 	while (i > 0 && i < len && (s[i] & 0xc0) == 0x80)

@@ -14,10 +14,6 @@
  * (the rest may follow). Reads at most 4 bytes. */
 int utf8_char(const uint8_t *s, size_t len);
 
-/* Length of the longest valid UTF-8 prefix of s[0..len) (a character cut
- * by len is not part of it). */
-size_t utf8_valid_prefix(const uint8_t *s, size_t len);
-
 /* i moved back to the first byte of the character it falls inside, so a
  * cut at it splits no character; i itself when it is 0 or at or past len. */
 size_t utf8_char_start(const uint8_t *s, size_t len, size_t i);

@@ -66,18 +66,6 @@ static void test_a_valid_beginning_cut_by_the_end_is_incomplete(void **state)
 	assert_int_equal(char_of("\xf4\x90", 2), -1);
 }
 
-static void test_the_valid_prefix_stops_before_the_first_bad_or_cut_character(void **state)
-{
-	static const char ok[] = "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80";
-
-	(void)state;
-	assert_int_equal(utf8_valid_prefix((const uint8_t *)ok, sizeof(ok) - 1), sizeof(ok) - 1);
-	assert_int_equal(utf8_valid_prefix((const uint8_t *)"ab\xff" "cd", 5), 2);
-	assert_int_equal(utf8_valid_prefix((const uint8_t *)"ab\xe2\x82", 4), 2);
-	assert_int_equal(utf8_valid_prefix((const uint8_t *)"ab\xed\xa0\x80", 5), 2);
-	assert_int_equal(utf8_valid_prefix((const uint8_t *)"", 0), 0);
-}
-
 static void test_a_cut_moves_back_to_the_start_of_its_character(void **state)
 {
 	const uint8_t *s = (const uint8_t *)"a\xe2\x82\xac" "b";
@@ -98,7 +86,6 @@ int main(void)
 		cmocka_unit_test(test_overlong_forms_are_invalid),
 		cmocka_unit_test(test_surrogates_and_code_points_past_unicode_are_invalid),
 		cmocka_unit_test(test_a_valid_beginning_cut_by_the_end_is_incomplete),
-		cmocka_unit_test(test_the_valid_prefix_stops_before_the_first_bad_or_cut_character),
 		cmocka_unit_test(test_a_cut_moves_back_to_the_start_of_its_character),
 	};
 
