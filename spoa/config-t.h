@@ -39,11 +39,12 @@ struct config {
 	struct str_list methods;     /* GET HEAD OPTIONS */
 	double connect_timeout;      /* seconds, 1 */
 	double timeout;              /* seconds, total per replay, 5 */
-	unsigned max_concurrent;     /* replays in flight, 1000 */
+	unsigned max_concurrent;     /* replays in flight; 0: max_buffered / ADMIT_REPLAY_COST */
 	size_t max_body;             /* bytes of a candidate body kept, 1 MiB */
 	char *ca_file;               /* or NULL */
 	bool insecure;               /* skip TLS verification */
-	unsigned max_host_connections; /* per candidate host, 64 */
+	unsigned max_host_connections; /* per target; 0: max_concurrent within the fd limit */
+	unsigned max_candidate_rps;  /* exchanges replayed per second; 0: no cap */
 	char *replay_engine;         /* "auto" (native HTTP/1.1 where possible) | "curl"; NULL = auto */
 
 	/* compare */

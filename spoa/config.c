@@ -52,8 +52,10 @@ static const char usage[] =
 "  exchange: exchange_ttl [30], max_exchanges [100000], max_buffered [268435456]\n"
 "  replay:   candidate, secondary, preserve_host [false],\n"
 "            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
-"            connect_timeout [1], timeout [5], max_concurrent [1000],\n"
-"            max_body [1048576], max_host_connections [64], ca_file, insecure [false],\n"
+"            connect_timeout [1], timeout [5],\n"
+"            max_concurrent [max_buffered / 16384, the memory of one replay],\n"
+"            max_host_connections [max_concurrent, within the descriptor limit],\n"
+"            max_candidate_rps [0: no cap], max_body [1048576], ca_file, insecure [false],\n"
 "            replay_engine [auto] (auto: built-in HTTP/1.1 client for http:// to an\n"
 "            IP address or localhost, libcurl otherwise; curl: libcurl always)\n"
 "  compare:  ignore_headers [date server age content-length transfer-encoding\n"
@@ -329,8 +331,10 @@ static const struct key keys[] = {
 	KEY(UINT, max_frame_size, 16380, validate_frame_size),
 	KEY(UINT, max_connections, 1024, validate_count),
 	KEY(UINT, max_exchanges, 100000, validate_count),
-	KEY(UINT, max_concurrent, 1000, validate_count),
-	KEY(UINT, max_host_connections, 64, validate_count),
+	/* 0, the default, is no user setting: admit_limits_derive() sizes them */
+	KEY(UINT, max_concurrent, 0, validate_count),
+	KEY(UINT, max_host_connections, 0, validate_count),
+	KEY(UINT, max_candidate_rps, 0, validate_non_negative),
 	KEY(UINT, max_depth, 128, validate_count),
 	KEY(UINT, samples_per_endpoint, 20, validate_non_negative),
 	KEY(UINT, samples_per_field, 5, validate_non_negative),

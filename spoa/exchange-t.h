@@ -31,6 +31,7 @@ enum skip_reason {
 	SKIP_OVERLOAD,
 	SKIP_SHUTDOWN,
 	SKIP_UNREPLAYABLE,           /* a target the replay refuses, e.g. "OPTIONS *" */
+	SKIP_CANDIDATE_CAP,          /* above a cap of the candidate (admit.h) */
 	SKIP_REASON_COUNT
 };
 
@@ -64,6 +65,7 @@ struct exchange {
 	bool want[ROLE_COUNT];       /* a replay was started */
 	bool have[ROLE_COUNT];       /* its response (or error) is in */
 	struct replay_xfer *xfer[ROLE_COUNT];
+	unsigned admit_slot;         /* its endpoint's in the admission (admit.h) */
 
 	enum skip_reason skip;
 	ev_tstamp t_request;         /* miffy-req arrived */

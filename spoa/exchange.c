@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "admit.h"
 #include "body.h"
 #include "compare.h"
 #include "config-t.h"
@@ -31,6 +32,7 @@ struct entry {
 
 struct exchange_table {
 	struct exchange_deps deps;
+	struct admit *admit;         /* with deps.replay: who may start replays */
 	struct entry **buckets;
 	size_t nbuckets;             /* power of two */
 	size_t count;
@@ -162,6 +164,7 @@ static void cancel_replays(struct exchange_table *t, struct exchange *x)
 		if (x->xfer[r]) {
 			replay_cancel(t->deps.replay, x->xfer[r]);
 			x->xfer[r] = NULL;
+			admit_ended(t->admit, x->admit_slot, (enum replay_role)r);
 		}
 	}
 }
@@ -294,6 +297,7 @@ static void on_replay_done(void *arg, enum replay_role role, struct http_respons
 	}
 	x->have[role] = true;
 	x->xfer[role] = NULL;
+	admit_ended(entry_of(x)->table->admit, x->admit_slot, role);
 	if (x->replies[role].error != REPLAY_OK)
 		log_msg(LOG_LEVEL_DEBUG, x->id, "%s error: %s (%s)", role_name(role),
 			replay_error_name(x->replies[role].error), x->replies[role].error_detail);
@@ -320,18 +324,35 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char *err, size_t errlen)
 {
 	struct exchange_table *t = calloc(1, sizeof(*t));
+	struct admit_limits lim;
 	size_t n = 1024;
 
 	if (!t)
 		goto fail;
 	t->deps = *deps;
+	if (deps->replay) {
+		admit_limits_of(deps->cfg, replay_has_secondary(deps->replay) ? 2 : 1, &lim);
+		t->admit = admit_new(&lim, replay_has_secondary(deps->replay) ? 2 : 1, err, errlen);
+		if (!t->admit) {
+			free(t);
+			return NULL;
+		}
+		stats_set_limits(&lim);
+		log_msg(LOG_LEVEL_INFO, NULL, "replay limits: %u replays in flight (%s), %u connections per target (%s), "
+			"%u exchanges per second (%s)", lim.max_concurrent,
+			deps->cfg->max_concurrent ? "max_concurrent" : "from max_buffered", lim.max_host_connections,
+			lim.connections_capped ? "max_host_connections" : "from max_concurrent and the descriptor limit",
+			lim.max_candidate_rps, lim.max_candidate_rps ? "max_candidate_rps" : "no cap");
+	}
 	/* About one entry per bucket at the cap, within reason. */
 	while (n < deps->cfg->max_exchanges && n < ((size_t)1 << 20))
 		n <<= 1;
 	t->nbuckets = n;
 	t->buckets = calloc(n, sizeof(*t->buckets));
-	if (!t->buckets)
+	if (!t->buckets) {
+		admit_free(t->admit);
 		goto fail;
+	}
 	ev_init(&t->ttl_timer, on_ttl);
 	t->ttl_timer.data = t;
 	return t;
@@ -353,6 +374,7 @@ void exchange_table_free(struct exchange_table *t)
 		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
 	}
 	ev_timer_stop(t->deps.loop, &t->ttl_timer);
+	admit_free(t->admit);
 	free(t->buckets);
 	free(t);
 }
@@ -493,6 +515,10 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 	}
 	if (!t->deps.replay)
 		return;
+	/* Shed fairly across endpoints when a limit is reached (admit.h). */
+	x->skip = admit_check(t->admit, x->endpoint, ev_now(t->deps.loop), &x->admit_slot);
+	if (x->skip != SKIP_NONE)
+		return;
 	/* one request for every role, the forwarding rules applied once */
 	built = request_build(&rq, replay_rules(t->deps.replay), x->method, x->path, x->query, &x->req_headers,
 			      x->req_body, x->req_body_len);
@@ -515,6 +541,7 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 			break;
 		}
 		x->want[r] = true;
+		admit_started(t->admit, x->admit_slot, (enum replay_role)r);
 	}
 	if (built == 0)
 		request_clear(&rq);

@@ -1,8 +1,10 @@
 /* miffy: wiring, signals, graceful shutdown. */
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <curl/curl.h>
 #include <ev.h>
@@ -149,6 +151,20 @@ static int start_failed(const char *what, const char *err, int rc)
 	return rc;
 }
 
+/* Candidate connections are sized from the descriptor limit (admit.h):
+ * the soft limit goes up to the hard one, as a server's should. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+			log_msg(LOG_LEVEL_WARN, NULL, "cannot raise the descriptor limit to %llu: %s",
+				(unsigned long long)rl.rlim_max, strerror(errno));
+	}
+}
+
 static int app_start(struct app *app)
 {
 	struct exchange_deps deps;
@@ -249,6 +265,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "miffy: curl_global_init failed\n");
 		config_free(&app.cfg);

@@ -5,6 +5,7 @@ static const char *const outcome_names[OUTCOME_COUNT] = {
 };
 static const char *const skip_names[SKIP_REASON_COUNT] = {
 	"none", "method", "request_truncated", "overload", "shutdown", "unreplayable",
+	"candidate_cap",
 };
 static const char *const anomaly_names[ANOMALY_COUNT] = {
 	"missing_id", "duplicate_id", "orphan_response", "bad_args", "unknown_message",

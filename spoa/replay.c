@@ -8,6 +8,7 @@
 
 #include <curl/curl.h>
 
+#include "admit.h"
 #include "config-t.h"
 #include "curl_xfer.h"
 #include "h1.h"
@@ -345,15 +346,23 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 {
 	struct replay *r;
 	const char *marker = cfg->marker_header ? cfg->marker_header : "X-Miffy-Role";
-	long host_conns = cfg->max_host_connections ? (long)cfg->max_host_connections : 64;
+	struct admit_limits limits;
+	long host_conns;
 	const char *engine = cfg->replay_engine ? cfg->replay_engine : "auto";
-	struct h1_limits lim = {
+	struct h1_limits lim;
+	struct curl_limits clim;
+	const struct h1_limits *native = strcmp(engine, "auto") == 0 ? &lim : NULL;
+
+	/* the same limits as the admission's, which keeps replays within them */
+	admit_limits_of(cfg, cfg->secondary && *cfg->secondary ? 2 : 1, &limits);
+	host_conns = (long)limits.max_host_connections;
+	lim = (struct h1_limits){
 		.connect_timeout = seconds_to_ms(cfg->connect_timeout) / 1000.0,
 		.timeout = seconds_to_ms(cfg->timeout) / 1000.0,
 		.max_body = cfg->max_body,
 		.max_conns = (unsigned)host_conns,
 	};
-	struct curl_limits clim = {
+	clim = (struct curl_limits){
 		.connect_timeout_ms = seconds_to_ms(cfg->connect_timeout),
 		.timeout_ms = seconds_to_ms(cfg->timeout),
 		.max_body = cfg->max_body,
@@ -363,7 +372,6 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		.ca_file = cfg->ca_file,
 		.insecure = cfg->insecure,
 	};
-	const struct h1_limits *native = strcmp(engine, "auto") == 0 ? &lim : NULL;
 
 	if (!cfg->candidate || !*cfg->candidate) {
 		snprintf(err, errlen, "no candidate URL");
@@ -400,7 +408,7 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		goto fail_targets;
 	}
 	r->rules = (struct request_rules){ .marker = r->marker, .preserve_host = cfg->preserve_host };
-	r->max_concurrent = cfg->max_concurrent;
+	r->max_concurrent = limits.max_concurrent;
 	r->curl = curl_engine_new(loop, &clim, err, errlen);
 	if (!r->curl)
 		goto fail_marker;

@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <ev.h>
 
+#include "admit-t.h"
 #include "buf.h"
 #include "compare.h"
 #include "hash.h"
@@ -70,6 +71,7 @@ struct last_diff {
 struct endpoint_stats {
 	char *name;
 	uint64_t outcomes[OUTCOME_COUNT];
+	uint64_t skips[SKIP_REASON_COUNT];   /* of outcomes[OUTCOME_SKIPPED], by reason */
 	struct pct_hist latency[LAT_SOURCE_COUNT];
 	struct field_count *fields;   /* STATS_MAX_FIELDS + 1 slots, the last is "other" */
 	size_t nfields;
@@ -411,6 +413,8 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 	e = endpoint_get(x->endpoint);
 	if (e) {
 		e->outcomes[o]++;
+		if (o == OUTCOME_SKIPPED)
+			e->skips[x->skip]++;
 		minutes_add(&e->minutes, ev_time(), o);
 	}
 	if (x->have_reference) {
@@ -461,6 +465,13 @@ void stats_compare_done(const struct stats_compare *c)
 	stats.compare_budget_exceeded += c->order_unchecked;
 	stats.decompress_failed += c->decode_failed;
 	stats.json_depth_exceeded += c->depth_exceeded;
+}
+
+void stats_set_limits(const struct admit_limits *lim)
+{
+	stats.limit_concurrent = lim->max_concurrent;
+	stats.limit_connections = lim->max_host_connections;
+	stats.limit_rps = lim->max_candidate_rps;
 }
 
 void stats_set_noise(const struct noise *n)
@@ -540,6 +551,46 @@ static const char *disconnect_label(size_t slot, char *buf, size_t len)
 	return buf;
 }
 
+static bool endpoint_shown(size_t i);
+
+/* Of each endpoint's finished exchanges, the share compared (equal,
+ * different or noise), and what was skipped by reason: what shedding
+ * (admit.h) left of it. */
+static void metrics_endpoint_shares(struct buf *b)
+{
+	prom_family(b, "miffy_endpoint_compared_ratio", "gauge",
+		    "Share of an endpoint's finished exchanges that were compared (equal, different, noise).");
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.endpoints[i];
+		uint64_t total = 0, compared;
+
+		if (!endpoint_shown(i))
+			continue;
+		for (int o = 0; o < OUTCOME_COUNT; o++)
+			total += e->outcomes[o];
+		compared = e->outcomes[OUTCOME_EQUAL] + e->outcomes[OUTCOME_DIFFERENT] + e->outcomes[OUTCOME_NOISE];
+		buf_adds(b, "miffy_endpoint_compared_ratio{endpoint=\"");
+		prom_escape_to(b, e->name);
+		buf_printf(b, "\"} %.4f\n", total ? (double)compared / (double)total : 0.0);
+	}
+	prom_family(b, "miffy_endpoint_skipped_total", "counter",
+		    "Skipped exchanges by endpoint and reason (reasons with none left out).");
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.endpoints[i];
+
+		if (!endpoint_shown(i))
+			continue;
+		for (int r = SKIP_NONE + 1; r < SKIP_REASON_COUNT; r++) {
+			if (!e->skips[r])
+				continue;
+			buf_adds(b, "miffy_endpoint_skipped_total{endpoint=\"");
+			prom_escape_to(b, e->name);
+			buf_printf(b, "\",reason=\"%s\"} %" PRIu64 "\n", skip_reason_name((enum skip_reason)r),
+				   e->skips[r]);
+		}
+	}
+}
+
 static void metrics_endpoints(struct buf *b)
 {
 	prom_family(b, "miffy_endpoint_exchanges_total", "counter",
@@ -566,6 +617,7 @@ static void metrics_endpoints(struct buf *b)
 				    e->outcomes[o]);
 		}
 	}
+	metrics_endpoint_shares(b);
 }
 
 static void metrics_errors(struct buf *b)
@@ -673,6 +725,12 @@ char *stats_metrics_text(size_t *len)
 		prom_labeled(&b, "miffy_replays_started_total", "role", role_name((enum replay_role)r),
 			     stats.replays_started[r]);
 	prom_u64(&b, "miffy_replays_inflight", "gauge", "Replays in flight now.", stats.replays_inflight);
+	prom_family(&b, "miffy_replay_limit", "gauge",
+		    "Replay limits in force: concurrent (replays in flight), connections (per target), "
+		    "rps (exchanges per second to the candidate, 0: no cap).");
+	prom_labeled(&b, "miffy_replay_limit", "limit", "concurrent", stats.limit_concurrent);
+	prom_labeled(&b, "miffy_replay_limit", "limit", "connections", stats.limit_connections);
+	prom_labeled(&b, "miffy_replay_limit", "limit", "rps", stats.limit_rps);
 	metrics_errors(&b);
 	prom_family(&b, "miffy_latency_seconds", "histogram",
 		    "Response time by source: the reference (miffy-req to miffy-res), and the successful "
@@ -815,6 +873,13 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 	jsonw_open(w, '{');
 	key_u64(w, "total", total);
 	key_u64(w, "compared", compared);
+	key_3f(w, "compared_pct", pct(compared, total));
+	jsonw_keyc(w, "skipped");
+	jsonw_open(w, '{');
+	for (int i = SKIP_NONE + 1; i < SKIP_REASON_COUNT; i++)
+		if (e->skips[i])
+			key_u64(w, skip_reason_name((enum skip_reason)i), e->skips[i]);
+	jsonw_close(w, '}');
 	key_u64(w, "different", e->outcomes[OUTCOME_DIFFERENT]);
 	key_3f(w, "different_pct", pct(e->outcomes[OUTCOME_DIFFERENT], compared));
 	key_u64(w, "noise", e->outcomes[OUTCOME_NOISE]);
@@ -965,6 +1030,12 @@ char *stats_json_text(size_t *len)
 		jsonw_close(&w, '}');
 	}
 	key_u64(&w, "inflight", stats.replays_inflight);
+	jsonw_keyc(&w, "limits");
+	jsonw_open(&w, '{');
+	key_u64(&w, "max_concurrent", stats.limit_concurrent);
+	key_u64(&w, "max_host_connections", stats.limit_connections);
+	key_u64(&w, "max_candidate_rps", stats.limit_rps);
+	jsonw_close(&w, '}');
 	jsonw_close(&w, '}');
 	counters_text(&w, "compare", compare, NAMED_COUNT(compare));
 	counters_text(&w, "publish", publish, NAMED_COUNT(publish));

@@ -50,6 +50,10 @@ struct stats {
 	/* replay */
 	uint64_t replays_started[ROLE_COUNT];
 	uint64_t replays_inflight;
+	/* the limits in force (admit.h), set once at start */
+	uint64_t limit_concurrent;
+	uint64_t limit_connections;     /* per target */
+	uint64_t limit_rps;             /* 0: no cap */
 
 	/* compare */
 	uint64_t json_depth_exceeded;
@@ -126,6 +130,11 @@ void stats_set_samples(struct samples *s);
  * decompress_failed, json_depth_exceeded). Called once per exchange, by
  * the exchange's conclusion, after publishing has decoded what it needed. */
 void stats_compare_done(const struct stats_compare *c);
+
+/* Records the replay limits in force (shown under /stats "replays" and as
+ * miffy_replay_limit gauges). */
+struct admit_limits;
+void stats_set_limits(const struct admit_limits *lim);
 
 /* Releases per-endpoint tables and resets them (the global counters in
  * `stats` are left alone). */
