@@ -173,7 +173,8 @@ static void window_at(struct admit *a, double now)
 static unsigned window_allowed(const struct admit *a, double now)
 {
 	double part = now - a->window_start + ADMIT_PACE_STEP;
-	double n = ceil((double)a->lim.max_candidate_rps * (part < 1.0 ? part : 1.0));
+	/* less a hair: 0.6 * 100 must not round up to 61 */
+	double n = ceil((double)a->lim.max_candidate_rps * (part < 1.0 ? part : 1.0) - 1e-9);
 
 	return n < 1.0 ? 1 : (unsigned)n;
 }
