@@ -117,6 +117,9 @@
     const r = {
       name,
       compared: e.compared || 0,
+      compared_pct: e.compared_pct || 0,
+      /* why the rest was not compared: "overload 12, candidate_cap 3" */
+      shed: Object.entries(e.skipped || {}).map(([k, v]) => `${k} ${v}`).join(', '),
       different: e.different || 0,
       noise: e.noise || 0,
       errors: errs,
@@ -238,6 +241,11 @@
       { key: 'attention', label: 'Look', title: 'what needs a look first: % different + % candidate errors, then noise',
         value: (r) => r.attention, cell: (r) => { const [c, t] = verdictOf(r); return el('span', { class: 'badge ' + c }, t); } },
       { key: 'compared', label: 'Compared', num: true, value: (r) => r.compared },
+      { key: 'compared_pct', label: '% compared', num: true,
+        title: 'share of the endpoint\'s exchanges compared; the rest were skipped (shed under load: overload, candidate_cap), failed or expired',
+        value: (r) => r.compared_pct,
+        cell: (r) => el('span', { class: r.compared_pct < 90 ? 'warn' : null, title: r.shed ? 'skipped: ' + r.shed : 'nothing skipped' },
+          fmtPct(r.compared_pct)) },
       { key: 'different_pct', label: '% different', num: true, value: (r) => r.different_pct, cell: (r) => el('span', { class: r.different ? 'bad' : null }, fmtPct(r.different_pct)) },
       { key: 'noise_pct', label: '% noise only', num: true, value: (r) => r.noise_pct, cell: (r) => fmtPct(r.noise_pct) },
       { key: 'error_pct', label: '% cand. errors', num: true, value: (r) => r.error_pct, cell: (r) => el('span', { class: r.errors ? 'bad' : null }, fmtPct(r.error_pct)) },
@@ -386,7 +394,9 @@
     ];
     const parts = [
       el('h2', null, el('span', { class: 'endpoint' }, name)),
-      el('p', { class: 'facts' }, `${r.compared} compared: ${r.different} different (${fmtPct(r.different_pct)}), ` +
+      el('p', { class: 'facts' }, `${fmtPct(r.compared_pct)} of its exchanges compared` +
+        (r.shed ? ` (skipped: ${r.shed})` : '') + '. ' +
+        `${r.compared} compared: ${r.different} different (${fmtPct(r.different_pct)}), ` +
         `${r.noise} noise only (${fmtPct(r.noise_pct)}), ${r.errors} candidate errors, ${r.skipped} skipped, ${r.expired} expired. ` +
         `Latency p50/p99 ms: reference ${fmtMs(r.ref.p50)}/${fmtMs(r.ref.p99)}, candidate ${fmtMs(r.cand.p50)}/${fmtMs(r.cand.p99)}.`),
       el('label', { class: 'toggle' }, el('input', { type: 'checkbox', id: 'hide-noise', checked: state.hideNoise,

@@ -272,6 +272,8 @@ def test_overview_lists_every_endpoint_with_the_numbers_of_stats(dash, browser):
     for name, e in stats["endpoints"].items():
         r, o = rows[name], e["outcomes"]
         assert r["compared"] == e["compared"], name
+        # the compared share, whose complement shedding leaves skipped
+        assert r["compared_pct"] == pytest.approx(e["compared_pct"], abs=1e-3), name
         assert r["different_pct"] == pytest.approx(e["different_pct"], abs=1e-3), name
         assert r["noise_pct"] == pytest.approx(e["noise_pct"], abs=1e-3), name
         errs = o["candidate_error"]
