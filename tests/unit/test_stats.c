@@ -26,6 +26,7 @@
 #include "exchange.h"
 #include "minutes.h"
 #include "samples.h"
+#include "admit-t.h"
 #include "stats.h"
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -442,6 +443,50 @@ static void test_failed_replays_count_as_errors_not_latency(void **state)
 	free(text);
 }
 
+static void test_the_compared_share_and_shedding_are_per_endpoint(void **state)
+{
+	struct exchange x = make_exchange("s", "GET /hot", 1, 1), y = make_exchange("r", "GET /rare", 1, 1);
+	struct admit_limits lim = { .max_concurrent = 20, .max_host_connections = 4, .max_candidate_rps = 7 };
+	cJSON *doc, *hot;
+	size_t len;
+	char *text;
+
+	(void)state;
+	stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	x.skip = SKIP_OVERLOAD;
+	stats_exchange_done(&x, OUTCOME_SKIPPED, NULL);
+	stats_exchange_done(&x, OUTCOME_SKIPPED, NULL);
+	x.skip = SKIP_CANDIDATE_CAP;
+	stats_exchange_done(&x, OUTCOME_SKIPPED, NULL);
+	stats_exchange_done(&y, OUTCOME_EQUAL, NULL);
+	stats_set_limits(&lim);
+	doc = stats_json();
+	assert_non_null(doc);
+	hot = endpoint_doc(doc, "GET /hot");
+	assert_true(num(hot, "compared_pct") == 25.0);
+	assert_true(num(hot, "skipped.overload") == 2);
+	assert_true(num(hot, "skipped.candidate_cap") == 1);
+	/* reasons that did not occur are left out */
+	assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(hot, "skipped"), "method"));
+	assert_true(num(endpoint_doc(doc, "GET /rare"), "compared_pct") == 100.0);
+	assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(endpoint_doc(doc, "GET /rare"), "skipped")), 0);
+	assert_true(num(doc, "skipped.candidate_cap") == 1);
+	assert_true(num(doc, "replays.limits.max_concurrent") == 20);
+	assert_true(num(doc, "replays.limits.max_host_connections") == 4);
+	assert_true(num(doc, "replays.limits.max_candidate_rps") == 7);
+	cJSON_Delete(doc);
+	text = stats_metrics_text(&len);
+	assert_true(has_line(text, "miffy_endpoint_compared_ratio{endpoint=\"GET /hot\"} 0.2500"));
+	assert_true(has_line(text, "miffy_endpoint_compared_ratio{endpoint=\"GET /rare\"} 1.0000"));
+	assert_true(has_line(text, "miffy_endpoint_skipped_total{endpoint=\"GET /hot\",reason=\"overload\"} 2"));
+	assert_true(has_line(text, "miffy_endpoint_skipped_total{endpoint=\"GET /hot\",reason=\"candidate_cap\"} 1"));
+	assert_null(strstr(text, "miffy_endpoint_skipped_total{endpoint=\"GET /rare\""));
+	assert_true(has_line(text, "miffy_exchanges_skipped_total{reason=\"candidate_cap\"} 1"));
+	assert_true(has_line(text, "miffy_replay_limit{limit=\"concurrent\"} 20"));
+	assert_true(has_line(text, "miffy_replay_limit{limit=\"rps\"} 7"));
+	free(text);
+}
+
 static void test_endpoints_past_the_cap_share_other(void **state)
 {
 	char name[32];
@@ -692,6 +737,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_last_differences_keep_the_newest_ten, reset, reset),
 		cmocka_unit_test_setup_teardown(test_percentiles_are_within_a_bucket, reset, reset),
 		cmocka_unit_test_setup_teardown(test_failed_replays_count_as_errors_not_latency, reset, reset),
+		cmocka_unit_test_setup_teardown(test_the_compared_share_and_shedding_are_per_endpoint, reset, reset),
 		cmocka_unit_test_setup_teardown(test_endpoints_past_the_cap_share_other, reset, reset),
 		cmocka_unit_test_setup_teardown(test_compare_troubles_are_counted_as_concluded, reset, reset),
 		cmocka_unit_test_setup_teardown(test_reset_puts_counters_and_endpoints_back_to_zero, reset, reset),
