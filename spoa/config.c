@@ -115,6 +115,18 @@ static int validate_count(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/* The same, with 0 allowed (meaning "none"). */
+static int validate_count_or_zero(cfg_t *cfg, cfg_opt_t *opt)
+{
+	long v = cfg_opt_getnint(opt, 0);
+
+	if (v < 0 || (unsigned long)v > UINT_MAX) {
+		cfg_error(cfg, "%s must be an integer between 0 and %u", opt->name, UINT_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 static int validate_non_negative(cfg_t *cfg, cfg_opt_t *opt)
 {
 	double v = opt->type == CFGT_INT ? (double)cfg_opt_getnint(opt, 0) : cfg_opt_getnfloat(opt, 0);
@@ -334,7 +346,7 @@ static const struct key keys[] = {
 	/* 0, the default, is no user setting: admit_limits_derive() sizes them */
 	KEY(UINT, max_concurrent, 0, validate_count),
 	KEY(UINT, max_host_connections, 0, validate_count),
-	KEY(UINT, max_candidate_rps, 0, validate_non_negative),
+	KEY(UINT, max_candidate_rps, 0, validate_count_or_zero),
 	KEY(UINT, max_depth, 128, validate_count),
 	KEY(UINT, samples_per_endpoint, 20, validate_non_negative),
 	KEY(UINT, samples_per_field, 5, validate_non_negative),
