@@ -9,6 +9,7 @@
 #include "compare.h"
 #include "config-t.h"
 #include "hash.h"
+#include "verdict.h"
 
 /* Memory stays bounded whatever the traffic: endpoints past the cap share
  * one entry, and so do the fields of an endpoint past its cap. */
@@ -285,16 +286,46 @@ bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
 	return all_noise;
 }
 
+/* Four decimals: the figures are estimates, more digits would only
+ * suggest a precision they do not have. */
+static double round4(double v)
+{
+	return round(v * 1e4) / 1e4;
+}
+
+/* "confidence": the interval for raw/total - noise/total and its verdict. */
+static cJSON *confidence_to_json(const struct endpoint *e, const struct field *f)
+{
+	struct noise_confidence c;
+	cJSON *obj = cJSON_CreateObject();
+
+	verdict_noise(f->raw, f->noise, e->total, &c);
+	if (!obj || !cJSON_AddNumberToObject(obj, "n", (double)e->total) ||
+	    !cJSON_AddNumberToObject(obj, "raw_rate", round4(c.raw_rate)) ||
+	    !cJSON_AddNumberToObject(obj, "noise_rate", round4(c.noise_rate)) ||
+	    !cJSON_AddNumberToObject(obj, "lower", round4(c.diff.lower)) ||
+	    !cJSON_AddNumberToObject(obj, "upper", round4(c.diff.upper)) ||
+	    !cJSON_AddNumberToObject(obj, "level", VERDICT_CONFIDENCE) ||
+	    !cJSON_AddStringToObject(obj, "verdict", noise_verdict_name(c.verdict))) {
+		cJSON_Delete(obj);
+		return NULL;
+	}
+	return obj;
+}
+
 static int field_to_json(const struct noise *n, const struct endpoint *e,
 			 const struct field *f, cJSON *obj)
 {
-	cJSON *item = cJSON_CreateObject();
+	cJSON *item = cJSON_CreateObject(), *conf = NULL;
 
 	if (!item)
 		return -1;
 	if (!cJSON_AddNumberToObject(item, "raw", (double)f->raw) ||
 	    !cJSON_AddNumberToObject(item, "noise", (double)f->noise) ||
-	    !cJSON_AddBoolToObject(item, "regression", field_is_regression(n, e, f))) {
+	    !cJSON_AddBoolToObject(item, "regression", field_is_regression(n, e, f)) ||
+	    !(conf = confidence_to_json(e, f)) || !cJSON_AddItemToObject(item, "confidence", conf)) {
+		if (conf && !cJSON_GetObjectItemCaseSensitive(item, "confidence"))
+			cJSON_Delete(conf);
 		cJSON_Delete(item);
 		return -1;
 	}
@@ -343,4 +374,26 @@ cJSON *noise_stats_json(const struct noise *n, const char *endpoint)
 		cJSON_AddItemToObject(all, e->name, obj);
 	}
 	return all;
+}
+
+bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t *counts)
+{
+	const struct endpoint *e = endpoint_find(n, endpoint);
+	struct noise_confidence c;
+
+	for (int v = 0; v < NOISE_VERDICT_COUNT; v++)
+		counts[v] = 0;
+	if (!e)
+		return false;
+	for (size_t i = 0; i < e->fields.size; i++) {
+		if (!e->fields.slots[i].key)
+			continue;
+		verdict_noise(e->fields.slots[i].raw, e->fields.slots[i].noise, e->total, &c);
+		counts[c.verdict]++;
+	}
+	if (e->other) {
+		verdict_noise(e->other->raw, e->other->noise, e->total, &c);
+		counts[c.verdict]++;
+	}
+	return true;
 }
