@@ -9,6 +9,7 @@
 #include "compare.h"
 #include "config-t.h"
 #include "hash.h"
+#include "jsonw.h"
 #include "verdict.h"
 
 /* Memory stays bounded whatever the traffic: endpoints past the cap share
@@ -286,94 +287,99 @@ bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
 	return all_noise;
 }
 
-/* Four decimals: the figures are estimates, more digits would only
- * suggest a precision they do not have. */
-static double round4(double v)
-{
-	return round(v * 1e4) / 1e4;
-}
-
-/* "confidence": the interval for raw/total - noise/total and its verdict. */
-static cJSON *confidence_to_json(const struct endpoint *e, const struct field *f)
+/* "confidence": the interval for raw/total - noise/total and its verdict.
+ * Four decimals: the figures are estimates, more digits would only suggest
+ * a precision they do not have. */
+static void confidence_write(const struct endpoint *e, const struct field *f, struct jsonw *w)
 {
 	struct noise_confidence c;
-	cJSON *obj = cJSON_CreateObject();
 
 	verdict_noise(f->raw, f->noise, e->total, &c);
-	if (!obj || !cJSON_AddNumberToObject(obj, "n", (double)e->total) ||
-	    !cJSON_AddNumberToObject(obj, "raw_rate", round4(c.raw_rate)) ||
-	    !cJSON_AddNumberToObject(obj, "noise_rate", round4(c.noise_rate)) ||
-	    !cJSON_AddNumberToObject(obj, "lower", round4(c.diff.lower)) ||
-	    !cJSON_AddNumberToObject(obj, "upper", round4(c.diff.upper)) ||
-	    !cJSON_AddNumberToObject(obj, "level", VERDICT_CONFIDENCE) ||
-	    !cJSON_AddStringToObject(obj, "verdict", noise_verdict_name(c.verdict))) {
-		cJSON_Delete(obj);
-		return NULL;
-	}
-	return obj;
+	jsonw_keyc(w, "confidence");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "n");
+	jsonw_uint(w, e->total);
+	jsonw_keyc(w, "raw_rate");
+	jsonw_fixed(w, c.raw_rate, 4);
+	jsonw_keyc(w, "noise_rate");
+	jsonw_fixed(w, c.noise_rate, 4);
+	jsonw_keyc(w, "lower");
+	jsonw_fixed(w, c.diff.lower, 4);
+	jsonw_keyc(w, "upper");
+	jsonw_fixed(w, c.diff.upper, 4);
+	jsonw_keyc(w, "level");
+	jsonw_fixed(w, VERDICT_CONFIDENCE, 2);
+	jsonw_keyc(w, "verdict");
+	jsonw_cstring(w, noise_verdict_name(c.verdict));
+	jsonw_close(w, '}');
 }
 
-static int field_to_json(const struct noise *n, const struct endpoint *e,
-			 const struct field *f, cJSON *obj)
+static void field_write(const struct noise *n, const struct endpoint *e, const struct field *f,
+			struct jsonw *w)
 {
-	cJSON *item = cJSON_CreateObject(), *conf = NULL;
-
-	if (!item)
-		return -1;
-	if (!cJSON_AddNumberToObject(item, "raw", (double)f->raw) ||
-	    !cJSON_AddNumberToObject(item, "noise", (double)f->noise) ||
-	    !cJSON_AddBoolToObject(item, "regression", field_is_regression(n, e, f)) ||
-	    !(conf = confidence_to_json(e, f)) || !cJSON_AddItemToObject(item, "confidence", conf)) {
-		if (conf && !cJSON_GetObjectItemCaseSensitive(item, "confidence"))
-			cJSON_Delete(conf);
-		cJSON_Delete(item);
-		return -1;
-	}
-	cJSON_AddItemToObject(obj, f->key, item);
-	return 0;
+	jsonw_keyc(w, f->key);
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "raw");
+	jsonw_uint(w, f->raw);
+	jsonw_keyc(w, "noise");
+	jsonw_uint(w, f->noise);
+	jsonw_keyc(w, "regression");
+	jsonw_bool(w, field_is_regression(n, e, f));
+	confidence_write(e, f, w);
+	jsonw_close(w, '}');
 }
 
-static cJSON *endpoint_to_json(const struct noise *n, const struct endpoint *e)
+/* Written as text, not built with cJSON: at the caps cJSON's number
+ * printing would cost the loop tens of milliseconds per /stats. */
+static void endpoint_write(const struct noise *n, const struct endpoint *e, const char *key,
+			   struct jsonw *w)
 {
-	cJSON *obj = cJSON_CreateObject();
-
-	if (!obj)
-		return NULL;
-	for (size_t i = 0; e && i < e->fields.size; i++)
-		if (e->fields.slots[i].key && field_to_json(n, e, &e->fields.slots[i], obj) < 0)
-			goto fail;
-	if (e && e->other && field_to_json(n, e, e->other, obj) < 0)
-		goto fail;
-	return obj;
-fail:
-	cJSON_Delete(obj);
-	return NULL;
+	if (!e || (!e->fields.count && !e->other))
+		return;
+	jsonw_keyc(w, key);
+	jsonw_open(w, '{');
+	for (size_t i = 0; i < e->fields.size; i++)
+		if (e->fields.slots[i].key)
+			field_write(n, e, &e->fields.slots[i], w);
+	if (e->other)
+		field_write(n, e, e->other, w);
+	jsonw_close(w, '}');
 }
+
+void noise_stats_write(const struct noise *n, const char *endpoint, const char *key, struct jsonw *w)
+{
+	endpoint_write(n, endpoint_find(n, endpoint), key, w);
+}
+
+/* Far above what the caps allow (256 x 1025 fields). */
+#define NOISE_JSON_MAX (256u << 20)
 
 cJSON *noise_stats_json(const struct noise *n, const char *endpoint)
 {
-	cJSON *all;
+	struct jsonw w;
+	cJSON *doc, *one;
 
-	if (endpoint)
-		return endpoint_to_json(n, endpoint_find(n, endpoint));
-	/* No endpoint: every endpoint, keyed by name. */
-	all = cJSON_CreateObject();
-	if (!all)
-		return NULL;
-	for (size_t i = 0; i <= n->count; i++) {
-		const struct endpoint *e = i < n->count ? &n->endpoints[i] : n->other;
-		cJSON *obj;
+	jsonw_init(&w, NOISE_JSON_MAX);
+	jsonw_open(&w, '{');
+	if (endpoint) {
+		endpoint_write(n, endpoint_find(n, endpoint), "fields", &w);
+	} else {
+		/* No endpoint: every endpoint, keyed by name. */
+		for (size_t i = 0; i <= n->count; i++) {
+			const struct endpoint *e = i < n->count ? &n->endpoints[i] : n->other;
 
-		if (!e)
-			continue;
-		obj = endpoint_to_json(n, e);
-		if (!obj) {
-			cJSON_Delete(all);
-			return NULL;
+			if (e)
+				endpoint_write(n, e, e->name, &w);
 		}
-		cJSON_AddItemToObject(all, e->name, obj);
 	}
-	return all;
+	jsonw_close(&w, '}');
+	doc = jsonw_ok(&w) ? cJSON_Parse(w.b.p) : NULL;
+	jsonw_free(&w);
+	if (!doc || !endpoint)
+		return doc;
+	one = cJSON_DetachItemFromObjectCaseSensitive(doc, "fields");
+	cJSON_Delete(doc);
+	return one ? one : cJSON_CreateObject();
 }
 
 bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t *counts)

@@ -981,18 +981,9 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		jsonw_close(w, '}');
 	}
 	jsonw_close(w, '}');
-	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
-		cJSON *n = noise_stats_json(st.noise, e->name);
-		char *text = n && cJSON_GetArraySize(n) > 0 ? cJSON_PrintUnformatted(n) : NULL;
-
-		/* Empty unless a secondary is configured. */
-		if (text) {
-			jsonw_keyc(w, "noise_fields");
-			jsonw_json_minified(w, text, strlen(text));
-		}
-		free(text);
-		cJSON_Delete(n);
-	}
+	/* Nothing unless a secondary is configured. */
+	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS])
+		noise_stats_write(st.noise, e->name, "noise_fields", w);
 	minutes_text(w, &e->minutes);
 	jsonw_keyc(w, "last_differences");
 	jsonw_open(w, '[');
