@@ -295,6 +295,29 @@
     return { verdict: 'regression', rule: `differed ${f.raw} times, ${f.noise} of them noise` };
   }
 
+  /* The confidence verdict of a field (with a secondary): its badge. */
+  const CONF_LABEL = { regression: 'regression', noise: 'noise', insufficient_data: 'too few' };
+  function confidenceCell(c) {
+    if (!c) return '–';
+    const title = `${c.n} exchanges with the secondary's answer: the candidate differed here in ` +
+      `${fmtPct(100 * c.raw_rate)}, the secondary in ${fmtPct(100 * c.noise_rate)}; ` +
+      `${Math.round(100 * c.level)} % interval of the difference [${c.lower.toFixed(4)}, ${c.upper.toFixed(4)}]` +
+      (c.verdict === 'insufficient_data' ? ' (no verdict under 10 exchanges)' : '');
+    const cls = c.verdict === 'regression' ? 'regression' : c.verdict === 'noise' ? 'noise' : 'idle';
+    return el('span', { class: 'badge ' + cls, title, 'data-verdict': c.verdict },
+      `${CONF_LABEL[c.verdict] || c.verdict} [${c.lower.toFixed(2)}, ${c.upper.toFixed(2)}]`);
+  }
+
+  /* The latency verdict of an endpoint, in words. */
+  function latencyVerdictText(v) {
+    if (!v) return '';
+    const x = (r) => (r === null || r === undefined ? '–' : '×' + r.toFixed(2));
+    if (v.verdict === 'slower')
+      return ` Candidate slower: p50 ${x(v.ratio.p50)}, p99 ${x(v.ratio.p99)} of the reference's.`;
+    if (v.verdict === 'within_tolerance') return ' Candidate latency within tolerance.';
+    return ' Latency: too few exchanges for a verdict yet.';
+  }
+
   function parseField(key) {
     if (key === 'status') return { where: 'status', path: '' };
     const i = key.indexOf(':');
@@ -362,7 +385,7 @@
       const p = parseField(key);
       return { key, where: p.where, path: p.path, raw: f.raw, noise: f.noise, kinds: kinds.get(key) || new Set(),
         raw_pct: pct(f.raw, r.compared), noise_pct: pct(f.noise, r.compared), verdict: v.verdict, rule: v.rule,
-        samples: sampleCount.get(key) || 0, secondary: nfs[key] };
+        samples: sampleCount.get(key) || 0, secondary: nfs[key], conf: nfs[key] && nfs[key].confidence };
     });
     if (state.hideNoise) rows = rows.filter((x) => x.verdict !== 'noise');
     const columns = [
@@ -377,6 +400,9 @@
       { key: 'verdict', label: 'Verdict', num: null, value: (x) => (x.verdict === 'regression' ? 1e9 : 0) + x.raw - x.noise,
         cell: (x) => el('span', { class: 'badge ' + x.verdict, title: x.rule }, x.verdict) },
       { key: 'rule', label: 'Rule that decided', num: false, value: (x) => x.rule, cell: (x) => el('span', { class: 'rule' }, x.rule) },
+      { key: 'confidence', label: 'Confidence', num: null,
+        title: 'with a secondary: the 95 % interval of (candidate − secondary) difference rates, and its verdict (docs/comparison.md)',
+        value: (x) => (x.conf ? x.conf.lower : -2), cell: (x) => confidenceCell(x.conf) },
       { key: 'samples', label: 'Exchanges', num: true, value: (x) => x.samples,
         cell: (x) => x.samples ? link('#/endpoint/' + enc(name) + '/field/' + enc(x.key), `${x.samples} kept`) : '–' },
       { key: 'ignore', label: '', num: false, value: () => '', cell: (x) => el('button', {
@@ -388,7 +414,8 @@
       el('h2', null, el('span', { class: 'endpoint' }, name)),
       el('p', { class: 'facts' }, `${r.compared} compared: ${r.different} different (${fmtPct(r.different_pct)}), ` +
         `${r.noise} noise only (${fmtPct(r.noise_pct)}), ${r.errors} candidate errors, ${r.skipped} skipped, ${r.expired} expired. ` +
-        `Latency p50/p99 ms: reference ${fmtMs(r.ref.p50)}/${fmtMs(r.ref.p99)}, candidate ${fmtMs(r.cand.p50)}/${fmtMs(r.cand.p99)}.`),
+        `Latency p50/p99 ms: reference ${fmtMs(r.ref.p50)}/${fmtMs(r.ref.p99)}, candidate ${fmtMs(r.cand.p50)}/${fmtMs(r.cand.p99)}.` +
+        latencyVerdictText(e.latency_verdict)),
       el('label', { class: 'toggle' }, el('input', { type: 'checkbox', id: 'hide-noise', checked: state.hideNoise,
         onchange: (ev) => { state.hideNoise = ev.target.checked; refresh(); } }), ' hide noise'),
       el('h3', null, 'Fields that differed'),
