@@ -65,7 +65,7 @@ struct config {
 	 * when above reference * (1 + tolerance) and reference + floor_ms,
 	 * judged once both sides have min_count latencies */
 	double latency_tolerance;    /* 0.25 */
-	double latency_floor_ms;     /* 2 */
+	double latency_floor_ms;     /* 5 */
 	unsigned latency_min_count;  /* 100 */
 
 	/* publish */

@@ -62,7 +62,7 @@ static const char usage[] =
 "            ignore_order [false], abs_tolerance [0], rel_tolerance [0],\n"
 "            max_depth [128], max_decompressed [8388608], endpoints [{}]\n"
 "  noise:    noise_relative [0.2], noise_absolute [0.0003]\n"
-"  latency:  latency_tolerance [0.25], latency_floor_ms [2], latency_min_count [100]\n"
+"  latency:  latency_tolerance [0.25], latency_floor_ms [5], latency_min_count [100]\n"
 "  publish:  sink [kafka], kafka_brokers [127.0.0.1:9092], topic [miffy],\n"
 "            kafka_properties [{}] (\"key=value\" librdkafka properties),\n"
 "            publish [differences] (differences | noise | all), sample_rate [1],\n"
@@ -356,7 +356,7 @@ static const struct key keys[] = {
 	KEY(DOUBLE, noise_relative, 0.2, validate_fraction),
 	KEY(DOUBLE, noise_absolute, 0.0003, validate_fraction),
 	KEY(DOUBLE, latency_tolerance, 0.25, validate_non_negative),
-	KEY(DOUBLE, latency_floor_ms, 2, validate_non_negative),
+	KEY(DOUBLE, latency_floor_ms, 5, validate_non_negative),
 	KEY(DOUBLE, sample_rate, 1, validate_fraction),
 	KEY(DOUBLE, flush_timeout, 5, validate_non_negative),
 };

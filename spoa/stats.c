@@ -28,8 +28,9 @@
 
 struct stats stats;
 
-/* Not reset with the tables: the configuration's, set once at start. */
-static struct latency_rule latency_rule = { .tolerance = 0.25, .floor_ms = 2, .min_count = 100 };
+/* The configuration's, set once at start (stats_set_latency_rule); not
+ * reset with the tables. */
+static struct latency_rule latency_rule;
 
 /* Percentiles come from a log-scale histogram: bucket i holds latencies up
  * to PCT_BASE_MS * PCT_GROWTH^i, so a percentile is off by at most 15 %,

@@ -117,8 +117,8 @@ char *stats_metrics_text(size_t *len);
  * the inputs of Diffy's rule, with caps of their own. */
 void stats_set_noise(const struct noise *n);
 
-/* The rule of the per-endpoint latency verdicts (copied; the default is
- * 0.25, 2 ms, 100, the configuration's). */
+/* The rule of the per-endpoint latency verdicts, the configuration's
+ * (copied). Until it is set, all zeros. */
 struct latency_rule;
 void stats_set_latency_rule(const struct latency_rule *rule);
 

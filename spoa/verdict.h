@@ -18,7 +18,7 @@
  * latencies. */
 struct latency_rule {
 	double tolerance;            /* latency_tolerance, 0.25: 25 % slower is allowed */
-	double floor_ms;             /* latency_floor_ms, 2 */
+	double floor_ms;             /* latency_floor_ms, 5 */
 	uint64_t min_count;          /* latency_min_count, 100 */
 };
 

@@ -428,7 +428,7 @@ static const char *str_at(cJSON *o, const char *a, const char *b)
 static void test_latency_verdicts_in_stats_and_metrics(void **state)
 {
 	const struct latency_rule rule = { .tolerance = 0.25, .floor_ms = 2, .min_count = 50 };
-	const struct latency_rule defaults = { .tolerance = 0.25, .floor_ms = 2, .min_count = 100 };
+	const struct latency_rule unset = { 0 };
 	char *text;
 	cJSON *doc, *slow;
 
@@ -473,7 +473,7 @@ static void test_latency_verdicts_in_stats_and_metrics(void **state)
 	assert_non_null(strstr(text, "# TYPE miffy_endpoint_latency_ratio gauge\n"));
 	assert_non_null(strstr(text, "miffy_endpoint_latency_ratio{endpoint=\"GET /slow\",quantile=\"0.99\"} "));
 	free(text);
-	stats_set_latency_rule(&defaults);
+	stats_set_latency_rule(&unset);
 }
 
 static void test_failed_replays_count_as_errors_not_latency(void **state)
