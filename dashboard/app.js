@@ -128,6 +128,7 @@
       dropped: o.dropped || 0,
       ref: lat.reference || {},
       cand: lat.candidate || {},
+      slower: (e.latency_verdict || {}).slower || {},
       minutes: e.minutes,
       fields: Object.keys(e.fields || {}).length,
       regressions,
@@ -247,9 +248,9 @@
       { key: 'skipped', label: 'Skipped', num: true, value: (r) => r.skipped },
       { key: 'expired', label: 'Expired', num: true, value: (r) => r.expired },
       { key: 'p50', label: 'p50 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p50 over the reference\'s',
-        value: (r) => ratio(r.cand.p50, r.ref.p50), cell: (r) => latencyPair(r.ref.p50, r.cand.p50) },
+        value: (r) => ratio(r.cand.p50, r.ref.p50), cell: (r) => latencyPair(r.ref.p50, r.cand.p50, r.slower.p50) },
       { key: 'p99', label: 'p99 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p99 over the reference\'s',
-        value: (r) => ratio(r.cand.p99, r.ref.p99), cell: (r) => latencyPair(r.ref.p99, r.cand.p99) },
+        value: (r) => ratio(r.cand.p99, r.ref.p99), cell: (r) => latencyPair(r.ref.p99, r.cand.p99, r.slower.p99) },
       { key: 'hour', label: 'Last hour', num: true, title: '% different per minute', value: (r) => r.different_pct, cell: (r) => chart(r.minutes) },
     ];
     const table = rows.length ?
@@ -265,11 +266,12 @@
     return a ? (b || 0) / a : 0;
   }
 
-  /* Reference | candidate; the candidate in red when clearly slower. */
-  function latencyPair(a, b) {
-    const slower = a && b && b > a * 1.2 && b - a > 1;
+  /* Reference | candidate; the candidate in red when the agent's latency
+   * verdict calls it slower at that quantile (/stats latency_verdict). */
+  function latencyPair(a, b, slower) {
     return el('span', { class: 'pair' }, el('span', { 'data-ms': a || 0 }, fmtMs(a)), el('span', { class: 'sep' }, ' | '),
-      el('span', { class: slower ? 'bad' : null, 'data-ms': b || 0 }, fmtMs(b)));
+      el('span', { class: slower ? 'bad' : null, 'data-ms': b || 0,
+        title: slower ? 'slower beyond latency_tolerance and latency_floor_ms' : null }, fmtMs(b)));
   }
 
   /* The verdict of one field and the rule that decided it. */
