@@ -299,12 +299,14 @@
 
   /* The confidence verdict of a field (with a secondary): its badge. */
   const CONF_LABEL = { regression: 'regression', noise: 'noise', insufficient_data: 'too few' };
-  function confidenceCell(c) {
+  function confidenceCell(nf, conf) {
+    const c = nf && nf.confidence;
     if (!c) return '–';
+    const level = conf && conf.level ? conf.level : 0.95, min = conf && conf.min_exchanges ? conf.min_exchanges : 10;
     const title = `${c.n} exchanges with the secondary's answer: the candidate differed here in ` +
-      `${fmtPct(100 * c.raw_rate)}, the secondary in ${fmtPct(100 * c.noise_rate)}; ` +
-      `${Math.round(100 * c.level)} % interval of the difference [${c.lower.toFixed(4)}, ${c.upper.toFixed(4)}]` +
-      (c.verdict === 'insufficient_data' ? ' (no verdict under 10 exchanges)' : '');
+      `${fmtPct(pct(nf.raw, c.n))}, the secondary in ${fmtPct(pct(nf.noise, c.n))}; ` +
+      `${Math.round(100 * level)} % interval of the difference [${c.lower.toFixed(4)}, ${c.upper.toFixed(4)}]` +
+      (c.verdict === 'insufficient_data' ? ` (no verdict under ${min} exchanges)` : '');
     const cls = c.verdict === 'regression' ? 'regression' : c.verdict === 'noise' ? 'noise' : 'idle';
     return el('span', { class: 'badge ' + cls, title, 'data-verdict': c.verdict },
       `${CONF_LABEL[c.verdict] || c.verdict} [${c.lower.toFixed(2)}, ${c.upper.toFixed(2)}]`);
@@ -404,7 +406,7 @@
       { key: 'rule', label: 'Rule that decided', num: false, value: (x) => x.rule, cell: (x) => el('span', { class: 'rule' }, x.rule) },
       { key: 'confidence', label: 'Confidence', num: null,
         title: 'with a secondary: the 95 % interval of (candidate − secondary) difference rates, and its verdict (docs/comparison.md)',
-        value: (x) => (x.conf ? x.conf.lower : -2), cell: (x) => confidenceCell(x.conf) },
+        value: (x) => (x.conf ? x.conf.lower : -2), cell: (x) => confidenceCell(x.secondary, doc.noise_confidence) },
       { key: 'samples', label: 'Exchanges', num: true, value: (x) => x.samples,
         cell: (x) => x.samples ? link('#/endpoint/' + enc(name) + '/field/' + enc(x.key), `${x.samples} kept`) : '–' },
       { key: 'ignore', label: '', num: false, value: () => '', cell: (x) => el('button', {

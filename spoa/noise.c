@@ -299,16 +299,10 @@ static void confidence_write(const struct endpoint *e, const struct field *f, st
 	jsonw_open(w, '{');
 	jsonw_keyc(w, "n");
 	jsonw_uint(w, e->total);
-	jsonw_keyc(w, "raw_rate");
-	jsonw_fixed(w, c.raw_rate, 4);
-	jsonw_keyc(w, "noise_rate");
-	jsonw_fixed(w, c.noise_rate, 4);
 	jsonw_keyc(w, "lower");
 	jsonw_fixed(w, c.diff.lower, 4);
 	jsonw_keyc(w, "upper");
 	jsonw_fixed(w, c.diff.upper, 4);
-	jsonw_keyc(w, "level");
-	jsonw_fixed(w, VERDICT_CONFIDENCE, 2);
 	jsonw_keyc(w, "verdict");
 	jsonw_cstring(w, noise_verdict_name(c.verdict));
 	jsonw_close(w, '}');
@@ -385,7 +379,6 @@ cJSON *noise_stats_json(const struct noise *n, const char *endpoint)
 bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t *counts)
 {
 	const struct endpoint *e = endpoint_find(n, endpoint);
-	struct noise_confidence c;
 
 	for (int v = 0; v < NOISE_VERDICT_COUNT; v++)
 		counts[v] = 0;
@@ -394,12 +387,9 @@ bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t 
 	for (size_t i = 0; i < e->fields.size; i++) {
 		if (!e->fields.slots[i].key)
 			continue;
-		verdict_noise(e->fields.slots[i].raw, e->fields.slots[i].noise, e->total, &c);
-		counts[c.verdict]++;
+		counts[verdict_noise_only(e->fields.slots[i].raw, e->fields.slots[i].noise, e->total)]++;
 	}
-	if (e->other) {
-		verdict_noise(e->other->raw, e->other->noise, e->total, &c);
-		counts[c.verdict]++;
-	}
+	if (e->other)
+		counts[verdict_noise_only(e->other->raw, e->other->noise, e->total)]++;
 	return true;
 }

@@ -38,8 +38,7 @@ cJSON *noise_stats_json(const struct noise *n, const char *endpoint);
 /* The same object for /stats, written into w as the member key of the
  * object w is in: `"key":{"<field>":{...},...}`, and nothing when noise_mark
  * has counted no field of endpoint. Each field also has "confidence" (see
- * verdict.h): {"n", "raw_rate", "noise_rate", "lower", "upper", "level",
- * "verdict"}. */
+ * verdict.h): {"n", "lower", "upper", "verdict"}. */
 struct jsonw;
 void noise_stats_write(const struct noise *n, const char *endpoint, const char *key, struct jsonw *w);
 

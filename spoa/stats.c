@@ -1101,6 +1101,11 @@ char *stats_json_text(size_t *len)
 	key_3f(&w, "floor_ms", latency_rule.floor_ms);
 	key_u64(&w, "min_count", latency_rule.min_count);
 	jsonw_close(&w, '}');
+	jsonw_keyc(&w, "noise_confidence");
+	jsonw_open(&w, '{');
+	key_3f(&w, "level", VERDICT_CONFIDENCE);
+	key_u64(&w, "min_exchanges", VERDICT_MIN_EXCHANGES);
+	jsonw_close(&w, '}');
 	if (st.samples) {
 		struct samples_counts sc;
 

@@ -76,6 +76,13 @@ struct interval verdict_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t
 	return iv;
 }
 
+static enum noise_verdict judge(uint64_t n, double lower)
+{
+	if (n < VERDICT_MIN_EXCHANGES)
+		return NOISE_INSUFFICIENT_DATA;
+	return lower > 0 ? NOISE_REGRESSION : NOISE_NOT_DIFFERENT;
+}
+
 void verdict_noise(uint64_t raw, uint64_t noise, uint64_t n, struct noise_confidence *out)
 {
 	if (raw > n)
@@ -85,8 +92,19 @@ void verdict_noise(uint64_t raw, uint64_t noise, uint64_t n, struct noise_confid
 	out->raw_rate = n ? (double)raw / (double)n : 0;
 	out->noise_rate = n ? (double)noise / (double)n : 0;
 	out->diff = verdict_newcombe(raw, n, noise, n, VERDICT_Z);
+	out->verdict = judge(n, out->diff.lower);
+}
+
+enum noise_verdict verdict_noise_only(uint64_t raw, uint64_t noise, uint64_t n)
+{
+	if (raw > n)
+		raw = n;
+	if (noise > n)
+		noise = n;
 	if (n < VERDICT_MIN_EXCHANGES)
-		out->verdict = NOISE_INSUFFICIENT_DATA;
-	else
-		out->verdict = out->diff.lower > 0 ? NOISE_REGRESSION : NOISE_NOT_DIFFERENT;
+		return NOISE_INSUFFICIENT_DATA;
+	/* raw <= noise: p1 - p2 <= 0, so the lower bound is too. */
+	if (raw <= noise)
+		return NOISE_NOT_DIFFERENT;
+	return judge(n, verdict_newcombe(raw, n, noise, n, VERDICT_Z).lower);
 }

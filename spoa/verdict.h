@@ -88,6 +88,10 @@ struct noise_confidence {
  * reference and secondary. raw and noise are clamped to n. */
 void verdict_noise(uint64_t raw, uint64_t noise, uint64_t n, struct noise_confidence *out);
 
+/* verdict_noise()'s verdict alone, without the interval where it cannot
+ * change it (too few exchanges, raw <= noise): for counting many fields. */
+enum noise_verdict verdict_noise_only(uint64_t raw, uint64_t noise, uint64_t n);
+
 /* "insufficient_data", "noise", "regression". */
 const char *noise_verdict_name(enum noise_verdict v);
 

@@ -153,6 +153,25 @@ static void test_counts_above_n_are_clamped(void **state)
 	assert_int_equal(c.verdict, NOISE_REGRESSION);
 }
 
+static void test_the_verdict_alone_is_the_verdict_with_its_interval(void **state)
+{
+	static const uint64_t ns[] = { 0, 3, 9, 10, 11, 30, 100, 1000, 3000 };
+
+	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+		uint64_t n = ns[i], step = n > 40 ? n / 40 : 1;
+
+		for (uint64_t raw = 0; raw <= n + 1; raw += step)
+			for (uint64_t noise = 0; noise <= n + 1; noise += step) {
+				struct noise_confidence c;
+
+				verdict_noise(raw, noise, n, &c);
+				if (verdict_noise_only(raw, noise, n) != c.verdict)
+					fail_msg("raw %lu noise %lu n %lu", (unsigned long)raw,
+						 (unsigned long)noise, (unsigned long)n);
+			}
+	}
+}
+
 static void test_verdict_names(void **state)
 {
 	assert_string_equal(noise_verdict_name(NOISE_INSUFFICIENT_DATA), "insufficient_data");
@@ -254,6 +273,7 @@ int main(void)
 		cmocka_unit_test(test_a_field_both_sides_always_differ_on_is_noise),
 		cmocka_unit_test(test_rare_differences_need_enough_of_them),
 		cmocka_unit_test(test_counts_above_n_are_clamped),
+		cmocka_unit_test(test_the_verdict_alone_is_the_verdict_with_its_interval),
 		cmocka_unit_test(test_verdict_names),
 		cmocka_unit_test(test_twice_as_slow_under_the_floor_is_no_verdict),
 		cmocka_unit_test(test_slower_within_the_tolerance_is_no_verdict),
