@@ -48,9 +48,9 @@ void verdict_latency(const struct latency_rule *rule, const struct latency_side 
 	out->verdict = out->slower_p50 || out->slower_p99 ? LATENCY_SLOWER : LATENCY_WITHIN_TOLERANCE;
 }
 
-struct interval verdict_wilson(uint64_t k, uint64_t n, double z)
+struct verdict_interval verdict_wilson(uint64_t k, uint64_t n, double z)
 {
-	struct interval iv = { 0, 1 };
+	struct verdict_interval iv = { 0, 1 };
 	double dn = (double)n, dk, z2 = z * z, centre, half;
 
 	if (!n)
@@ -64,9 +64,9 @@ struct interval verdict_wilson(uint64_t k, uint64_t n, double z)
 	return iv;
 }
 
-struct interval verdict_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2, double z)
+struct verdict_interval verdict_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2, double z)
 {
-	struct interval w1 = verdict_wilson(k1, n1, z), w2 = verdict_wilson(k2, n2, z), iv;
+	struct verdict_interval w1 = verdict_wilson(k1, n1, z), w2 = verdict_wilson(k2, n2, z), iv;
 	double p1 = n1 ? (double)(k1 < n1 ? k1 : n1) / (double)n1 : 0;
 	double p2 = n2 ? (double)(k2 < n2 ? k2 : n2) / (double)n2 : 0;
 	double d = p1 - p2;

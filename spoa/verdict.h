@@ -58,17 +58,17 @@ const char *latency_verdict_name(enum latency_verdict v);
 /* Fewer exchanges (with a secondary's answer) than this: no verdict. */
 #define VERDICT_MIN_EXCHANGES 10
 
-struct interval {
+struct verdict_interval {
 	double lower, upper;
 };
 
 /* Wilson's score interval for k successes in n trials at z (k <= n). n = 0
  * gives [0, 1]. */
-struct interval verdict_wilson(uint64_t k, uint64_t n, double z);
+struct verdict_interval verdict_wilson(uint64_t k, uint64_t n, double z);
 
 /* Newcombe's hybrid score interval (his method 10) for p1 - p2, with
  * p1 = k1/n1 and p2 = k2/n2, from the two Wilson intervals at z. */
-struct interval verdict_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2, double z);
+struct verdict_interval verdict_newcombe(uint64_t k1, uint64_t n1, uint64_t k2, uint64_t n2, double z);
 
 enum noise_verdict {
 	NOISE_INSUFFICIENT_DATA = 0,
@@ -80,7 +80,7 @@ enum noise_verdict {
 struct noise_confidence {
 	enum noise_verdict verdict;
 	double raw_rate, noise_rate;     /* raw / n, noise / n */
-	struct interval diff;            /* of raw_rate - noise_rate, VERDICT_CONFIDENCE */
+	struct verdict_interval diff;            /* of raw_rate - noise_rate, VERDICT_CONFIDENCE */
 };
 
 /* The verdict on one field of an endpoint: raw of n exchanges differed

@@ -34,7 +34,7 @@ static void test_wilson_matches_newcombe_1998a(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct interval iv = verdict_wilson(cases[i].k, cases[i].n, VERDICT_Z);
+		struct verdict_interval iv = verdict_wilson(cases[i].k, cases[i].n, VERDICT_Z);
 
 		assert_near(iv.lower, cases[i].lower, TOL4);
 		assert_near(iv.upper, cases[i].upper, TOL4);
@@ -43,8 +43,8 @@ static void test_wilson_matches_newcombe_1998a(void **state)
 
 static void test_wilson_bounds_are_exact_at_the_ends(void **state)
 {
-	struct interval none = verdict_wilson(0, 50, VERDICT_Z), all = verdict_wilson(50, 50, VERDICT_Z);
-	struct interval empty = verdict_wilson(0, 0, VERDICT_Z);
+	struct verdict_interval none = verdict_wilson(0, 50, VERDICT_Z), all = verdict_wilson(50, 50, VERDICT_Z);
+	struct verdict_interval empty = verdict_wilson(0, 0, VERDICT_Z);
 
 	assert_true(none.lower == 0);
 	assert_true(all.upper == 1);
@@ -71,7 +71,7 @@ static void test_newcombe_matches_newcombe_1998b(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct interval iv = verdict_newcombe(cases[i].k1, cases[i].n1, cases[i].k2, cases[i].n2,
+		struct verdict_interval iv = verdict_newcombe(cases[i].k1, cases[i].n1, cases[i].k2, cases[i].n2,
 						      VERDICT_Z);
 
 		assert_near(iv.lower, cases[i].lower, TOL4);
