@@ -131,6 +131,7 @@
       dropped: o.dropped || 0,
       ref: lat.reference || {},
       cand: lat.candidate || {},
+      slower: (e.latency_verdict || {}).slower || {},
       minutes: e.minutes,
       fields: Object.keys(e.fields || {}).length,
       regressions,
@@ -255,9 +256,9 @@
       { key: 'skipped', label: 'Skipped', num: true, value: (r) => r.skipped },
       { key: 'expired', label: 'Expired', num: true, value: (r) => r.expired },
       { key: 'p50', label: 'p50 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p50 over the reference\'s',
-        value: (r) => ratio(r.cand.p50, r.ref.p50), cell: (r) => latencyPair(r.ref.p50, r.cand.p50) },
+        value: (r) => ratio(r.cand.p50, r.ref.p50), cell: (r) => latencyPair(r.ref.p50, r.cand.p50, r.slower.p50) },
       { key: 'p99', label: 'p99 ref | cand (ms)', num: true, title: 'sort by the candidate\'s p99 over the reference\'s',
-        value: (r) => ratio(r.cand.p99, r.ref.p99), cell: (r) => latencyPair(r.ref.p99, r.cand.p99) },
+        value: (r) => ratio(r.cand.p99, r.ref.p99), cell: (r) => latencyPair(r.ref.p99, r.cand.p99, r.slower.p99) },
       { key: 'hour', label: 'Last hour', num: true, title: '% different per minute', value: (r) => r.different_pct, cell: (r) => chart(r.minutes) },
     ];
     const table = rows.length ?
@@ -273,11 +274,12 @@
     return a ? (b || 0) / a : 0;
   }
 
-  /* Reference | candidate; the candidate in red when clearly slower. */
-  function latencyPair(a, b) {
-    const slower = a && b && b > a * 1.2 && b - a > 1;
+  /* Reference | candidate; the candidate in red when the agent's latency
+   * verdict calls it slower at that quantile (/stats latency_verdict). */
+  function latencyPair(a, b, slower) {
     return el('span', { class: 'pair' }, el('span', { 'data-ms': a || 0 }, fmtMs(a)), el('span', { class: 'sep' }, ' | '),
-      el('span', { class: slower ? 'bad' : null, 'data-ms': b || 0 }, fmtMs(b)));
+      el('span', { class: slower ? 'bad' : null, 'data-ms': b || 0,
+        title: slower ? 'slower beyond latency_tolerance and latency_floor_ms' : null }, fmtMs(b)));
   }
 
   /* The verdict of one field and the rule that decided it. */
@@ -301,6 +303,31 @@
     if (!settings || !settings.replay || !settings.replay.secondary)
       return { verdict: 'regression', rule: 'no secondary configured: every difference counts (configure one to tell noise apart)' };
     return { verdict: 'regression', rule: `differed ${f.raw} times, ${f.noise} of them noise` };
+  }
+
+  /* The confidence verdict of a field (with a secondary): its badge. */
+  const CONF_LABEL = { regression: 'regression', noise: 'noise', insufficient_data: 'too few' };
+  function confidenceCell(nf, conf) {
+    const c = nf && nf.confidence;
+    if (!c) return '–';
+    const level = conf && conf.level ? conf.level : 0.95, min = conf && conf.min_exchanges ? conf.min_exchanges : 10;
+    const title = `${c.n} exchanges with the secondary's answer: the candidate differed here in ` +
+      `${fmtPct(pct(nf.raw, c.n))}, the secondary in ${fmtPct(pct(nf.noise, c.n))}; ` +
+      `${Math.round(100 * level)} % interval of the difference [${c.lower.toFixed(4)}, ${c.upper.toFixed(4)}]` +
+      (c.verdict === 'insufficient_data' ? ` (no verdict under ${min} exchanges)` : '');
+    const cls = c.verdict === 'regression' ? 'regression' : c.verdict === 'noise' ? 'noise' : 'idle';
+    return el('span', { class: 'badge ' + cls, title, 'data-verdict': c.verdict },
+      `${CONF_LABEL[c.verdict] || c.verdict} [${c.lower.toFixed(2)}, ${c.upper.toFixed(2)}]`);
+  }
+
+  /* The latency verdict of an endpoint, in words. */
+  function latencyVerdictText(v) {
+    if (!v) return '';
+    const x = (r) => (r === null || r === undefined ? '–' : '×' + r.toFixed(2));
+    if (v.verdict === 'slower')
+      return ` Candidate slower: p50 ${x(v.ratio.p50)}, p99 ${x(v.ratio.p99)} of the reference's.`;
+    if (v.verdict === 'within_tolerance') return ' Candidate latency within tolerance.';
+    return ' Latency: too few exchanges for a verdict yet.';
   }
 
   function parseField(key) {
@@ -370,7 +397,7 @@
       const p = parseField(key);
       return { key, where: p.where, path: p.path, raw: f.raw, noise: f.noise, kinds: kinds.get(key) || new Set(),
         raw_pct: pct(f.raw, r.compared), noise_pct: pct(f.noise, r.compared), verdict: v.verdict, rule: v.rule,
-        samples: sampleCount.get(key) || 0, secondary: nfs[key] };
+        samples: sampleCount.get(key) || 0, secondary: nfs[key], conf: nfs[key] && nfs[key].confidence };
     });
     if (state.hideNoise) rows = rows.filter((x) => x.verdict !== 'noise');
     const columns = [
@@ -385,6 +412,9 @@
       { key: 'verdict', label: 'Verdict', num: null, value: (x) => (x.verdict === 'regression' ? 1e9 : 0) + x.raw - x.noise,
         cell: (x) => el('span', { class: 'badge ' + x.verdict, title: x.rule }, x.verdict) },
       { key: 'rule', label: 'Rule that decided', num: false, value: (x) => x.rule, cell: (x) => el('span', { class: 'rule' }, x.rule) },
+      { key: 'confidence', label: 'Confidence', num: null,
+        title: 'with a secondary: the 95 % interval of (candidate − secondary) difference rates, and its verdict (docs/comparison.md)',
+        value: (x) => (x.conf ? x.conf.lower : -2), cell: (x) => confidenceCell(x.secondary, doc.noise_confidence) },
       { key: 'samples', label: 'Exchanges', num: true, value: (x) => x.samples,
         cell: (x) => x.samples ? link('#/endpoint/' + enc(name) + '/field/' + enc(x.key), `${x.samples} kept`) : '–' },
       { key: 'ignore', label: '', num: false, value: () => '', cell: (x) => el('button', {
@@ -398,7 +428,8 @@
         (r.shed ? ` (skipped: ${r.shed})` : '') + '. ' +
         `${r.compared} compared: ${r.different} different (${fmtPct(r.different_pct)}), ` +
         `${r.noise} noise only (${fmtPct(r.noise_pct)}), ${r.errors} candidate errors, ${r.skipped} skipped, ${r.expired} expired. ` +
-        `Latency p50/p99 ms: reference ${fmtMs(r.ref.p50)}/${fmtMs(r.ref.p99)}, candidate ${fmtMs(r.cand.p50)}/${fmtMs(r.cand.p99)}.`),
+        `Latency p50/p99 ms: reference ${fmtMs(r.ref.p50)}/${fmtMs(r.ref.p99)}, candidate ${fmtMs(r.cand.p50)}/${fmtMs(r.cand.p99)}.` +
+        latencyVerdictText(e.latency_verdict)),
       el('label', { class: 'toggle' }, el('input', { type: 'checkbox', id: 'hide-noise', checked: state.hideNoise,
         onchange: (ev) => { state.hideNoise = ev.target.checked; refresh(); } }), ' hide noise'),
       el('h3', null, 'Fields that differed'),

@@ -62,6 +62,13 @@ struct config {
 	double noise_relative;       /* 0.20 */
 	double noise_absolute;       /* 0.0003 (0.03 %) */
 
+	/* latency verdicts (verdict.h): the candidate is slower at p50 or p99
+	 * when above reference * (1 + tolerance) and reference + floor_ms,
+	 * judged once both sides have min_count latencies */
+	double latency_tolerance;    /* 0.25 */
+	double latency_floor_ms;     /* 5 */
+	unsigned latency_min_count;  /* 100 */
+
 	/* publish */
 	char *sink;                  /* "kafka" | "stdout" | "file:PATH" */
 	char *kafka_brokers;         /* "127.0.0.1:9092" */

@@ -64,6 +64,7 @@ static const char usage[] =
 "            ignore_order [false], abs_tolerance [0], rel_tolerance [0],\n"
 "            max_depth [128], max_decompressed [8388608], endpoints [{}]\n"
 "  noise:    noise_relative [0.2], noise_absolute [0.0003]\n"
+"  latency:  latency_tolerance [0.25], latency_floor_ms [5], latency_min_count [100]\n"
 "  publish:  sink [kafka], kafka_brokers [127.0.0.1:9092], topic [miffy],\n"
 "            kafka_properties [{}] (\"key=value\" librdkafka properties),\n"
 "            publish [differences] (differences | noise | all), sample_rate [1],\n"
@@ -351,6 +352,7 @@ static const struct key keys[] = {
 	KEY(UINT, samples_per_endpoint, 20, validate_non_negative),
 	KEY(UINT, samples_per_field, 5, validate_non_negative),
 	KEY(UINT, samples_max, 1000, validate_non_negative),
+	KEY(UINT, latency_min_count, 100, validate_count),
 	/* bytes */
 	KEY(SIZE, max_buffered, 268435456, validate_positive),
 	KEY(SIZE, max_body, 1048576, validate_positive),
@@ -369,6 +371,8 @@ static const struct key keys[] = {
 	KEY(DOUBLE, rel_tolerance, 0, validate_non_negative),
 	KEY(DOUBLE, noise_relative, 0.2, validate_fraction),
 	KEY(DOUBLE, noise_absolute, 0.0003, validate_fraction),
+	KEY(DOUBLE, latency_tolerance, 0.25, validate_non_negative),
+	KEY(DOUBLE, latency_floor_ms, 5, validate_non_negative),
 	KEY(DOUBLE, sample_rate, 1, validate_fraction),
 	KEY(DOUBLE, flush_timeout, 5, validate_non_negative),
 };

@@ -22,6 +22,7 @@
 #include "route.h"
 #include "samples.h"
 #include "stats.h"
+#include "verdict.h"
 
 /* How often a draining agent looks whether in-flight work is done. */
 #define DRAIN_POLL_SECONDS 0.05
@@ -180,6 +181,9 @@ static int app_start(struct app *app)
 	if (!app->noise)
 		return start_failed(NULL, err, 2);
 	stats_set_noise(app->noise);
+	stats_set_latency_rule(&(struct latency_rule){ .tolerance = app->cfg.latency_tolerance,
+						       .floor_ms = app->cfg.latency_floor_ms,
+						       .min_count = app->cfg.latency_min_count });
 	app->replay = replay_new(app->loop, &app->cfg, err, sizeof(err));
 	if (!app->replay)
 		return start_failed(NULL, err[0] ? err : "out of memory", 2);

@@ -9,6 +9,8 @@
 #include "compare.h"
 #include "config-t.h"
 #include "hash.h"
+#include "jsonw.h"
+#include "verdict.h"
 
 /* Memory stays bounded whatever the traffic: endpoints past the cap share
  * one entry, and so do the fields of an endpoint past its cap. */
@@ -285,62 +287,109 @@ bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
 	return all_noise;
 }
 
-static int field_to_json(const struct noise *n, const struct endpoint *e,
-			 const struct field *f, cJSON *obj)
+/* "confidence": the interval for raw/total - noise/total and its verdict.
+ * Four decimals: the figures are estimates, more digits would only suggest
+ * a precision they do not have. */
+static void confidence_write(const struct endpoint *e, const struct field *f, struct jsonw *w)
 {
-	cJSON *item = cJSON_CreateObject();
+	struct noise_confidence c;
 
-	if (!item)
-		return -1;
-	if (!cJSON_AddNumberToObject(item, "raw", (double)f->raw) ||
-	    !cJSON_AddNumberToObject(item, "noise", (double)f->noise) ||
-	    !cJSON_AddBoolToObject(item, "regression", field_is_regression(n, e, f))) {
-		cJSON_Delete(item);
-		return -1;
-	}
-	cJSON_AddItemToObject(obj, f->key, item);
-	return 0;
+	verdict_noise(f->raw, f->noise, e->total, &c);
+	jsonw_keyc(w, "confidence");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "n");
+	jsonw_uint(w, e->total);
+	jsonw_keyc(w, "lower");
+	jsonw_fixed(w, c.diff.lower, 4);
+	jsonw_keyc(w, "upper");
+	jsonw_fixed(w, c.diff.upper, 4);
+	jsonw_keyc(w, "verdict");
+	jsonw_cstring(w, noise_verdict_name(c.verdict));
+	jsonw_close(w, '}');
 }
 
-static cJSON *endpoint_to_json(const struct noise *n, const struct endpoint *e)
+static void field_write(const struct noise *n, const struct endpoint *e, const struct field *f,
+			struct jsonw *w)
 {
-	cJSON *obj = cJSON_CreateObject();
-
-	if (!obj)
-		return NULL;
-	for (size_t i = 0; e && i < e->fields.size; i++)
-		if (e->fields.slots[i].key && field_to_json(n, e, &e->fields.slots[i], obj) < 0)
-			goto fail;
-	if (e && e->other && field_to_json(n, e, e->other, obj) < 0)
-		goto fail;
-	return obj;
-fail:
-	cJSON_Delete(obj);
-	return NULL;
+	jsonw_keyc(w, f->key);
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "raw");
+	jsonw_uint(w, f->raw);
+	jsonw_keyc(w, "noise");
+	jsonw_uint(w, f->noise);
+	jsonw_keyc(w, "regression");
+	jsonw_bool(w, field_is_regression(n, e, f));
+	confidence_write(e, f, w);
+	jsonw_close(w, '}');
 }
+
+/* Written as text, not built with cJSON: at the caps cJSON's number
+ * printing would cost the loop tens of milliseconds per /stats. */
+static void endpoint_write(const struct noise *n, const struct endpoint *e, const char *key,
+			   struct jsonw *w)
+{
+	if (!e || (!e->fields.count && !e->other))
+		return;
+	jsonw_keyc(w, key);
+	jsonw_open(w, '{');
+	for (size_t i = 0; i < e->fields.size; i++)
+		if (e->fields.slots[i].key)
+			field_write(n, e, &e->fields.slots[i], w);
+	if (e->other)
+		field_write(n, e, e->other, w);
+	jsonw_close(w, '}');
+}
+
+void noise_stats_write(const struct noise *n, const char *endpoint, const char *key, struct jsonw *w)
+{
+	endpoint_write(n, endpoint_find(n, endpoint), key, w);
+}
+
+/* Far above what the caps allow (256 x 1025 fields). */
+#define NOISE_JSON_MAX (256u << 20)
 
 cJSON *noise_stats_json(const struct noise *n, const char *endpoint)
 {
-	cJSON *all;
+	struct jsonw w;
+	cJSON *doc, *one;
 
-	if (endpoint)
-		return endpoint_to_json(n, endpoint_find(n, endpoint));
-	/* No endpoint: every endpoint, keyed by name. */
-	all = cJSON_CreateObject();
-	if (!all)
-		return NULL;
-	for (size_t i = 0; i <= n->count; i++) {
-		const struct endpoint *e = i < n->count ? &n->endpoints[i] : n->other;
-		cJSON *obj;
+	jsonw_init(&w, NOISE_JSON_MAX);
+	jsonw_open(&w, '{');
+	if (endpoint) {
+		endpoint_write(n, endpoint_find(n, endpoint), "fields", &w);
+	} else {
+		/* No endpoint: every endpoint, keyed by name. */
+		for (size_t i = 0; i <= n->count; i++) {
+			const struct endpoint *e = i < n->count ? &n->endpoints[i] : n->other;
 
-		if (!e)
-			continue;
-		obj = endpoint_to_json(n, e);
-		if (!obj) {
-			cJSON_Delete(all);
-			return NULL;
+			if (e)
+				endpoint_write(n, e, e->name, &w);
 		}
-		cJSON_AddItemToObject(all, e->name, obj);
 	}
-	return all;
+	jsonw_close(&w, '}');
+	doc = jsonw_ok(&w) ? cJSON_Parse(w.b.p) : NULL;
+	jsonw_free(&w);
+	if (!doc || !endpoint)
+		return doc;
+	one = cJSON_DetachItemFromObjectCaseSensitive(doc, "fields");
+	cJSON_Delete(doc);
+	return one ? one : cJSON_CreateObject();
+}
+
+bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t *counts)
+{
+	const struct endpoint *e = endpoint_find(n, endpoint);
+
+	for (int v = 0; v < NOISE_VERDICT_COUNT; v++)
+		counts[v] = 0;
+	if (!e)
+		return false;
+	for (size_t i = 0; i < e->fields.size; i++) {
+		if (!e->fields.slots[i].key)
+			continue;
+		counts[verdict_noise_only(e->fields.slots[i].raw, e->fields.slots[i].noise, e->total)]++;
+	}
+	if (e->other)
+		counts[verdict_noise_only(e->other->raw, e->other->noise, e->total)]++;
+	return true;
 }

@@ -5,6 +5,7 @@
 #define MIFFY_NOISE_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <cjson/cJSON.h>
 
@@ -33,5 +34,18 @@ bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
  * secondary differed. It is not stats' "fields" table, which counts every
  * different or noise exchange, and noise as judged (see stats.h). */
 cJSON *noise_stats_json(const struct noise *n, const char *endpoint);
+
+/* The same object for /stats, written into w as the member key of the
+ * object w is in: `"key":{"<field>":{...},...}`, and nothing when noise_mark
+ * has counted no field of endpoint. Each field also has "confidence" (see
+ * verdict.h): {"n", "lower", "upper", "verdict"}. */
+struct jsonw;
+void noise_stats_write(const struct noise *n, const char *endpoint, const char *key, struct jsonw *w);
+
+/* How many fields of endpoint have each confidence verdict (verdict.h's
+ * verdict_noise on raw, noise and the endpoint's exchanges): fills
+ * counts[NOISE_VERDICT_COUNT]. False (counts all 0) when noise_mark never
+ * saw the endpoint. */
+bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t *counts);
 
 #endif

@@ -24,9 +24,14 @@
 #include "names.h"
 #include "samples.h"
 #include "utf8.h"
+#include "verdict.h"
 #include "exchange-t.h"
 
 struct stats stats;
+
+/* The configuration's, set once at start (stats_set_latency_rule); not
+ * reset with the tables. */
+static struct latency_rule latency_rule;
 
 /* Percentiles come from a log-scale histogram: bucket i holds latencies up
  * to PCT_BASE_MS * PCT_GROWTH^i, so a percentile is off by at most 15 %,
@@ -484,6 +489,21 @@ void stats_set_samples(struct samples *s)
 	st.samples = s;
 }
 
+void stats_set_latency_rule(const struct latency_rule *rule)
+{
+	latency_rule = *rule;
+}
+
+/* The candidate's latency against the reference's on endpoint e. */
+static void endpoint_latency(const struct endpoint_stats *e, struct latency_judgement *j)
+{
+	const struct pct_hist *r = &e->latency[LAT_REFERENCE], *c = &e->latency[LAT_CANDIDATE];
+	struct latency_side ref = { r->count, pct_quantile(r, 0.50), pct_quantile(r, 0.99) };
+	struct latency_side cand = { c->count, pct_quantile(c, 0.50), pct_quantile(c, 0.99) };
+
+	verdict_latency(&latency_rule, &ref, &cand, j);
+}
+
 void stats_free(void)
 {
 	if (st.endpoints) {
@@ -620,6 +640,76 @@ static void metrics_endpoints(struct buf *b)
 	metrics_endpoint_shares(b);
 }
 
+static bool endpoint_shown(size_t i);
+
+/* One sample labeled endpoint and key=value. */
+static void prom_endpoint_line(struct buf *b, const char *name, const char *endpoint, const char *key,
+			       const char *value)
+{
+	buf_printf(b, "%s{endpoint=\"", name);
+	prom_escape_to(b, endpoint);
+	buf_printf(b, "\",%s=\"%s\"} ", key, value);
+}
+
+/* The latency verdicts (a state set: 1 for the verdict that holds), the
+ * candidate/reference ratios, and with a secondary the fields of each
+ * confidence verdict. */
+static void metrics_verdicts(struct buf *b)
+{
+	static const char *const quantiles[] = { "0.5", "0.99" };
+
+	prom_family(b, "miffy_endpoint_latency_verdict", "gauge",
+		    "1 for the candidate's latency verdict against the reference's (latency_tolerance, "
+		    "latency_floor_ms, latency_min_count), 0 for the others.");
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		struct latency_judgement j;
+
+		if (!endpoint_shown(i))
+			continue;
+		endpoint_latency(&st.endpoints[i], &j);
+		for (int v = 0; v < LATENCY_VERDICT_COUNT; v++) {
+			prom_endpoint_line(b, "miffy_endpoint_latency_verdict", st.endpoints[i].name, "verdict",
+					   latency_verdict_name((enum latency_verdict)v));
+			buf_printf(b, "%d\n", j.verdict == (enum latency_verdict)v);
+		}
+	}
+	prom_family(b, "miffy_endpoint_latency_ratio", "gauge",
+		    "Candidate latency over the reference's at a quantile (while both have latencies).");
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.endpoints[i];
+		struct latency_judgement j;
+
+		if (!endpoint_shown(i) || !e->latency[LAT_REFERENCE].count || !e->latency[LAT_CANDIDATE].count)
+			continue;
+		endpoint_latency(e, &j);
+		for (size_t q = 0; q < 2; q++) {
+			double r = q ? j.ratio_p99 : j.ratio_p50;
+
+			if (!(r > 0))
+				continue;
+			prom_endpoint_line(b, "miffy_endpoint_latency_ratio", e->name, "quantile", quantiles[q]);
+			buf_printf(b, "%.6g\n", r);
+		}
+	}
+	if (!st.noise)
+		return;
+	prom_family(b, "miffy_endpoint_noise_fields", "gauge",
+		    "Fields of an endpoint by confidence verdict: the candidate differs there more often "
+		    "than the secondary (regression, 95 % interval above 0), not shown to (noise), "
+		    "too few exchanges (insufficient_data).");
+	for (size_t i = 0; st.endpoints && i < st.nendpoints; i++) {
+		uint64_t counts[NOISE_VERDICT_COUNT];
+
+		if (!noise_verdict_counts(st.noise, st.endpoints[i].name, counts))
+			continue;
+		for (int v = 0; v < NOISE_VERDICT_COUNT; v++) {
+			prom_endpoint_line(b, "miffy_endpoint_noise_fields", st.endpoints[i].name, "verdict",
+					   noise_verdict_name((enum noise_verdict)v));
+			buf_printf(b, "%" PRIu64 "\n", counts[v]);
+		}
+	}
+}
+
 static void metrics_errors(struct buf *b)
 {
 	prom_family(b, "miffy_candidate_errors_total", "counter",
@@ -717,6 +807,7 @@ char *stats_metrics_text(size_t *len)
 		prom_labeled(&b, "miffy_anomalies_total", "kind", anomaly_name((enum anomaly)a),
 			     stats.anomalies[a]);
 	metrics_endpoints(&b);
+	metrics_verdicts(&b);
 	prom_u64(&b, "miffy_exchanges_inflight", "gauge", "Exchanges in the table now.", stats.exchanges_inflight);
 
 	/* replay */
@@ -820,6 +911,49 @@ static void latency_text(struct jsonw *w, const struct pct_hist *h)
 	jsonw_close(w, '}');
 }
 
+/* A ratio, or null when the reference's quantile is 0. */
+static void key_ratio(struct jsonw *w, const char *key, double v)
+{
+	jsonw_keyc(w, key);
+	if (v > 0)
+		jsonw_fixed(w, v, 3);
+	else
+		jsonw_null(w);
+}
+
+/* "latency_verdict": the candidate's p50/p99 against the reference's. */
+static void latency_verdict_text(struct jsonw *w, const struct endpoint_stats *e)
+{
+	struct latency_judgement j;
+
+	endpoint_latency(e, &j);
+	jsonw_keyc(w, "latency_verdict");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "verdict");
+	jsonw_cstring(w, latency_verdict_name(j.verdict));
+	for (int s = LAT_REFERENCE; s <= LAT_CANDIDATE; s++) {
+		jsonw_keyc(w, lat_source_names[s]);
+		jsonw_open(w, '{');
+		key_u64(w, "count", e->latency[s].count);
+		key_3f(w, "p50", pct_quantile(&e->latency[s], 0.50));
+		key_3f(w, "p99", pct_quantile(&e->latency[s], 0.99));
+		jsonw_close(w, '}');
+	}
+	jsonw_keyc(w, "ratio");
+	jsonw_open(w, '{');
+	key_ratio(w, "p50", j.ratio_p50);
+	key_ratio(w, "p99", j.ratio_p99);
+	jsonw_close(w, '}');
+	jsonw_keyc(w, "slower");
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "p50");
+	jsonw_bool(w, j.slower_p50);
+	jsonw_keyc(w, "p99");
+	jsonw_bool(w, j.slower_p99);
+	jsonw_close(w, '}');
+	jsonw_close(w, '}');
+}
+
 /* "minutes": the last hour oldest first, one array per count. */
 static void minutes_text(struct jsonw *w, const struct minutes *m)
 {
@@ -898,6 +1032,7 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		latency_text(w, &e->latency[s]);
 	}
 	jsonw_close(w, '}');
+	latency_verdict_text(w, e);
 	jsonw_keyc(w, "fields");
 	jsonw_open(w, '{');
 	for (size_t i = 0; e->fields && i <= STATS_MAX_FIELDS; i++) {
@@ -912,18 +1047,9 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		jsonw_close(w, '}');
 	}
 	jsonw_close(w, '}');
-	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
-		cJSON *n = noise_stats_json(st.noise, e->name);
-		char *text = n && cJSON_GetArraySize(n) > 0 ? cJSON_PrintUnformatted(n) : NULL;
-
-		/* Empty unless a secondary is configured. */
-		if (text) {
-			jsonw_keyc(w, "noise_fields");
-			jsonw_json_minified(w, text, strlen(text));
-		}
-		free(text);
-		cJSON_Delete(n);
-	}
+	/* Nothing unless a secondary is configured. */
+	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS])
+		noise_stats_write(st.noise, e->name, "noise_fields", w);
 	minutes_text(w, &e->minutes);
 	jsonw_keyc(w, "last_differences");
 	jsonw_open(w, '[');
@@ -1040,6 +1166,17 @@ char *stats_json_text(size_t *len)
 	counters_text(&w, "compare", compare, NAMED_COUNT(compare));
 	counters_text(&w, "publish", publish, NAMED_COUNT(publish));
 	counters_text(&w, "log", logged, NAMED_COUNT(logged));
+	jsonw_keyc(&w, "latency_rule");
+	jsonw_open(&w, '{');
+	key_3f(&w, "tolerance", latency_rule.tolerance);
+	key_3f(&w, "floor_ms", latency_rule.floor_ms);
+	key_u64(&w, "min_count", latency_rule.min_count);
+	jsonw_close(&w, '}');
+	jsonw_keyc(&w, "noise_confidence");
+	jsonw_open(&w, '{');
+	key_3f(&w, "level", VERDICT_CONFIDENCE);
+	key_u64(&w, "min_exchanges", VERDICT_MIN_EXCHANGES);
+	jsonw_close(&w, '}');
 	if (st.samples) {
 		struct samples_counts sc;
 

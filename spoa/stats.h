@@ -116,10 +116,15 @@ char *stats_metrics_text(size_t *len);
  * many of those differences were judged noise (noise), capped at
  * STATS_MAX_ENDPOINTS x STATS_MAX_FIELDS for the exposition; the noise
  * module's "noise_fields" (written by noise_mark, read here through
- * noise_stats_json) count, over the exchanges a secondary answered, where
+ * noise_stats_write) count, over the exchanges a secondary answered, where
  * the candidate differed (raw) and where the secondary differed (noise),
  * the inputs of Diffy's rule, with caps of their own. */
 void stats_set_noise(const struct noise *n);
+
+/* The rule of the per-endpoint latency verdicts, the configuration's
+ * (copied). Until it is set, all zeros. */
+struct latency_rule;
+void stats_set_latency_rule(const struct latency_rule *rule);
 
 /* Lets /stats and /metrics show the dashboard samples' counters. s is
  * borrowed: call stats_set_samples(NULL) before freeing it. */

@@ -494,6 +494,9 @@ def test_cli_check_version_help():
     (["--candidate", "http://x", "--bogus"], "unknown option --bogus"),
     (["--candidate", "http://x", "-o", "timeout=-1"], "timeout must be a positive number"),
     (["--candidate", "http://x", "-o", "publish=some"], "publish must be differences, noise or all"),
+    (["--candidate", "http://x", "-o", "latency_tolerance=-0.1"], "latency_tolerance must be zero or positive"),
+    (["--candidate", "http://x", "-o", "latency_min_count=0"],
+     "latency_min_count must be an integer between 1 and 4294967295"),
     (["--candidate", "http://x", "extra"], "unexpected argument"),
 ])
 def test_bad_flags_exit_2_with_one_line(args, needle):

@@ -394,3 +394,30 @@ def test_a_hostile_body_runs_nothing_and_reads_literally(dash, browser):
     text = wait_js(browser, "return document.querySelector('.side[data-side=reference] pre.body').textContent")
     assert json.dumps(HOSTILE) in text
     screenshot(browser, "hostile", height=1500)
+
+
+def test_the_endpoint_page_shows_confidence_and_the_latency_verdict(stack, browser):
+    """12 exchanges of /api/missing with a secondary: /upper is a confident
+    regression, /meta/timestamp noise; the latency is judged after 10."""
+    from selenium.webdriver.common.by import By
+    ref, cand, sec = (Demo(stack, r) for r in ("reference", "candidate", "secondary"))
+    agent = stack.miffy(candidate=cand.url, secondary=sec.url, admin=True,
+                        args=["-o", "latency_min_count=10", "-o", "latency_floor_ms=1000"])
+    hap = stack.haproxy(reference=ref, agent=agent)
+    send(hap, ["missing"] * 12)
+    wait_for(lambda: finished(admin_json(agent.admin_port, "/stats")) >= 12, 20, what="12 exchanges")
+    open_page(browser, agent.admin_port, "#/endpoint/" + urllib.parse.quote("GET /api/missing", safe=""))
+    wait_js(browser, "return document.querySelector('tr[data-field=\"body:/upper\"] td[data-col=confidence] .badge')",
+            what="confidence column")
+    verdict = browser.execute_script(
+        "return Object.fromEntries(Array.from(document.querySelectorAll('table.fields tbody tr')).map("
+        "(tr) => [tr.dataset.field, tr.querySelector('td[data-col=confidence] .badge').dataset.verdict]))")
+    assert verdict["body:/upper"] == "regression", verdict
+    assert verdict["body:/meta/timestamp"] == "noise", verdict
+    cell = browser.find_element(By.CSS_SELECTOR, 'tr[data-field="body:/upper"] td[data-col=confidence] .badge')
+    lower = stats_endpoint(agent, "GET /api/missing")["noise_fields"]["body:/upper"]["confidence"]["lower"]
+    assert cell.text == f"regression [{lower:.2f}, 1.00]"
+    assert "12 exchanges with the secondary's answer" in cell.get_attribute("title")
+    facts = browser.find_element(By.CSS_SELECTOR, "p.facts").text
+    assert "Candidate latency within tolerance." in facts, facts
+    screenshot(browser, "endpoint-confidence")

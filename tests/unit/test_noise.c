@@ -5,6 +5,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "compare.h"
 #include "config.h"
 #include "noise.h"
+#include "verdict.h"
 
 #define EP "GET /api/:id"
 
@@ -332,6 +334,70 @@ static void test_fields_beyond_the_cap_share_other(void **state)
 	noise_free(n);
 }
 
+static const char *confidence_verdict(const struct noise *n, const char *ep, const char *field,
+				      double *lower, double *upper)
+{
+	static char verdict[32];
+	cJSON *j = noise_stats_json(n, ep), *c;
+
+	assert_non_null(j);
+	c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, field), "confidence");
+	assert_non_null(c);
+	*lower = cJSON_GetObjectItem(c, "lower")->valuedouble;
+	*upper = cJSON_GetObjectItem(c, "upper")->valuedouble;
+	assert_int_equal(cJSON_GetArraySize(c), 4);    /* n, lower, upper, verdict */
+	snprintf(verdict, sizeof(verdict), "%s", cJSON_GetObjectItem(c, "verdict")->valuestring);
+	cJSON_Delete(j);
+	return verdict;
+}
+
+/* 30 exchanges: the candidate always differs at /price and /time, the
+ * secondary only at /time. Bounds: verdict.c's Newcombe interval for 30/30
+ * vs 0/30 ([0.8395, 1]) and 30/30 vs 30/30 ([-0.1135, 0.1135]). */
+static void test_confidence_tells_a_regression_from_noise(void **state)
+{
+	struct noise *n = noise_with(0.20, 0.0003);
+	uint64_t counts[NOISE_VERDICT_COUNT];
+	double lower, upper;
+
+	for (int i = 0; i < 30; i++) {
+		struct diff_list raw = { 0 }, sec = { 0 };
+
+		diff_push(&raw, DIFF_BODY, "/price", DIFF_VALUE);
+		diff_push(&raw, DIFF_BODY, "/time", DIFF_VALUE);
+		diff_push(&sec, DIFF_BODY, "/time", DIFF_VALUE);
+		noise_mark(n, EP, &raw, &sec);
+		diff_list_clear(&raw);
+		diff_list_clear(&sec);
+	}
+	assert_string_equal(confidence_verdict(n, EP, "body:/price", &lower, &upper), "regression");
+	assert_true(fabs(lower - 0.8395) < 1e-4 && upper == 1);
+	assert_string_equal(confidence_verdict(n, EP, "body:/time", &lower, &upper), "noise");
+	assert_true(fabs(lower + 0.1135) < 1e-4 && fabs(upper - 0.1135) < 1e-4);
+	assert_true(noise_verdict_counts(n, EP, counts));
+	assert_int_equal(counts[NOISE_REGRESSION], 1);
+	assert_int_equal(counts[NOISE_NOT_DIFFERENT], 1);
+	assert_int_equal(counts[NOISE_INSUFFICIENT_DATA], 0);
+	noise_free(n);
+}
+
+static void test_three_exchanges_are_insufficient_data(void **state)
+{
+	struct noise *n = noise_with(0.20, 0.0003);
+	uint64_t counts[NOISE_VERDICT_COUNT];
+	double lower, upper;
+
+	for (int i = 0; i < 3; i++)
+		exchange(n, "/price", NULL);
+	assert_string_equal(confidence_verdict(n, EP, "body:/price", &lower, &upper), "insufficient_data");
+	assert_true(lower > 0);    /* the interval is there, the verdict is not */
+	assert_true(noise_verdict_counts(n, EP, counts));
+	assert_int_equal(counts[NOISE_INSUFFICIENT_DATA], 1);
+	assert_false(noise_verdict_counts(n, "GET /never", counts));
+	assert_int_equal(counts[NOISE_INSUFFICIENT_DATA], 0);
+	noise_free(n);
+}
+
 int main(void)
 {
 	static const struct CMUnitTest tests[] = {
@@ -351,6 +417,8 @@ int main(void)
 		cmocka_unit_test(test_long_field_names_are_kept_whole),
 		cmocka_unit_test(test_endpoints_beyond_the_cap_share_other),
 		cmocka_unit_test(test_fields_beyond_the_cap_share_other),
+		cmocka_unit_test(test_confidence_tells_a_regression_from_noise),
+		cmocka_unit_test(test_three_exchanges_are_insufficient_data),
 	};
 
 	return cmocka_run_group_tests_name("noise", tests, NULL, NULL);

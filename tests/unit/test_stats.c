@@ -28,6 +28,7 @@
 #include "samples.h"
 #include "admit-t.h"
 #include "stats.h"
+#include "verdict.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -417,6 +418,65 @@ static void test_percentiles_are_within_a_bucket(void **state)
 	cJSON_Delete(doc);
 }
 
+static const char *str_at(cJSON *o, const char *a, const char *b)
+{
+	cJSON *v = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(o, a), b);
+
+	assert_true(cJSON_IsString(v));
+	return v->valuestring;
+}
+
+static void test_latency_verdicts_in_stats_and_metrics(void **state)
+{
+	const struct latency_rule rule = { .tolerance = 0.25, .floor_ms = 2, .min_count = 50 };
+	const struct latency_rule unset = { 0 };
+	char *text;
+	cJSON *doc, *slow;
+
+	(void)state;
+	stats_set_latency_rule(&rule);
+	for (int i = 0; i < 60; i++) {
+		struct exchange s = make_exchange("s", "GET /slow", 10, 40);
+		struct exchange f = make_exchange("f", "GET /fast", 10, 11);
+		struct exchange t = make_exchange("t", "GET /tiny", 0.1, 0.2);
+
+		stats_exchange_done(&s, OUTCOME_EQUAL, NULL);
+		stats_exchange_done(&f, OUTCOME_EQUAL, NULL);
+		stats_exchange_done(&t, OUTCOME_EQUAL, NULL);
+	}
+	for (int i = 0; i < 49; i++) {
+		struct exchange few = make_exchange("w", "GET /few", 10, 100);
+
+		stats_exchange_done(&few, OUTCOME_EQUAL, NULL);
+	}
+	doc = stats_json();
+	slow = endpoint_doc(doc, "GET /slow");
+	assert_string_equal(str_at(slow, "latency_verdict", "verdict"), "slower");
+	/* 10 and 40 ms as the log-scale buckets give them (within 15 %). */
+	assert_true(num(slow, "latency_verdict.reference.p50") >= 10 &&
+		    num(slow, "latency_verdict.reference.p50") <= 11.5);
+	assert_true(num(slow, "latency_verdict.candidate.p99") >= 40 &&
+		    num(slow, "latency_verdict.candidate.p99") <= 46);
+	assert_int_equal(num(slow, "latency_verdict.candidate.count"), 60);
+	assert_true(num(slow, "latency_verdict.ratio.p50") > 3 && num(slow, "latency_verdict.ratio.p50") < 4.6);
+	assert_string_equal(str_at(endpoint_doc(doc, "GET /fast"), "latency_verdict", "verdict"), "within_tolerance");
+	assert_string_equal(str_at(endpoint_doc(doc, "GET /tiny"), "latency_verdict", "verdict"), "within_tolerance");
+	assert_string_equal(str_at(endpoint_doc(doc, "GET /few"), "latency_verdict", "verdict"), "insufficient_data");
+	assert_int_equal(num(doc, "latency_rule.min_count"), 50);
+	cJSON_Delete(doc);
+
+	text = stats_metrics_text(NULL);
+	assert_non_null(text);
+	assert_true(has_line(text, "miffy_endpoint_latency_verdict{endpoint=\"GET /slow\",verdict=\"slower\"} 1"));
+	assert_true(has_line(text, "miffy_endpoint_latency_verdict{endpoint=\"GET /slow\",verdict=\"within_tolerance\"} 0"));
+	assert_true(has_line(text, "miffy_endpoint_latency_verdict{endpoint=\"GET /fast\",verdict=\"within_tolerance\"} 1"));
+	assert_true(has_line(text, "miffy_endpoint_latency_verdict{endpoint=\"GET /few\",verdict=\"insufficient_data\"} 1"));
+	assert_non_null(strstr(text, "# TYPE miffy_endpoint_latency_ratio gauge\n"));
+	assert_non_null(strstr(text, "miffy_endpoint_latency_ratio{endpoint=\"GET /slow\",quantile=\"0.99\"} "));
+	free(text);
+	stats_set_latency_rule(&unset);
+}
+
 static void test_failed_replays_count_as_errors_not_latency(void **state)
 {
 	struct exchange x = make_exchange("e", "GET /e", 5, 5);
@@ -736,6 +796,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fields_past_the_cap_share_other, reset, reset),
 		cmocka_unit_test_setup_teardown(test_last_differences_keep_the_newest_ten, reset, reset),
 		cmocka_unit_test_setup_teardown(test_percentiles_are_within_a_bucket, reset, reset),
+		cmocka_unit_test_setup_teardown(test_latency_verdicts_in_stats_and_metrics, reset, reset),
 		cmocka_unit_test_setup_teardown(test_failed_replays_count_as_errors_not_latency, reset, reset),
 		cmocka_unit_test_setup_teardown(test_the_compared_share_and_shedding_are_per_endpoint, reset, reset),
 		cmocka_unit_test_setup_teardown(test_endpoints_past_the_cap_share_other, reset, reset),
