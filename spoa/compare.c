@@ -1038,7 +1038,9 @@ static int diff_keyed(struct walk *w, const struct key_rule *rule, const cJSON *
 		free(e);
 		if (rc < 0)
 			return -1;
-		if (w->out)
+		/* Counted where it shapes what is reported, not in the trial
+		 * comparisons of a pairing, which may stop before any key. */
+		if (w->out && !w->quick)
 			w->out->key_fallback = true;
 		return diff_array(w, a, b);
 	}

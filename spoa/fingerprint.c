@@ -71,7 +71,10 @@ void fingerprint_of(const struct diff_list *diffs, enum outcome o, enum replay_e
 	for (size_t i = 0; i < n; i++)
 		if (i == 0 || one[i] != one[i - 1])
 			h = hash_more(h, &one[i], sizeof(one[i]));
-	snprintf(out, FINGERPRINT_LEN + 1, "%016llx", (unsigned long long)h);
+	/* Once per message: snprintf would cost as much as the hashing. */
+	for (int i = FINGERPRINT_LEN - 1; i >= 0; i--, h >>= 4)
+		out[i] = "0123456789abcdef"[h & 15];
+	out[FINGERPRINT_LEN] = '\0';
 }
 
 /* ---- the table --------------------------------------------------------- */
