@@ -42,16 +42,11 @@ struct rule_set {
 	size_t count;
 };
 
-/* An array_keys rule: arrays at `at` pair their elements by member. */
+/* What an array_keys rule pairs by; its pointer is the rule of the same
+ * index in compare's key_paths. */
 struct key_rule {
-	struct rule at;
 	char *member;            /* the key member's name, as in the document */
 	bool ordered;            /* "!ordered": a reordering is an order difference */
-};
-
-struct key_rule_set {
-	struct key_rule *items;
-	size_t count;
 };
 
 struct compare {
@@ -59,7 +54,8 @@ struct compare {
 	size_t ignore_headers_count;
 	struct rule_set ignore_paths;
 	struct rule_set unordered_paths;
-	struct key_rule_set array_keys;
+	struct rule_set key_paths;   /* array_keys' pointers ... */
+	struct key_rule *keys;       /* ... and what each pairs by */
 	bool ignore_order;
 	double abs_tolerance;
 	double rel_tolerance;
@@ -204,31 +200,28 @@ static int rule_set_compile(const struct str_list *list, struct rule_set *set,
 /* The suffix of an array_keys rule that asks for order to be checked. */
 #define KEY_ORDERED "!ordered"
 
-static void key_rule_set_free(struct key_rule_set *set)
+static void key_rules_free(struct compare *c)
 {
-	for (size_t i = 0; i < set->count; i++) {
-		free(set->items[i].at.text);
-		free(set->items[i].at.segs);
-		free(set->items[i].member);
-	}
-	free(set->items);
-	set->items = NULL;
-	set->count = 0;
+	for (size_t i = 0; c->keys && i < c->key_paths.count; i++)
+		free(c->keys[i].member);
+	free(c->keys);
+	c->keys = NULL;
+	rule_set_free(&c->key_paths);
 }
 
 /* "POINTER=MEMBER" or "POINTER=MEMBER!ordered", split at the last '='
- * (a pointer segment may hold one, a key member's name may not). */
-static int key_rule_compile(const char *text, struct key_rule *k, char *err, size_t errlen)
+ * (a pointer segment may hold one, a key member's name may not): the
+ * member into k, the pointer returned (the caller frees), NULL with err. */
+static char *key_rule_split(const char *text, struct key_rule *k, char *err, size_t errlen)
 {
 	const char *eq = strrchr(text, '=');
 	size_t mlen, slen = strlen(KEY_ORDERED);
 	char *at;
-	int rc;
 
 	memset(k, 0, sizeof(*k));
 	if (!eq) {
 		snprintf(err, errlen, "array_keys rule \"%s\" must be POINTER=MEMBER", text);
-		return -1;
+		return NULL;
 	}
 	mlen = strlen(eq + 1);
 	if (mlen >= slen && strcmp(eq + 1 + mlen - slen, KEY_ORDERED) == 0) {
@@ -237,7 +230,7 @@ static int key_rule_compile(const char *text, struct key_rule *k, char *err, siz
 	}
 	if (mlen == 0) {
 		snprintf(err, errlen, "array_keys rule \"%s\": the key member's name is empty", text);
-		return -1;
+		return NULL;
 	}
 	at = strndup(text, (size_t)(eq - text));
 	k->member = strndup(eq + 1, mlen);
@@ -246,44 +239,59 @@ static int key_rule_compile(const char *text, struct key_rule *k, char *err, siz
 		free(k->member);
 		k->member = NULL;
 		snprintf(err, errlen, "out of memory");
-		return -1;
+		return NULL;
 	}
-	rc = rule_compile(at, &k->at, err, errlen);
-	free(at);
-	if (rc < 0) {
-		free(k->member);
-		k->member = NULL;
+	return at;
+}
+
+/* The pointers of list compile as path rules, like ignore_paths'. */
+static int key_rules_compile(const struct str_list *list, struct compare *c, char *err, size_t errlen)
+{
+	struct str_list at = { 0 };
+	int rc = -1;
+
+	if (list->count == 0)
+		return 0;
+	c->keys = calloc(list->count, sizeof(*c->keys));
+	at.items = calloc(list->count, sizeof(*at.items));
+	if (!c->keys || !at.items) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
 	}
+	for (; at.count < list->count; at.count++)
+		if (!(at.items[at.count] = key_rule_split(list->items[at.count], &c->keys[at.count], err, errlen)))
+			goto done;
+	rc = rule_set_compile(&at, &c->key_paths, err, errlen);
+done:
+	/* Members past those compiled are freed here, the others by key_rules_free. */
+	for (size_t i = 0; i < at.count; i++)
+		free(at.items[i]);
+	if (rc < 0 && c->keys)
+		for (size_t i = c->key_paths.count; i < list->count; i++) {
+			free(c->keys[i].member);
+			c->keys[i].member = NULL;
+		}
+	free(at.items);
 	return rc;
 }
 
-static int key_rule_set_compile(const struct str_list *list, struct key_rule_set *set,
-				char *err, size_t errlen)
+/* The index of the first rule of set that path matches, or -1. Called for
+ * every node compared (ignore_paths), most often with no rule at all. */
+static inline long rule_set_find(const struct rule_set *set, const struct path *path)
 {
-	memset(set, 0, sizeof(*set));
-	if (list->count == 0)
-		return 0;
-	set->items = calloc(list->count, sizeof(*set->items));
-	if (!set->items) {
-		snprintf(err, errlen, "out of memory");
+	const struct glob_path gp = { path->text.p, path->text.len, path->starts, path->count };
+
+	if (set->count == 0)
 		return -1;
-	}
-	for (size_t i = 0; i < list->count; i++) {
-		if (key_rule_compile(list->items[i], &set->items[i], err, errlen) < 0)
-			return -1;
-		set->count++;
-	}
-	return 0;
+	for (size_t i = 0; i < set->count; i++)
+		if (glob_match(set->items[i].segs, set->items[i].count, &gp))
+			return (long)i;
+	return -1;
 }
 
 static bool rule_set_matches(const struct rule_set *set, const struct path *path)
 {
-	const struct glob_path gp = { path->text.p, path->text.len, path->starts, path->count };
-
-	for (size_t i = 0; i < set->count; i++)
-		if (glob_match(set->items[i].segs, set->items[i].count, &gp))
-			return true;
-	return false;
+	return rule_set_find(set, path) >= 0;
 }
 
 /* ---- compare object --------------------------------------------------- */
@@ -326,7 +334,7 @@ struct compare *compare_new(const struct config *cfg, char *err, size_t errlen)
 	}
 	if (rule_set_compile(&cfg->ignore_paths, &c->ignore_paths, err, errlen) < 0 ||
 	    rule_set_compile(&cfg->unordered_paths, &c->unordered_paths, err, errlen) < 0 ||
-	    key_rule_set_compile(&cfg->array_keys, &c->array_keys, err, errlen) < 0)
+	    key_rules_compile(&cfg->array_keys, c, err, errlen) < 0)
 		goto fail;
 	return c;
 fail:
@@ -343,7 +351,7 @@ void compare_free(struct compare *c)
 	free(c->ignore_headers);
 	rule_set_free(&c->ignore_paths);
 	rule_set_free(&c->unordered_paths);
-	key_rule_set_free(&c->array_keys);
+	key_rules_free(c);
 	free(c);
 }
 
@@ -910,13 +918,9 @@ done:
 
 static const struct key_rule *key_rule_find(const struct walk *w)
 {
-	const struct key_rule_set *set = &w->c->array_keys;
-	const struct glob_path gp = { w->path.text.p, w->path.text.len, w->path.starts, w->path.count };
+	long i = rule_set_find(&w->c->key_paths, &w->path);
 
-	for (size_t i = 0; i < set->count; i++)
-		if (glob_match(set->items[i].at.segs, set->items[i].at.count, &gp))
-			return &set->items[i];
-	return NULL;
+	return i < 0 ? NULL : &w->c->keys[i];
 }
 
 #define KEY_NONE SIZE_MAX
@@ -1110,7 +1114,7 @@ static int diff_node(struct walk *w, const cJSON *a, const cJSON *b)
 		w->depth++;
 		if (ka == JC_OBJECT)
 			rc = diff_object(w, a, b);
-		else if (w->c->array_keys.count && (rule = key_rule_find(w)))
+		else if (w->c->key_paths.count && (rule = key_rule_find(w)))
 			rc = diff_keyed(w, rule, a, b);
 		else
 			rc = diff_array(w, a, b);
