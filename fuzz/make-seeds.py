@@ -141,4 +141,18 @@ for name, data in [
         ("not-http", b"SSH-2.0-OpenSSH_9.2\r\n"),
 ]:
     write("h1", name, data)
+
+# ---- keyed: flags + rules + "\n---\n" + reference + "\n---\n" + candidate -----
+text = (ROOT / "tests" / "unit" / "test_keyed.c").read_text()
+for m in re.finditer(r"\{ \.name = \"(\w+)\",(.*?)\},\n", text, re.S):
+    fields = dict(re.findall(r"\.(\w+) = (\"(?:[^\"\\]|\\.)*\"|true)", m.group(2)))
+    if "ref" not in fields:
+        continue
+    unq = lambda s: bytes(s[1:-1], "utf-8").decode("unicode_escape")  # noqa: E731
+    rules = [f"k {p}" for p in unq(fields.get("keys", '""')).split("|") if p]
+    rules += [f"i {p}" for p in unq(fields.get("ignore", '""')).split("|") if p]
+    rules += [f"u {p}" for p in unq(fields.get("unordered", '""')).split("|") if p]
+    flags = 1 if fields.get("ignore_order") == "true" else 0
+    write("keyed", m.group(1), bytes([flags]) + "\n".join(rules).encode() + SEP +
+          unq(fields["ref"]).encode() + SEP + unq(fields["cand"]).encode())
 print("seeds written")

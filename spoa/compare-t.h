@@ -17,6 +17,8 @@ struct difference {
 	enum diff_kind kind;
 	cJSON *reference;    /* owned; NULL when absent (extra) */
 	cJSON *candidate;    /* owned; NULL when absent (missing) */
+	cJSON *key;          /* owned; the key of the nearest enclosing keyed
+			      * array's element (array_keys), or NULL */
 	bool noise;
 };
 
@@ -29,6 +31,9 @@ struct diff_list {
 	bool depth_exceeded;       /* a body nested deeper than max_depth */
 	bool order_unchecked;      /* pairing budget spent: reported by index
 				    * (miffy_compare_budget_exceeded_total) */
+	bool key_fallback;         /* a keyed array (array_keys) had a duplicate
+				    * or absent key: paired by index instead
+				    * (miffy_compare_key_fallback_total) */
 };
 
 #endif

@@ -42,11 +42,20 @@ struct rule_set {
 	size_t count;
 };
 
+/* What an array_keys rule pairs by; its pointer is the rule of the same
+ * index in compare's key_paths. */
+struct key_rule {
+	char *member;            /* the key member's name, as in the document */
+	bool ordered;            /* "!ordered": a reordering is an order difference */
+};
+
 struct compare {
 	char **ignore_headers;
 	size_t ignore_headers_count;
 	struct rule_set ignore_paths;
 	struct rule_set unordered_paths;
+	struct rule_set key_paths;   /* array_keys' pointers ... */
+	struct key_rule *keys;       /* ... and what each pairs by */
 	bool ignore_order;
 	double abs_tolerance;
 	double rel_tolerance;
@@ -74,6 +83,7 @@ struct walk {
 	bool quick;         /* only tell whether they differ; record nothing */
 	unsigned long steps;  /* diff_node calls, bounded while pairing */
 	bool budget_spent;
+	const cJSON *key;   /* the enclosing keyed element's key, borrowed; or NULL */
 };
 
 const char *diff_where_name(enum diff_where w)
@@ -187,14 +197,101 @@ static int rule_set_compile(const struct str_list *list, struct rule_set *set,
 	return 0;
 }
 
-static bool rule_set_matches(const struct rule_set *set, const struct path *path)
+/* The suffix of an array_keys rule that asks for order to be checked. */
+#define KEY_ORDERED "!ordered"
+
+static void key_rules_free(struct compare *c)
+{
+	for (size_t i = 0; c->keys && i < c->key_paths.count; i++)
+		free(c->keys[i].member);
+	free(c->keys);
+	c->keys = NULL;
+	rule_set_free(&c->key_paths);
+}
+
+/* "POINTER=MEMBER" or "POINTER=MEMBER!ordered", split at the last '='
+ * (a pointer segment may hold one, a key member's name may not): the
+ * member into k, the pointer returned (the caller frees), NULL with err. */
+static char *key_rule_split(const char *text, struct key_rule *k, char *err, size_t errlen)
+{
+	const char *eq = strrchr(text, '=');
+	size_t mlen, slen = strlen(KEY_ORDERED);
+	char *at;
+
+	memset(k, 0, sizeof(*k));
+	if (!eq) {
+		snprintf(err, errlen, "array_keys rule \"%s\" must be POINTER=MEMBER", text);
+		return NULL;
+	}
+	mlen = strlen(eq + 1);
+	if (mlen >= slen && strcmp(eq + 1 + mlen - slen, KEY_ORDERED) == 0) {
+		k->ordered = true;
+		mlen -= slen;
+	}
+	if (mlen == 0) {
+		snprintf(err, errlen, "array_keys rule \"%s\": the key member's name is empty", text);
+		return NULL;
+	}
+	at = strndup(text, (size_t)(eq - text));
+	k->member = strndup(eq + 1, mlen);
+	if (!at || !k->member) {
+		free(at);
+		free(k->member);
+		k->member = NULL;
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	return at;
+}
+
+/* The pointers of list compile as path rules, like ignore_paths'. */
+static int key_rules_compile(const struct str_list *list, struct compare *c, char *err, size_t errlen)
+{
+	struct str_list at = { 0 };
+	int rc = -1;
+
+	if (list->count == 0)
+		return 0;
+	c->keys = calloc(list->count, sizeof(*c->keys));
+	at.items = calloc(list->count, sizeof(*at.items));
+	if (!c->keys || !at.items) {
+		snprintf(err, errlen, "out of memory");
+		goto done;
+	}
+	for (; at.count < list->count; at.count++)
+		if (!(at.items[at.count] = key_rule_split(list->items[at.count], &c->keys[at.count], err, errlen)))
+			goto done;
+	rc = rule_set_compile(&at, &c->key_paths, err, errlen);
+done:
+	/* Members past those compiled are freed here, the others by key_rules_free. */
+	for (size_t i = 0; i < at.count; i++)
+		free(at.items[i]);
+	if (rc < 0 && c->keys)
+		for (size_t i = c->key_paths.count; i < list->count; i++) {
+			free(c->keys[i].member);
+			c->keys[i].member = NULL;
+		}
+	free(at.items);
+	return rc;
+}
+
+/* The index of the first rule of set that path matches, or -1. Called for
+ * every node compared (ignore_paths), most often with no rule at all. */
+static inline long rule_set_find(const struct rule_set *set, const struct path *path)
 {
 	const struct glob_path gp = { path->text.p, path->text.len, path->starts, path->count };
 
+	if (set->count == 0)
+		return -1;
 	for (size_t i = 0; i < set->count; i++)
 		if (glob_match(set->items[i].segs, set->items[i].count, &gp))
-			return true;
-	return false;
+			return (long)i;
+	return -1;
+}
+
+static bool rule_set_matches(const struct rule_set *set, const struct path *path)
+{
+	return rule_set_find(set, path) >= 0;
 }
 
 /* ---- compare object --------------------------------------------------- */
@@ -236,7 +333,8 @@ struct compare *compare_new(const struct config *cfg, char *err, size_t errlen)
 		c->ignore_headers[c->ignore_headers_count++] = name;
 	}
 	if (rule_set_compile(&cfg->ignore_paths, &c->ignore_paths, err, errlen) < 0 ||
-	    rule_set_compile(&cfg->unordered_paths, &c->unordered_paths, err, errlen) < 0)
+	    rule_set_compile(&cfg->unordered_paths, &c->unordered_paths, err, errlen) < 0 ||
+	    key_rules_compile(&cfg->array_keys, c, err, errlen) < 0)
 		goto fail;
 	return c;
 fail:
@@ -253,6 +351,7 @@ void compare_free(struct compare *c)
 	free(c->ignore_headers);
 	rule_set_free(&c->ignore_paths);
 	rule_set_free(&c->unordered_paths);
+	key_rules_free(c);
 	free(c);
 }
 
@@ -263,6 +362,7 @@ static void difference_clear(struct difference *d)
 	free(d->path);
 	cJSON_Delete(d->reference);
 	cJSON_Delete(d->candidate);
+	cJSON_Delete(d->key);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -531,6 +631,8 @@ static int record(struct walk *w, enum diff_kind kind, const cJSON *ref, const c
 	}
 	if (diff_add(w->out, DIFF_BODY, w->path.text.p ? w->path.text.p : "", w->path.text.len,
 		     kind, r, c) < 0)
+		return -1;
+	if (w->key && !(w->out->items[w->out->count - 1].key = cJSON_Duplicate(w->key, true)))
 		return -1;
 	return 1;
 }
@@ -812,9 +914,180 @@ done:
 	return rc;
 }
 
+/* ---- arrays paired by key (array_keys) --------------------------------- */
+
+static const struct key_rule *key_rule_find(const struct walk *w)
+{
+	long i = rule_set_find(&w->c->key_paths, &w->path);
+
+	return i < 0 ? NULL : &w->c->keys[i];
+}
+
+#define KEY_NONE SIZE_MAX
+
+/* One element of a keyed array: the reference's first, then the
+ * candidate's, in one table. */
+struct keyed {
+	const cJSON *elem;
+	const cJSON *key;        /* the key member's value: a string or a number */
+	size_t other;            /* the index of its pair on the other side, or KEY_NONE */
+};
+
+/* The key of elem, a string or number member named member; NULL when elem
+ * is no object or lacks one. */
+static const cJSON *element_key(const cJSON *elem, const char *member)
+{
+	const cJSON *k;
+
+	if (json_class(elem) != JC_OBJECT)
+		return NULL;
+	k = cJSON_GetObjectItemCaseSensitive(elem, member);
+	if (!k)
+		return NULL;
+	return json_class(k) == JC_STRING || json_class(k) == JC_NUMBER ? k : NULL;
+}
+
+static uint64_t key_hash(const cJSON *k)
+{
+	double v;
+
+	if (json_class(k) == JC_STRING)
+		return hash_string(k->valuestring);
+	/* 0 and -0 are one key, as they are one number. */
+	v = k->valuedouble == 0 ? 0 : k->valuedouble;
+	return hash_bytes(&v, sizeof(v)) ^ 0x9e3779b97f4a7c15ull;
+}
+
+/* Keys are equal when of one type and value: "1" is not 1, 1 is 1.0. */
+static bool keys_equal(const cJSON *x, const cJSON *y)
+{
+	enum json_class kx = json_class(x);
+
+	if (kx != json_class(y))
+		return false;
+	if (kx == JC_STRING)
+		return strcmp(x->valuestring, y->valuestring) == 0;
+	return x->valuedouble == y->valuedouble;
+}
+
+/* Pairs the na reference and nb candidate elements of e by key, through an
+ * open-addressing table of indices into e. Returns 1 when paired, 0 when a
+ * key is absent or repeated on one side (the caller pairs by index), -1 on
+ * allocation failure. */
+static int keys_pair(struct keyed *e, size_t na, size_t nb)
+{
+	size_t n = na + nb, cap = 16, *slot;
+
+	while (cap < 2 * n)
+		cap <<= 1;
+	slot = malloc(cap * sizeof(*slot));
+	if (!slot)
+		return -1;
+	for (size_t i = 0; i < cap; i++)
+		slot[i] = KEY_NONE;
+	for (size_t i = 0; i < n; i++) {
+		size_t h;
+
+		if (!e[i].key) {
+			free(slot);
+			return 0;
+		}
+		for (h = (size_t)key_hash(e[i].key) & (cap - 1); slot[h] != KEY_NONE; h = (h + 1) & (cap - 1)) {
+			struct keyed *o = &e[slot[h]];
+
+			if (!keys_equal(o->key, e[i].key))
+				continue;
+			/* Repeated on one side, or a second candidate element
+			 * for a reference element already paired. */
+			if (i < na || slot[h] >= na || o->other != KEY_NONE) {
+				free(slot);
+				return 0;
+			}
+			o->other = i - na;
+			e[i].other = slot[h];
+			break;
+		}
+		if (slot[h] == KEY_NONE)
+			slot[h] = i;
+	}
+	free(slot);
+	return 1;
+}
+
+/* A keyed array: elements paired by the value of rule's member, the
+ * reference's compared at its own index, those without a pair missing (at
+ * the reference's index) or extra (at the candidate's); every difference
+ * carries its element's key. A reordering is one order difference at the
+ * array when the rule asks for order and order is not irrelevant there.
+ * An absent or repeated key falls back to diff_array (flagged). */
+static int diff_keyed(struct walk *w, const struct key_rule *rule, const cJSON *a, const cJSON *b)
+{
+	size_t na = (size_t)cJSON_GetArraySize(a), nb = (size_t)cJSON_GetArraySize(b), i, last;
+	const cJSON *saved = w->key, *el;
+	struct keyed *e;
+	int differs = 0, rc;
+	bool reordered = false;
+
+	if (na + nb == 0)
+		return 0;
+	e = malloc((na + nb) * sizeof(*e));
+	if (!e)
+		return -1;
+	for (i = 0, el = a->child; el; el = el->next, i++)
+		e[i] = (struct keyed){ el, element_key(el, rule->member), KEY_NONE };
+	for (el = b->child; el; el = el->next, i++)
+		e[i] = (struct keyed){ el, element_key(el, rule->member), KEY_NONE };
+	rc = keys_pair(e, na, nb);
+	if (rc <= 0) {
+		free(e);
+		if (rc < 0)
+			return -1;
+		/* Counted where it shapes what is reported, not in the trial
+		 * comparisons of a pairing, which may stop before any key. */
+		if (w->out && !w->quick)
+			w->out->key_fallback = true;
+		return diff_array(w, a, b);
+	}
+	for (i = 0, last = 0; i < na; i++) {
+		const struct keyed *x = &e[i];
+
+		if (x->other != KEY_NONE) {
+			reordered |= x->other < last;
+			last = x->other;
+		}
+		w->key = x->key;
+		rc = diff_child(w, NULL, i, x->elem, x->other != KEY_NONE ? e[na + x->other].elem : NULL);
+		if (rc < 0 || (rc && w->quick))
+			goto done;
+		differs |= rc;
+	}
+	for (i = 0; i < nb; i++) {
+		const struct keyed *y = &e[na + i];
+
+		if (y->other != KEY_NONE)
+			continue;
+		w->key = y->key;
+		rc = diff_child(w, NULL, i, NULL, y->elem);
+		if (rc < 0 || (rc && w->quick))
+			goto done;
+		differs |= rc;
+	}
+	w->key = saved;
+	rc = differs;
+	if (reordered && rule->ordered && !order_irrelevant(w)) {
+		rc = record(w, DIFF_ORDER, a, b);
+		rc = rc < 0 ? -1 : 1;
+	}
+done:
+	w->key = saved;
+	free(e);
+	return rc;
+}
+
 static int diff_node(struct walk *w, const cJSON *a, const cJSON *b)
 {
 	enum json_class ka = json_class(a), kb = json_class(b);
+	const struct key_rule *rule;
 	int rc;
 
 	w->steps++;
@@ -839,7 +1112,12 @@ static int diff_node(struct walk *w, const cJSON *a, const cJSON *b)
 			return 0;
 		}
 		w->depth++;
-		rc = ka == JC_ARRAY ? diff_array(w, a, b) : diff_object(w, a, b);
+		if (ka == JC_OBJECT)
+			rc = diff_object(w, a, b);
+		else if (w->c->key_paths.count && (rule = key_rule_find(w)))
+			rc = diff_keyed(w, rule, a, b);
+		else
+			rc = diff_array(w, a, b);
 		w->depth--;
 		return rc;
 	default:

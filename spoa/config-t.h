@@ -51,6 +51,7 @@ struct config {
 	struct str_list ignore_headers;   /* default list of DESIGN.md */
 	struct str_list ignore_paths;     /* JSON Pointers with * and ** */
 	struct str_list unordered_paths;  /* arrays whose order is irrelevant */
+	struct str_list array_keys;       /* "POINTER=MEMBER[!ordered]": arrays paired by key */
 	bool ignore_order;                /* order irrelevant everywhere */
 	double abs_tolerance;             /* numbers equal when |a-b| <= abs */
 	double rel_tolerance;             /* ... or <= rel * max(|a|,|b|) */
@@ -79,6 +80,9 @@ struct config {
 	size_t max_message;          /* bytes, 1 MiB */
 	struct str_list redact_headers; /* authorization cookie set-cookie proxy-authorization */
 	double flush_timeout;        /* seconds on shutdown, 5 */
+	unsigned fingerprints_max;   /* endpoint x fingerprint entries kept, 1000 */
+	unsigned fingerprint_limit;  /* messages sent per fingerprint per interval; 0: all */
+	double fingerprint_interval; /* seconds, 60 */
 
 	/* admin */
 	char *admin;                 /* "127.0.0.1:9000" or "off" */

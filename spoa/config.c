@@ -61,6 +61,7 @@ static const char usage[] =
 "  compare:  ignore_headers [date server age content-length transfer-encoding\n"
 "            connection keep-alive via etag last-modified expires set-cookie\n"
 "            x-request-id], ignore_paths [{}], unordered_paths [{}],\n"
+"            array_keys [{}] (\"POINTER=MEMBER\", \"POINTER=MEMBER!ordered\"),\n"
 "            ignore_order [false], abs_tolerance [0], rel_tolerance [0],\n"
 "            max_depth [128], max_decompressed [8388608], endpoints [{}]\n"
 "  noise:    noise_relative [0.2], noise_absolute [0.0003]\n"
@@ -69,7 +70,9 @@ static const char usage[] =
 "            kafka_properties [{}] (\"key=value\" librdkafka properties),\n"
 "            publish [differences] (differences | noise | all), sample_rate [1],\n"
 "            max_message [1048576], redact_headers [authorization cookie\n"
-"            set-cookie proxy-authorization], flush_timeout [5]\n"
+"            set-cookie proxy-authorization], flush_timeout [5],\n"
+"            fingerprints_max [1000], fingerprint_limit [0] (0: no limit),\n"
+"            fingerprint_interval [60]\n"
 "  admin:    admin [127.0.0.1:9000] or off; the dashboard's samples:\n"
 "            samples_per_endpoint [20] (0: none), samples_per_field [5],\n"
 "            samples_endpoint_bytes [2097152], samples_max [1000],\n"
@@ -332,6 +335,7 @@ static const struct key keys[] = {
 	KEY(LIST, ignore_headers, default_ignore_headers, NULL),
 	KEY(LIST, ignore_paths, empty_list, NULL),
 	KEY(LIST, unordered_paths, empty_list, NULL),
+	KEY(LIST, array_keys, empty_list, NULL),
 	KEY(LIST, endpoints, empty_list, NULL),
 	KEY(LIST, kafka_properties, empty_list, validate_kv_list),
 	KEY(LIST, redact_headers, default_redact, NULL),
@@ -353,6 +357,8 @@ static const struct key keys[] = {
 	KEY(UINT, samples_per_field, 5, validate_non_negative),
 	KEY(UINT, samples_max, 1000, validate_non_negative),
 	KEY(UINT, latency_min_count, 100, validate_count),
+	KEY(UINT, fingerprints_max, 1000, validate_count),
+	KEY(UINT, fingerprint_limit, 0, validate_non_negative),
 	/* bytes */
 	KEY(SIZE, max_buffered, 268435456, validate_positive),
 	KEY(SIZE, max_body, 1048576, validate_positive),
@@ -375,6 +381,7 @@ static const struct key keys[] = {
 	KEY(DOUBLE, latency_floor_ms, 5, validate_non_negative),
 	KEY(DOUBLE, sample_rate, 1, validate_fraction),
 	KEY(DOUBLE, flush_timeout, 5, validate_non_negative),
+	KEY(DOUBLE, fingerprint_interval, 60, validate_positive),
 };
 
 #undef KEY

@@ -202,6 +202,7 @@ static void verdict_troubles(const struct verdict *v, struct stats_compare *c)
 {
 	*c = (struct stats_compare){ 0 };
 	c->order_unchecked = (unsigned)v->diffs.order_unchecked + (unsigned)v->sec.order_unchecked;
+	c->key_fallback = (unsigned)v->diffs.key_fallback + (unsigned)v->sec.key_fallback;
 	body_troubles(&v->request, c);
 	body_troubles(&v->reference, c);
 	for (int r = 0; r < ROLE_COUNT; r++)

@@ -9,6 +9,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The FNV-1a 64 of nothing (the offset basis), where hash_more starts. */
+#define HASH_START 0xcbf29ce484222325ULL
+
+/* FNV-1a 64 continued from h over p[0..len): the hash of several pieces
+ * one after the other, hash_more(hash_more(HASH_START, a, n), b, m) being
+ * the hash of a and b joined. */
+uint64_t hash_more(uint64_t h, const void *p, size_t len);
+
 /* FNV-1a 64 of p[0..len); p may be NULL when len is 0. */
 uint64_t hash_bytes(const void *p, size_t len);
 

@@ -20,6 +20,7 @@
 #include "publish.h"
 #include "replay.h"
 #include "route.h"
+#include "fingerprint.h"
 #include "samples.h"
 #include "stats.h"
 #include "verdict.h"
@@ -41,6 +42,7 @@ struct app {
 	struct route *route;
 	struct publish *publish;
 	struct samples *samples;
+	struct fingerprints *fingerprints;
 	struct admin *admin;
 	ev_signal sigterm, sigint, sighup, sigusr2;
 	ev_timer log_tick;           /* flushes the log's "suppressed" note */
@@ -194,6 +196,18 @@ static int app_start(struct app *app)
 		snprintf(what, sizeof(what), "sink %s", app->cfg.sink);
 		return start_failed(what, err, 2);
 	}
+	{
+		struct fingerprint_limits lim = {
+			.max_entries = app->cfg.fingerprints_max, .per_interval = app->cfg.fingerprint_limit,
+			.interval = app->cfg.fingerprint_interval,
+		};
+
+		app->fingerprints = fingerprints_new(&lim, err, sizeof(err));
+		if (!app->fingerprints)
+			return start_failed(NULL, err, 1);
+		publish_set_fingerprints(app->publish, app->fingerprints);
+		stats_set_fingerprints(app->fingerprints);
+	}
 	/* The dashboard's samples: only with an admin address to show them. */
 	if (strcmp(app->cfg.admin, "off") != 0 && app->cfg.samples_per_endpoint > 0) {
 		struct samples_limits lim = {
@@ -241,6 +255,9 @@ static void app_stop(struct app *app)
 	if (app->publish)
 		publish_free(app->publish, app->cfg.flush_timeout);
 	agent_free(app->agent);
+	stats_set_fingerprints(NULL);
+	fingerprints_free(app->fingerprints);
+	app->fingerprints = NULL;
 	stats_set_samples(NULL);
 	samples_free(app->samples);
 	app->samples = NULL;

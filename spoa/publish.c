@@ -18,6 +18,7 @@
 #include "buf.h"
 #include "compare.h"
 #include "config-t.h"
+#include "fingerprint.h"
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"
@@ -67,9 +68,10 @@ struct publish {
 	enum sink_kind kind;
 	ev_timer tick;
 	uint64_t rng;
-	struct ratelog drop_log, fail_log, err_log, write_log;
+	struct ratelog drop_log, fail_log, err_log, write_log, limit_log;
 	struct jsonw msg;            /* reused by every message */
 	struct samples *samples;     /* or NULL */
+	struct fingerprints *fingerprints;  /* or NULL: no grouping, no limit */
 
 	/* kafka */
 	rd_kafka_t *rk;
@@ -104,6 +106,7 @@ struct build {
 	const struct exchange *x;
 	enum outcome outcome;
 	const struct diff_list *diffs;
+	const char *fingerprint;     /* fingerprint_of() the exchange */
 	const struct body *bodies[PART_COUNT];  /* NULL: part not shown */
 	struct body_shared own[PART_COUNT];      /* decoded here, for this message */
 	bool cut;                    /* set by a build that left something out */
@@ -448,6 +451,7 @@ static void write_differences(struct build *b, const struct shape *sh)
 		jsonw_cstring(w, d->kind < DIFF_KIND_COUNT ? diff_kind_name(d->kind) : "value");
 		write_value(b, "reference", d->reference, redacted, sh->value_limit, &cut);
 		write_value(b, "candidate", d->candidate, redacted, sh->value_limit, &cut);
+		write_value(b, "key", d->key, false, sh->value_limit, &cut);
 		jsonw_keyc(w, "noise");
 		jsonw_bool(w, d->noise);
 		if (cut) {
@@ -478,6 +482,8 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_cstring(w, x->endpoint ? x->endpoint : "");
 	jsonw_keyc(w, "outcome");
 	jsonw_cstring(w, outcome_name(b->outcome));
+	jsonw_keyc(w, "fingerprint");
+	jsonw_cstring(w, b->fingerprint ? b->fingerprint : "");
 	jsonw_keyc(w, "request");
 	write_request(b, sh);
 	jsonw_keyc(w, "reference");
@@ -784,6 +790,7 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	ratelog_flush(p, &p->fail_log, false);
 	ratelog_flush(p, &p->err_log, false);
 	ratelog_flush(p, &p->write_log, false);
+	ratelog_flush(p, &p->limit_log, false);
 }
 
 static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
@@ -913,6 +920,7 @@ struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char
 	p->fail_log.what = "kafka delivery";
 	p->err_log.what = "kafka";
 	p->write_log.what = "sink write";
+	p->limit_log.what = "fingerprint_limit";
 	p->drop_log.last = p->fail_log.last = p->err_log.last = p->write_log.last = -1e9;
 	buf_init(&p->out, cfg->max_message * 4 > OUT_BUFFER_MIN ? cfg->max_message * 4 : OUT_BUFFER_MIN);
 	jsonw_init(&p->msg, cfg->max_message ? cfg->max_message : SIZE_MAX);
@@ -972,12 +980,15 @@ static bool equal_drawn(struct publish *p)
 	return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
 }
 
-/* The one place the policy is decided (publish=, sample_rate, the samples):
- * the sink gets different and candidate_error exchanges, noise ones from
- * publish=noise on, equal ones as equal_drawn() says; the samples keep
+/* The one place the policy is decided (publish=, sample_rate,
+ * fingerprint_limit, the samples): the sink gets different and
+ * candidate_error exchanges, noise ones from publish=noise on, equal ones
+ * as equal_drawn() says, each differing one only while its fingerprint is
+ * within fingerprint_limit (counted and logged otherwise); the samples keep
  * every different, noise and candidate_error one whatever publish= says;
  * skipped, expired and dropped exchanges go nowhere. */
-static struct decision policy_decide(struct publish *p, enum outcome o)
+static struct decision policy_decide(struct publish *p, const struct exchange *x, enum outcome o,
+				     const struct diff_list *diffs, char fp[FINGERPRINT_LEN + 1])
 {
 	bool differs = o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR;
 	struct decision d = {
@@ -997,6 +1008,18 @@ static struct decision policy_decide(struct publish *p, enum outcome o)
 		break;
 	default:
 		break;
+	}
+	/* Only what goes somewhere needs its fingerprint. */
+	if (differs || d.send)
+		fingerprint_of(diffs, o, x->replies[ROLE_CANDIDATE].error, fp);
+	if (differs && p->fingerprints &&
+	    !fingerprints_note(p->fingerprints, x->endpoint, fp, d.send, ev_time())) {
+		char why[160];
+
+		d.send = false;
+		snprintf(why, sizeof(why), "%s of %s over %u messages in %gs: not sent (counted)", fp,
+			 x->endpoint ? x->endpoint : "-", p->cfg->fingerprint_limit, p->cfg->fingerprint_interval);
+		ratelog_hit(p, &p->limit_log, x->id, why);
 	}
 	return d;
 }
@@ -1032,12 +1055,19 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
 		return;
 	}
-	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len, ev_time());
+	if (samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len,
+			ev_time()) == 0 && p->fingerprints)
+		fingerprints_sampled(p->fingerprints, x->endpoint, b->fingerprint, x->id);
 }
 
 void publish_set_samples(struct publish *p, struct samples *s)
 {
 	p->samples = s;
+}
+
+void publish_set_fingerprints(struct publish *p, struct fingerprints *t)
+{
+	p->fingerprints = t;
 }
 
 void publish_exchange(struct publish *p, const struct exchange *x, enum outcome o,
@@ -1053,10 +1083,15 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 	const struct config *cfg = p->cfg;
 	struct build b = { .p = p, .w = &p->msg, .x = x, .outcome = o, .diffs = diffs };
 	struct http_response req = { 0 };
-	struct decision d = policy_decide(p, o);
-	bool cut, selected = d.send, sampled = d.sample;
+	char fp[FINGERPRINT_LEN + 1];
+	struct decision d;
+	bool cut, selected, sampled;
 	int rc = 0;
 
+	d = policy_decide(p, x, o, diffs, fp);
+	b.fingerprint = fp;
+	selected = d.send;
+	sampled = d.sample;
 	if (!selected && !sampled)
 		return;
 
@@ -1170,6 +1205,7 @@ void publish_free(struct publish *p, double timeout)
 	ratelog_flush(p, &p->fail_log, true);
 	ratelog_flush(p, &p->err_log, true);
 	ratelog_flush(p, &p->write_log, true);
+	ratelog_flush(p, &p->limit_log, true);
 	if (p->kind == SINK_FILE && p->fd != -1)
 		close(p->fd);
 	buf_free(&p->out);

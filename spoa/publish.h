@@ -39,6 +39,12 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
 struct samples;
 void publish_set_samples(struct publish *p, struct samples *s);
 
+/* Groups the exchanges by fingerprint in t and applies its
+ * fingerprint_limit to what is sent (publish_exchange's policy). t is
+ * borrowed; NULL stops it. */
+struct fingerprints;
+void publish_set_fingerprints(struct publish *p, struct fingerprints *t);
+
 /* Reopens a file sink (SIGHUP). */
 void publish_reopen(struct publish *p);
 

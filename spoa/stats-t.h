@@ -9,6 +9,7 @@ struct stats_compare {
 	unsigned order_unchecked;       /* comparisons whose pairing budget ran out */
 	unsigned decode_failed;         /* bodies whose content-encoding failed */
 	unsigned depth_exceeded;        /* JSON bodies deeper than max_depth */
+	unsigned key_fallback;          /* comparisons where a keyed array fell back to index */
 };
 
 #endif

@@ -16,6 +16,7 @@
 #include "admit-t.h"
 #include "buf.h"
 #include "compare.h"
+#include "fingerprint.h"
 #include "hash.h"
 #include "jsonw.h"
 #include "log.h"
@@ -97,6 +98,7 @@ static struct {
 	uint64_t errors[ROLE_COUNT][REPLAY_ERROR_COUNT];  /* failed replays by reason */
 	const struct noise *noise;
 	struct samples *samples;
+	const struct fingerprints *fingerprints;
 } st = { .ack = { .bounds = stats_ack_bounds } };
 
 const double stats_hist_bounds[STATS_HIST_BOUNDS] = {
@@ -468,6 +470,7 @@ void stats_ack_observe(double seconds)
 void stats_compare_done(const struct stats_compare *c)
 {
 	stats.compare_budget_exceeded += c->order_unchecked;
+	stats.compare_key_fallback += c->key_fallback;
 	stats.decompress_failed += c->decode_failed;
 	stats.json_depth_exceeded += c->depth_exceeded;
 }
@@ -502,6 +505,11 @@ static void endpoint_latency(const struct endpoint_stats *e, struct latency_judg
 	struct latency_side cand = { c->count, pct_quantile(c, 0.50), pct_quantile(c, 0.99) };
 
 	verdict_latency(&latency_rule, &ref, &cand, j);
+}
+
+void stats_set_fingerprints(const struct fingerprints *t)
+{
+	st.fingerprints = t;
 }
 
 void stats_free(void)
@@ -722,6 +730,51 @@ static void metrics_errors(struct buf *b)
 					   st.errors[r][e]);
 }
 
+/* Per endpoint x fingerprint (bounded by fingerprints_max), then the
+ * table's own counters. */
+struct fp_prom {
+	struct buf *b;
+	bool last_seen;              /* the gauge; else the counter */
+};
+
+static void fp_prom_line(const struct fingerprint_view *v, void *arg)
+{
+	struct fp_prom *f = arg;
+
+	buf_printf(f->b, "%s{endpoint=\"", f->last_seen ? "miffy_fingerprint_last_seen_seconds" :
+		   "miffy_fingerprint_exchanges_total");
+	prom_escape_to(f->b, v->endpoint);
+	buf_printf(f->b, "\",fingerprint=\"%s\"} ", v->fingerprint);
+	if (f->last_seen)
+		buf_printf(f->b, "%.3f\n", v->last_seen);
+	else
+		buf_printf(f->b, "%" PRIu64 "\n", v->count);
+}
+
+static void metrics_fingerprints(struct buf *b)
+{
+	struct fingerprint_counts c;
+	struct fp_prom f = { .b = b };
+
+	if (!st.fingerprints)
+		return;
+	fingerprints_counts(st.fingerprints, &c);
+	prom_family(b, "miffy_fingerprint_exchanges_total", "counter",
+		    "Differing exchanges by endpoint and fingerprint (the kind of difference).");
+	fingerprints_each(st.fingerprints, fp_prom_line, &f);
+	prom_family(b, "miffy_fingerprint_last_seen_seconds", "gauge",
+		    "When an exchange of this endpoint and fingerprint was last seen (Unix time).");
+	f.last_seen = true;
+	fingerprints_each(st.fingerprints, fp_prom_line, &f);
+	prom_u64(b, "miffy_fingerprints_stored", "gauge",
+		 "Endpoint x fingerprint entries kept now (at most fingerprints_max).", c.entries);
+	prom_u64(b, "miffy_fingerprints_evicted_total", "counter",
+		 "Endpoint x fingerprint entries dropped to make room (the least recently seen).", c.evicted);
+	prom_u64(b, "miffy_fingerprint_suppressed_total", "counter",
+		 "Messages not sent: their fingerprint was over fingerprint_limit in its interval.",
+		 c.suppressed);
+}
+
 char *stats_metrics_text(size_t *len)
 {
 	const struct prom_metric spop[] = {
@@ -747,6 +800,9 @@ char *stats_metrics_text(size_t *len)
 		{ "miffy_compare_budget_exceeded_total", "counter",
 		  "Comparisons whose reordered-array pairing hit its step budget (reported by index).",
 		  stats.compare_budget_exceeded },
+		{ "miffy_compare_key_fallback_total", "counter",
+		  "Comparisons where an array_keys array had an absent or repeated key (paired by index).",
+		  stats.compare_key_fallback },
 		{ "miffy_decompress_failures_total", "counter",
 		  "Bodies whose gzip/deflate decoding failed.", stats.decompress_failed },
 		{ "miffy_published_total", "counter", "Messages handed to the sink.", stats.published },
@@ -851,6 +907,7 @@ char *stats_metrics_text(size_t *len)
 		prom_u64(&b, "miffy_samples_stored", "gauge", "Samples kept now.", sc.stored);
 		prom_u64(&b, "miffy_samples_bytes", "gauge", "Message bytes the samples hold now.", sc.bytes);
 	}
+	metrics_fingerprints(&b);
 	prom_u64s(&b, logged, NAMED_COUNT(logged));
 	return buf_take(&b, len);
 }
@@ -1074,6 +1131,68 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 	jsonw_close(w, '}');
 }
 
+/* "fingerprints": the table's counters, then its entries by endpoint. */
+struct fp_json {
+	struct jsonw *w;
+	const char *endpoint;        /* of the array open now, or NULL */
+};
+
+static void fp_json_entry(const struct fingerprint_view *v, void *arg)
+{
+	struct fp_json *f = arg;
+	struct jsonw *w = f->w;
+	char t[64];
+
+	if (!f->endpoint || strcmp(f->endpoint, v->endpoint) != 0) {
+		if (f->endpoint)
+			jsonw_close(w, ']');
+		jsonw_keyc(w, v->endpoint);
+		jsonw_open(w, '[');
+		f->endpoint = v->endpoint;
+	}
+	jsonw_open(w, '{');
+	jsonw_keyc(w, "fingerprint");
+	jsonw_cstring(w, v->fingerprint);
+	key_u64(w, "count", v->count);
+	key_u64(w, "suppressed", v->suppressed);
+	log_stamp(v->first_seen, t, sizeof(t));
+	jsonw_keyc(w, "first_seen");
+	jsonw_cstring(w, t);
+	log_stamp(v->last_seen, t, sizeof(t));
+	jsonw_keyc(w, "last_seen");
+	jsonw_cstring(w, t);
+	jsonw_keyc(w, "sample_id");
+	if (v->sample_id)
+		jsonw_cstring(w, v->sample_id);
+	else
+		jsonw_null(w);
+	jsonw_close(w, '}');
+}
+
+static void fingerprints_text(struct jsonw *w)
+{
+	struct fingerprint_counts c;
+	struct fp_json f = { .w = w };
+
+	if (!st.fingerprints)
+		return;
+	fingerprints_counts(st.fingerprints, &c);
+	jsonw_keyc(w, "fingerprints");
+	jsonw_open(w, '{');
+	key_u64(w, "stored", c.entries);
+	key_u64(w, "evicted", c.evicted);
+	key_u64(w, "suppressed", c.suppressed);
+	jsonw_keyc(w, "endpoints");
+	jsonw_open(w, '{');
+	/* The endpoint names are borrowed for the callbacks' duration only:
+	 * f.endpoint is compared within one fingerprints_each call. */
+	fingerprints_each(st.fingerprints, fp_json_entry, &f);
+	if (f.endpoint)
+		jsonw_close(w, ']');
+	jsonw_close(w, '}');
+	jsonw_close(w, '}');
+}
+
 char *stats_json_text(size_t *len)
 {
 	const struct named_u64 spop[] = {
@@ -1089,6 +1208,7 @@ char *stats_json_text(size_t *len)
 	}, compare[] = {
 		{ "json_depth_exceeded", stats.json_depth_exceeded },
 		{ "compare_budget_exceeded", stats.compare_budget_exceeded },
+		{ "compare_key_fallback", stats.compare_key_fallback },
 		{ "decompress_failed", stats.decompress_failed },
 	}, publish[] = {
 		{ "published", stats.published }, { "messages_cut", stats.messages_cut },
@@ -1198,6 +1318,7 @@ char *stats_json_text(size_t *len)
 		jsonw_close(&w, '}');
 		jsonw_close(&w, '}');
 	}
+	fingerprints_text(&w);
 	jsonw_keyc(&w, "endpoints");
 	jsonw_open(&w, '{');
 	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {

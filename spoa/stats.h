@@ -58,6 +58,7 @@ struct stats {
 	/* compare */
 	uint64_t json_depth_exceeded;
 	uint64_t compare_budget_exceeded;  /* reordering not checked: too costly */
+	uint64_t compare_key_fallback;     /* keyed arrays paired by index: key absent or repeated */
 	uint64_t decompress_failed;
 
 	/* publish */
@@ -131,8 +132,14 @@ void stats_set_latency_rule(const struct latency_rule *rule);
 struct samples;
 void stats_set_samples(struct samples *s);
 
+/* Lets /stats ("fingerprints") and /metrics (miffy_fingerprint_*) show the
+ * fingerprint table. t is borrowed: call stats_set_fingerprints(NULL)
+ * before freeing it. */
+struct fingerprints;
+void stats_set_fingerprints(const struct fingerprints *t);
+
 /* Adds c to the compare counters (compare_budget_exceeded,
- * decompress_failed, json_depth_exceeded). Called once per exchange, by
+ * compare_key_fallback, decompress_failed, json_depth_exceeded). Called once per exchange, by
  * the exchange's conclusion, after publishing has decoded what it needed. */
 void stats_compare_done(const struct stats_compare *c);
 

@@ -4,6 +4,8 @@
 Modes (--mode):
   echo     answer 200 with a JSON description of the request (the default)
   static   answer 200 with a fixed JSON body (--body)
+  paths    answer 200 with the JSON body that --body (a JSON object: path
+           without query -> body) gives for the path, 404 when it has none
   hang     accept and read, never answer
   reset    read the request, then reset the connection (RST)
   garbage  read the request, answer bytes that are not HTTP
@@ -102,6 +104,13 @@ def main():
                 time.sleep(args.delay_ms / 1000.0)
             if mode == "static":
                 self._send(200, args.body.encode())
+                return
+            if mode == "paths":
+                found = json.loads(args.body).get(self.path.split("?")[0])
+                if found is None:
+                    self._send(404, b'{"found": false}')
+                else:
+                    self._send(200, json.dumps(found).encode())
                 return
             route = self.path.split("?")[0]
             if route.startswith("/api/"):

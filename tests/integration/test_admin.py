@@ -404,7 +404,7 @@ def test_compare_troubles_are_counted_once_per_body(stack):
     assert m.value("miffy_decompress_failures_total") == 0
     assert m.value("miffy_compare_budget_exceeded_total") == 0
     assert stats_doc(miffy)["compare"] == {"json_depth_exceeded": 3, "compare_budget_exceeded": 0,
-                                           "decompress_failed": 0}
+                                           "compare_key_fallback": 0, "decompress_failed": 0}
     assert len(miffy.published()) == 3
 
 

@@ -31,6 +31,10 @@
 #include "../../fuzz/fuzz_compare.c"
 #undef LLVMFuzzerTestOneInput
 
+#define LLVMFuzzerTestOneInput fuzz_keyed_one
+#include "../../fuzz/fuzz_keyed.c"
+#undef LLVMFuzzerTestOneInput
+
 #define LLVMFuzzerTestOneInput fuzz_h1_one
 #include "../../fuzz/fuzz_h1.c"
 #undef LLVMFuzzerTestOneInput
@@ -85,6 +89,7 @@ static struct fuzz_target targets[] = {
 	{ "compare", fuzz_compare_one },
 	{ "json", fuzz_json_one },
 	{ "h1", fuzz_h1_one },
+	{ "keyed", fuzz_keyed_one },
 };
 
 /* The fuzz/ directory: $MIFFY_FUZZ_DIR, ./fuzz (make runs tests from the
@@ -179,6 +184,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[2]),
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[3]),
 		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[4]),
+		cmocka_unit_test_prestate(test_corpus_and_regressions_replay_cleanly, (void *)&targets[5]),
 	};
 
 	signal(SIGABRT, on_abort);
