@@ -241,6 +241,23 @@ void log_flush(void)
 	report_suppressed();
 }
 
+void log_finish(double seconds)
+{
+	struct timespec t0, now;
+
+	report_suppressed();
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!flush_pending()) {
+		struct pollfd pfd = { .fd = log_fd(), .events = POLLOUT };
+		double left;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = seconds - (double)(now.tv_sec - t0.tv_sec) - (double)(now.tv_nsec - t0.tv_nsec) / 1e9;
+		if (left <= 0 || (poll(&pfd, 1, (int)(left * 1000) + 1) == -1 && errno != EINTR))
+			break;
+	}
+}
+
 unsigned long long log_suppressed_total(void)
 {
 	return lg.suppressed_total;

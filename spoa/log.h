@@ -28,6 +28,10 @@ void log_msg(enum log_level level, const char *id, const char *fmt, ...)
  * stops. */
 void log_flush(void);
 
+/* At exit, once the loop is gone: log_flush(), then waits up to seconds for
+ * the reader to take the lines still held, so the last line is not left cut. */
+void log_finish(double seconds);
+
 /* t, seconds since the epoch, as UTC RFC 3339 with milliseconds
  * ("2026-12-02T02:07:06.562Z") into buf (at least LOG_STAMP_LEN bytes): the
  * one time format of log lines, messages, samples and /stats. */

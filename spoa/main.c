@@ -313,8 +313,8 @@ int main(int argc, char **argv)
 	app_stop(&app);
 	if (rc == 0) {
 		log_stats();
-		log_flush();
 		log_info("stopped");
+		log_finish(2.0);
 	}
 	stats_free();
 	ev_loop_destroy(app.loop);

@@ -163,10 +163,15 @@ class Miffy:
 
     def stats(self, timeout=5.0):
         """The counters, from the JSON that SIGUSR2 writes to the log."""
-        before = self.log().count(" stats {")
+        def whole_lines():
+            # The document is written in PIPE_BUF chunks: a line without
+            # its newline yet is still being written.
+            return [l for l in self.log().split("\n")[:-1] if " stats {" in l]
+
+        before = len(whole_lines())
         self.proc.signal(signal.SIGUSR2)
-        wait_for(lambda: self.log().count(" stats {") > before, timeout, what="SIGUSR2 stats line")
-        line = [l for l in self.log().splitlines() if " stats {" in l][-1]
+        wait_for(lambda: len(whole_lines()) > before, timeout, what="SIGUSR2 stats line")
+        line = whole_lines()[-1]
         return json.loads(line[line.index(" stats {") + 7:])
 
     def published(self):
