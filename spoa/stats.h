@@ -136,6 +136,17 @@ void stats_free(void);
  * share one process; the agent never resets its counters. */
 void stats_reset(void);
 
+/* The cumulative counters (not the gauges), the histograms and the
+ * per-endpoint tables as a snapshot (docs/fleet.md): s is empty, filled
+ * and sorted. 0, -1 on allocation failure. */
+struct snapshot;
+int stats_export(struct snapshot *s);
+
+/* Adds s's counts to the counters and tables (an agent resuming from its
+ * last snapshot; the report summing the fleet's). Endpoints and fields
+ * past the caps count as "other". */
+void stats_import(const struct snapshot *s);
+
 /* ---- pure helpers, public for the unit tests -------------------------- */
 
 /* Upper bounds, in seconds, of the Prometheus histogram buckets: response
