@@ -77,6 +77,8 @@ struct publish {
 	int wake[2];                 /* librdkafka writes to [1] when its queue fills */
 	ev_io wake_io;
 	uint64_t inflight;           /* produced, no delivery report yet */
+	rd_kafka_topic_t *stats_rkt; /* stats_topic, on the first snapshot */
+	uint64_t stats_inflight;     /* snapshots produced, no delivery report yet */
 	bool closing;
 
 	/* file / stdout */
@@ -719,12 +721,23 @@ static int out_open(struct publish *p, char *err, size_t errlen)
 
 /* ---- kafka ------------------------------------------------------------- */
 
+/* The opaque of a snapshot message: not an exchange's, counted apart. */
+static char snapshot_tag;
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct publish *p = opaque;
 
 	if (p->closing)
 		return;
+	if (m->_private == &snapshot_tag) {
+		if (p->stats_inflight)
+			p->stats_inflight--;
+		/* The next snapshot carries the same counts and more. */
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			ratelog_hit(p, &p->fail_log, NULL, rd_kafka_err2str(m->err));
+		return;
+	}
 	if (p->inflight)
 		p->inflight--;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -894,6 +907,29 @@ static void kafka_send(struct publish *p, const struct exchange *x, const char *
 }
 
 /* ---- public ------------------------------------------------------------ */
+
+int publish_snapshot(struct publish *p, const char *key, const char *msg, size_t len)
+{
+	if (!p->rk)
+		return -1;
+	if (!p->stats_rkt) {
+		p->stats_rkt = rd_kafka_topic_new(p->rk, p->cfg->stats_topic, NULL);
+		if (!p->stats_rkt)
+			return -1;
+	}
+	if (rd_kafka_produce(p->stats_rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)(uintptr_t)msg,
+			     len, key, strlen(key), &snapshot_tag) == -1) {
+		ratelog_hit(p, &p->drop_log, NULL, rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	p->stats_inflight++;
+	return 0;
+}
+
+bool publish_to_kafka(const struct publish *p)
+{
+	return p->rk != NULL;
+}
 
 struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
 {
@@ -1130,7 +1166,7 @@ void publish_free(struct publish *p, double timeout)
 	if (p->rk) {
 		rd_kafka_queue_t *q;
 
-		if (p->inflight)
+		if (p->inflight || p->stats_inflight)
 			rd_kafka_flush(p->rk, timeout > 0 ? (int)(timeout * 1000) : 0);
 		kafka_serve(p);
 		if (p->inflight) {
@@ -1146,6 +1182,8 @@ void publish_free(struct publish *p, double timeout)
 		rd_kafka_queue_destroy(q);
 		if (p->rkt)
 			rd_kafka_topic_destroy(p->rkt);
+		if (p->stats_rkt)
+			rd_kafka_topic_destroy(p->stats_rkt);
 		rd_kafka_destroy(p->rk);
 		stats.kafka_queue_depth = 0;
 	}

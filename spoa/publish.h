@@ -3,6 +3,9 @@
 #ifndef MIFFY_PUBLISH_H
 #define MIFFY_PUBLISH_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <ev.h>
 
 #include "compare-t.h"
@@ -38,6 +41,15 @@ void publish_exchange_shared(struct publish *p, const struct exchange *x, enum o
  * borrowed; NULL stops it. */
 struct samples;
 void publish_set_samples(struct publish *p, struct samples *s);
+
+/* Queues a counter snapshot (snapshot.h) on stats_topic under key, for
+ * the kafka sink; never blocks. Not counted as published: a failure is
+ * logged and the next snapshot carries the same counts. 0, or -1 when the
+ * sink is not kafka or the local queue refused it. */
+int publish_snapshot(struct publish *p, const char *key, const char *msg, size_t len);
+
+/* True for the kafka sink. */
+bool publish_to_kafka(const struct publish *p);
 
 /* Reopens a file sink (SIGHUP). */
 void publish_reopen(struct publish *p);

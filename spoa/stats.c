@@ -91,6 +91,9 @@ static struct {
 	uint64_t errors[ROLE_COUNT][REPLAY_ERROR_COUNT];  /* failed replays by reason */
 	const struct noise *noise;
 	struct samples *samples;
+	void (*extra_json)(struct jsonw *w, void *ctx);
+	void (*extra_metrics)(struct buf *b, void *ctx);
+	void *extra_ctx;
 } st = { .ack = { .bounds = stats_ack_bounds } };
 
 const double stats_hist_bounds[STATS_HIST_BOUNDS] = {
@@ -474,6 +477,13 @@ void stats_set_samples(struct samples *s)
 	st.samples = s;
 }
 
+void stats_set_extra(void (*json)(struct jsonw *w, void *ctx), void (*metrics)(struct buf *b, void *ctx), void *ctx)
+{
+	st.extra_json = json;
+	st.extra_metrics = metrics;
+	st.extra_ctx = ctx;
+}
+
 void stats_free(void)
 {
 	if (st.endpoints) {
@@ -491,7 +501,16 @@ void stats_free(void)
 		}
 		free(st.endpoints);
 	}
-	memset(&st, 0, sizeof(st));
+	{
+		void (*json)(struct jsonw *, void *) = st.extra_json;
+		void (*metrics)(struct buf *, void *) = st.extra_metrics;
+		void *ctx = st.extra_ctx;
+
+		memset(&st, 0, sizeof(st));
+		st.extra_json = json;
+		st.extra_metrics = metrics;
+		st.extra_ctx = ctx;
+	}
 	st.ack.bounds = stats_ack_bounds;
 }
 
@@ -704,6 +723,8 @@ char *stats_metrics_text(size_t *len)
 		prom_u64(&b, "miffy_samples_bytes", "gauge", "Message bytes the samples hold now.", sc.bytes);
 	}
 	prom_u64s(&b, logged, NAMED_COUNT(logged));
+	if (st.extra_metrics)
+		st.extra_metrics(&b, st.extra_ctx);
 	return buf_take(&b, len);
 }
 
@@ -915,6 +936,8 @@ char *stats_json_text(size_t *len)
 	jsonw_init(&w, STATS_TEXT_MAX);
 	jsonw_open(&w, '{');
 	key_3f(&w, "uptime_seconds", uptime_seconds());
+	if (st.extra_json)
+		st.extra_json(&w, st.extra_ctx);
 	jsonw_keyc(&w, "spop");
 	jsonw_open(&w, '{');
 	key_u64s(&w, spop, NAMED_COUNT(spop));

@@ -122,6 +122,14 @@ void stats_set_noise(const struct noise *n);
 struct samples;
 void stats_set_samples(struct samples *s);
 
+/* Lets /stats and /metrics show what another module knows (the fleet
+ * report's "fleet" object): json writes members into /stats' top object,
+ * metrics appends families to /metrics. Both run on the loop thread while
+ * rendering; NULL, NULL, NULL stops it. */
+struct jsonw;
+struct buf;
+void stats_set_extra(void (*json)(struct jsonw *w, void *ctx), void (*metrics)(struct buf *b, void *ctx), void *ctx);
+
 /* Adds c to the compare counters (compare_budget_exceeded,
  * decompress_failed, json_depth_exceeded). Called once per exchange, by
  * the exchange's conclusion, after publishing has decoded what it needed. */
