@@ -799,13 +799,31 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	ratelog_flush(p, &p->write_log, false);
 }
 
-static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
+int publish_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
 {
 	char why[256];
 
 	if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
 		snprintf(err, errlen, "kafka property %s=%s: %s", key, value, why);
 		return -1;
+	}
+	return 0;
+}
+
+int publish_kafka_properties(rd_kafka_conf_t *conf, const struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->kafka_properties.count; i++) {
+		const char *kv = cfg->kafka_properties.items[i], *eq = strchr(kv, '=');
+		char key[128];
+
+		if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+			snprintf(err, errlen, "kafka property '%s': expected key=value", kv);
+			return -1;
+		}
+		memcpy(key, kv, (size_t)(eq - kv));
+		key[eq - kv] = '\0';
+		if (publish_kafka_set(conf, key, eq + 1, err, errlen) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -826,30 +844,19 @@ static int kafka_open(struct publish *p, char *err, size_t errlen)
 		goto fail;
 	}
 	for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
-		if (kafka_set(conf, kafka_defaults[i][0], kafka_defaults[i][1], err, errlen) == -1)
+		if (publish_kafka_set(conf, kafka_defaults[i][0], kafka_defaults[i][1], err, errlen) == -1)
 			goto fail;
 	/* The producer must accept the largest message publish builds. */
 	if (cfg->max_message + 4096 > 1000000) {
 		snprintf(buf, sizeof(buf), "%zu", cfg->max_message + 4096);
-		if (kafka_set(conf, "message.max.bytes", buf, err, errlen) == -1)
+		if (publish_kafka_set(conf, "message.max.bytes", buf, err, errlen) == -1)
 			goto fail;
 	}
-	if (kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) == -1 ||
-	    kafka_set(conf, "log.queue", "true", err, errlen) == -1)
+	if (publish_kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) == -1 ||
+	    publish_kafka_set(conf, "log.queue", "true", err, errlen) == -1)
 		goto fail;
-	for (size_t i = 0; i < cfg->kafka_properties.count; i++) {
-		const char *kv = cfg->kafka_properties.items[i], *eq = strchr(kv, '=');
-		char key[128];
-
-		if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
-			snprintf(err, errlen, "kafka property '%s': expected key=value", kv);
-			goto fail;
-		}
-		memcpy(key, kv, (size_t)(eq - kv));
-		key[eq - kv] = '\0';
-		if (kafka_set(conf, key, eq + 1, err, errlen) == -1)
-			goto fail;
-	}
+	if (publish_kafka_properties(conf, cfg, err, errlen) == -1)
+		goto fail;
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_kafka_error);

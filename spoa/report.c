@@ -31,6 +31,7 @@
 #include "jsonw.h"
 #include "log.h"
 #include "names.h"
+#include "publish.h"
 #include "samples.h"
 #include "snapshot.h"
 #include "stats.h"
@@ -98,17 +99,6 @@ static long long monotonic_ms(void)
 
 /* ---- the consumer -------------------------------------------------------- */
 
-static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
-{
-	char why[256];
-
-	if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
-		snprintf(err, errlen, "kafka property %s=%s: %s", key, value, why);
-		return -1;
-	}
-	return 0;
-}
-
 /* A consumer of cfg's brokers that commits nothing: offsets are never
  * shared, each reader starts from the beginning. */
 static rd_kafka_t *consumer_new(const struct config *cfg, bool eof, char *err, size_t errlen)
@@ -122,33 +112,22 @@ static rd_kafka_t *consumer_new(const struct config *cfg, bool eof, char *err, s
 		snprintf(err, errlen, "no Kafka brokers (--kafka HOST:PORT)");
 		goto fail;
 	}
-	if (conf_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) < 0 ||
-	    conf_set(conf, "client.id", "miffy-report", err, errlen) < 0 ||
-	    conf_set(conf, "group.id", group, err, errlen) < 0 ||
-	    conf_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
-	    conf_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
-	    conf_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
-	    conf_set(conf, "enable.partition.eof", eof ? "true" : "false", err, errlen) < 0 ||
-	    conf_set(conf, "fetch.message.max.bytes", "1048576", err, errlen) < 0 ||
-	    conf_set(conf, "fetch.wait.max.ms", "50", err, errlen) < 0 ||
-	    conf_set(conf, "reconnect.backoff.max.ms", "1000", err, errlen) < 0 ||
-	    conf_set(conf, "log_level", "3", err, errlen) < 0)
+	if (publish_kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) < 0 ||
+	    publish_kafka_set(conf, "client.id", "miffy-report", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "group.id", group, err, errlen) < 0 ||
+	    publish_kafka_set(conf, "enable.auto.commit", "false", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "enable.auto.offset.store", "false", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "auto.offset.reset", "earliest", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "enable.partition.eof", eof ? "true" : "false", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "fetch.message.max.bytes", "1048576", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "fetch.wait.max.ms", "50", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "reconnect.backoff.max.ms", "1000", err, errlen) < 0 ||
+	    publish_kafka_set(conf, "log_level", "3", err, errlen) < 0)
 		goto fail;
 	/* The agents' kafka_properties (security, ...): the report reads the
 	 * same cluster; producer-only ones are ignored by librdkafka. */
-	for (size_t i = 0; i < cfg->kafka_properties.count; i++) {
-		const char *kv = cfg->kafka_properties.items[i], *eq = strchr(kv, '=');
-		char key[128];
-
-		if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
-			snprintf(err, errlen, "kafka property '%s': expected key=value", kv);
-			goto fail;
-		}
-		memcpy(key, kv, (size_t)(eq - kv));
-		key[eq - kv] = '\0';
-		if (conf_set(conf, key, eq + 1, err, errlen) < 0)
-			goto fail;
-	}
+	if (publish_kafka_properties(conf, cfg, err, errlen) < 0)
+		goto fail;
 	rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
 	if (!rk) {
 		snprintf(err, errlen, "kafka: %s", why);
