@@ -251,8 +251,9 @@ struct checkpoint *checkpoint_new(struct ev_loop *loop, const struct config *cfg
 		 c->epoch, cfg->stats_interval, publish_to_kafka(p) ? " to " : "",
 		 publish_to_kafka(p) ? cfg->stats_topic : "", cfg->state_file ? " and to " : "",
 		 cfg->state_file ? cfg->state_file : "");
-	/* The first at once: the report knows the epoch from its start. */
-	ev_timer_init(&c->timer, on_timer, 0., cfg->stats_interval);
+	/* The first after one interval, like every other: a snapshot takes a
+	 * place in the producer's queue, shared with the differences. */
+	ev_timer_init(&c->timer, on_timer, cfg->stats_interval, cfg->stats_interval);
 	c->timer.data = c;
 	ev_timer_start(loop, &c->timer);
 	return c;
