@@ -54,11 +54,13 @@ class MockKafka:
         c.assign([confluent_kafka.TopicPartition(STATS_TOPIC, i, confluent_kafka.OFFSET_BEGINNING)
                   for i in range(partitions)])
         got, deadline, last = [], time.time() + timeout, time.time()
+        self.sizes = []
         try:
             while time.time() < deadline and (not got or time.time() - last < idle):
                 m = c.poll(0.1)
                 if m is not None and not m.error():
                     got.append((m.key().decode(), json.loads(m.value())))
+                    self.sizes.append(len(m.value()))
                     last = time.time()
         finally:
             c.close()
@@ -296,6 +298,7 @@ def test_the_stats_topic_holds_one_epochs_own_counts_keyed_instance_epoch(stack)
     assert key == f"{last['instance']}/{last['epoch']}"
     assert last["instance"].endswith(f":{agents[0].port}")
     assert last["counters"]["outcomes.different"] == 5
+    record_figure("snapshot_bytes", {"endpoints": len(last["endpoints"]), "bytes": kafka.sizes[-1]})
     seqs = [m["seq"] for _, m in msgs]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
 
