@@ -13,6 +13,7 @@ import uuid
 import confluent_kafka  # python3-confluent-kafka, installed by make deps
 
 from conftest import BUILD, WRAPPER, free_port, http_get, wait_for, wait_port
+from test_dashboard import browser  # noqa: F401 - the module's chromium fixture
 from test_fleet import drive, record_figure, wait_up
 
 TOPIC = "miffy"
@@ -332,3 +333,26 @@ def test_state_file_keeps_the_counters_of_a_file_sink_agent(stack, tmp_path):
     agent = stack.miffy(candidate=cand.url, name="miffy1c", args=args, listen_port=port)
     wait_for(lambda: "is not a snapshot" in agent.log(), 5, what="the log line")
     assert totals(agent.stats()) == 0
+
+
+def test_the_reports_dashboard_shows_the_fleet_and_says_when_it_is_stale(stack, browser):
+    from test_dashboard import open_page, screenshot, wait_js
+    kafka = MockKafka(stack)
+    _, _, agents, hap = shadow_fleet(stack, 2, kafka)
+    report = Report(stack, kafka)
+    assert not drive(hap.port, 2, 10)
+    stats = settled(agents, 20)
+    wait_report_equals(report, add_views([view(s) for s in stats]))
+    open_page(browser, report.admin_port)
+    text = wait_js(browser, "const s = document.getElementById('status');"
+                            "return s.className === 'status ok' && s.textContent.startsWith('fleet of 2 agents')"
+                            " && document.getElementById('view').textContent", what="the fleet's overview")
+    assert "/api/fleet" in text or "other" in text or "GET" in text, text[:500]
+    kafka.down()
+    status = wait_js(browser, "const s = document.getElementById('status');"
+                              "return s.className === 'status bad' && s.textContent", 20, what="the stale status")
+    assert "STALE" in status and "showing the last view" in status, status
+    screenshot(browser, "report-stale")
+    kafka.up()
+    wait_js(browser, "return document.getElementById('status').className === 'status ok'", 20,
+            what="fresh again")
