@@ -37,9 +37,7 @@ struct checkpoint {
 
 struct resume {
 	const char *instance;
-	struct snapshot *latest;        /* the latest snapshot of each epoch */
-	size_t n;
-	uint64_t skipped;
+	struct snapshot_epochs latest;  /* of this instance */
 };
 
 static void on_scanned(const char *msg, size_t len, void *ctx)
@@ -47,34 +45,14 @@ static void on_scanned(const char *msg, size_t len, void *ctx)
 	struct resume *rs = ctx;
 	struct snapshot s;
 	char err[256];
-	size_t i;
 
-	if (snapshot_decode(msg, len, &s, err, sizeof(err)) != SNAPSHOT_OK) {
-		rs->skipped++;
+	if (snapshot_decode(msg, len, &s, err, sizeof(err)) != SNAPSHOT_OK)
 		return;
-	}
 	if (strcmp(s.instance, rs->instance) != 0) {
 		snapshot_clear(&s);
 		return;
 	}
-	for (i = 0; i < rs->n; i++)
-		if (rs->latest[i].epoch == s.epoch)
-			break;
-	if (i == rs->n) {
-		struct snapshot *p = realloc(rs->latest, (rs->n + 1) * sizeof(*p));
-
-		if (!p) {
-			snapshot_clear(&s);
-			return;
-		}
-		rs->latest = p;
-		memset(&p[rs->n++], 0, sizeof(*p));
-	} else if (s.seq <= rs->latest[i].seq) {
-		snapshot_clear(&s);
-		return;
-	}
-	snapshot_clear(&rs->latest[i]);
-	rs->latest[i] = s;
+	snapshot_epochs_put(&rs->latest, &s);
 }
 
 /* base = the sum of the latest snapshot of each of this instance's epochs
@@ -85,19 +63,20 @@ static void resume_from_kafka(struct checkpoint *c, int64_t *last_epoch)
 	char err[256];
 	int rc = report_scan(c->cfg, c->cfg->stats_topic, RESUME_TIMEOUT, on_scanned, &rs, err, sizeof(err));
 
-	for (size_t i = 0; i < rs.n; i++) {
-		snapshot_merge(&c->base, &rs.latest[i]);
-		if (rs.latest[i].epoch > *last_epoch)
-			*last_epoch = rs.latest[i].epoch;
-		snapshot_clear(&rs.latest[i]);
+	size_t n = rs.latest.n;
+
+	for (size_t i = 0; i < n; i++) {
+		snapshot_merge(&c->base, &rs.latest.items[i]);
+		if (rs.latest.items[i].epoch > *last_epoch)
+			*last_epoch = rs.latest.items[i].epoch;
 	}
-	free(rs.latest);
+	snapshot_epochs_clear(&rs.latest);
 	if (rc < 0)
 		log_warn("checkpoint: the counters of earlier runs could not all be read from %s (%s): /stats "
 			 "resumes from what was read (%zu epochs); the fleet report is not affected",
-			 c->cfg->stats_topic, err, rs.n);
+			 c->cfg->stats_topic, err, n);
 	else
-		log_info("checkpoint: resumed the counters of %zu earlier epochs of %s from %s", rs.n,
+		log_info("checkpoint: resumed the counters of %zu earlier epochs of %s from %s", n,
 			 c->cfg->instance, c->cfg->stats_topic);
 }
 

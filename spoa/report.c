@@ -44,16 +44,10 @@
 #define STALE_SECONDS 3.0           /* no answer from Kafka for this long: stale */
 #define ASSIGN_RETRY 1.0            /* s between two looks for a missing topic */
 #define METADATA_TIMEOUT_MS 1000
-#define MAX_EPOCHS 100000           /* agent epochs kept (a restart is one) */
 #define MAX_PARTITIONS 4096
 #define AGENTS_LISTED 1000          /* epochs listed in /stats' "fleet" */
 
 enum topic_id { TOPIC_STATS = 0, TOPIC_DIFFS, TOPIC_COUNT };
-
-struct epoch_entry {
-	struct snapshot snap;
-	double received;                /* wall clock */
-};
 
 enum skipped { SKIP_FOREIGN = 0, SKIP_GARBAGE, SKIP_NEWER, SKIP_OLDER, SKIP_OVERFLOW, SKIPPED_COUNT };
 static const char *const skipped_names[SKIPPED_COUNT] = { "foreign", "garbage", "newer_version", "superseded",
@@ -70,8 +64,7 @@ struct report {
 	int eof_left;                   /* stats partitions not yet at their end */
 	bool loaded;                    /* every stats partition read to its end once */
 
-	struct epoch_entry *epochs;
-	size_t nepochs;
+	struct snapshot_epochs epochs;  /* the latest snapshot of each agent epoch */
 	bool dirty;
 	ev_tstamp last_rebuild;
 
@@ -159,7 +152,10 @@ static int partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms, ch
 	} else if (md->topic_cnt != 1 || md->topics[0].err) {
 		snprintf(err, errlen, "topic %s: %s", topic,
 			 md->topic_cnt ? rd_kafka_err2str(md->topics[0].err) : "not found");
-		n = 0;
+		/* Only a topic Kafka does not know is empty: a leader being
+		 * elected, for one, is worth asking again. */
+		if (!md->topic_cnt || md->topics[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+			n = 0;
 	} else {
 		n = md->topics[0].partition_cnt;
 		if (n > MAX_PARTITIONS)
@@ -199,7 +195,9 @@ int report_scan(const struct config *cfg, const char *topic, double timeout, rep
 
 	if (!rk)
 		return -1;
-	n = partition_count(rk, topic, (int)(timeout * 1000), err, errlen);
+	while ((n = partition_count(rk, topic, (int)(timeout * 1000), err, errlen)) < 0 &&
+	       monotonic_ms() + 100 < deadline)
+		usleep(100 * 1000);
 	if (n == 0) {
 		rc = 0;                 /* nothing was ever published */
 		goto out;
@@ -261,49 +259,30 @@ out:
 
 /* ---- the view -------------------------------------------------------------- */
 
-static struct epoch_entry *epoch_find(struct report *r, const char *instance, int64_t epoch)
-{
-	for (size_t i = 0; i < r->nepochs; i++)
-		if (r->epochs[i].snap.epoch == epoch && strcmp(r->epochs[i].snap.instance, instance) == 0)
-			return &r->epochs[i];
-	return NULL;
-}
-
 /* Keeps s (taken over) when it is the latest of its epoch. */
 static void take_snapshot(struct report *r, struct snapshot *s)
 {
-	struct epoch_entry *e = epoch_find(r, s->instance, s->epoch);
+	char instance[128];
 
-	if (e && s->seq <= e->snap.seq) {
+	snprintf(instance, sizeof(instance), "%s", s->instance);
+	switch (snapshot_epochs_put(&r->epochs, s)) {
+	case SNAPSHOT_TAKEN:
+		r->snapshots++;
+		r->dirty = true;
+		break;
+	case SNAPSHOT_SUPERSEDED:
 		/* A duplicate (a producer retry) or an older one: never twice. */
 		r->skipped[TOPIC_STATS][SKIP_OLDER]++;
-		snapshot_clear(s);
-		return;
+		break;
+	case SNAPSHOT_FULL:
+		r->skipped[TOPIC_STATS][SKIP_OVERFLOW]++;
+		log_warn("report: more than %d agent epochs, snapshot of %s skipped", SNAPSHOT_EPOCHS_MAX, instance);
+		break;
+	case SNAPSHOT_NOMEM:
+		r->skipped[TOPIC_STATS][SKIP_OVERFLOW]++;
+		log_warn("report: out of memory, snapshot of %s skipped", instance);
+		break;
 	}
-	if (!e) {
-		struct epoch_entry *p;
-
-		if (r->nepochs == MAX_EPOCHS) {
-			r->skipped[TOPIC_STATS][SKIP_OVERFLOW]++;
-			log_warn("report: more than %d agent epochs, snapshot of %s skipped", MAX_EPOCHS, s->instance);
-			snapshot_clear(s);
-			return;
-		}
-		p = realloc(r->epochs, (r->nepochs + 1) * sizeof(*p));
-		if (!p) {
-			snapshot_clear(s);
-			return;
-		}
-		r->epochs = p;
-		e = &r->epochs[r->nepochs++];
-		memset(e, 0, sizeof(*e));
-	}
-	snapshot_clear(&e->snap);
-	e->snap = *s;
-	e->received = ev_time();
-	memset(s, 0, sizeof(*s));
-	r->snapshots++;
-	r->dirty = true;
 }
 
 static void on_stats_message(struct report *r, const rd_kafka_message_t *m)
@@ -389,8 +368,8 @@ static void rebuild(struct report *r)
 	stats_reset();
 	stats.started = started;
 	stats_set_samples(r->samples);
-	for (size_t i = 0; i < r->nepochs; i++)
-		stats_import(&r->epochs[i].snap);
+	for (size_t i = 0; i < r->epochs.n; i++)
+		stats_import(&r->epochs.items[i]);
 	r->dirty = false;
 	r->last_rebuild = ev_now(r->loop);
 }
@@ -417,7 +396,7 @@ static void publish_status(struct report *r)
 	char detail[256];
 
 	snprintf(detail, sizeof(detail), "\"role\":\"report\",\"kafka_last_contact_seconds\":%.3f,\"epochs\":%zu",
-		 since, r->nepochs);
+		 since, r->epochs.n);
 	admin_set_status(r->admin, status, detail);
 }
 
@@ -429,11 +408,11 @@ static void write_fleet(struct jsonw *w, void *ctx)
 	const char *status = status_of(r, &since);
 	size_t instances = 0;
 
-	for (size_t i = 0; i < r->nepochs; i++) {
+	for (size_t i = 0; i < r->epochs.n; i++) {
 		bool first = true;
 
 		for (size_t k = 0; k < i && first; k++)
-			first = strcmp(r->epochs[k].snap.instance, r->epochs[i].snap.instance) != 0;
+			first = strcmp(r->epochs.items[k].instance, r->epochs.items[i].instance) != 0;
 		instances += first;
 	}
 	jsonw_keyc(w, "fleet");
@@ -447,7 +426,7 @@ static void write_fleet(struct jsonw *w, void *ctx)
 	jsonw_keyc(w, "instances");
 	jsonw_uint(w, instances);
 	jsonw_keyc(w, "epochs");
-	jsonw_uint(w, r->nepochs);
+	jsonw_uint(w, r->epochs.n);
 	jsonw_keyc(w, "snapshots");
 	jsonw_uint(w, r->snapshots);
 	jsonw_keyc(w, "differences");
@@ -463,8 +442,8 @@ static void write_fleet(struct jsonw *w, void *ctx)
 	}
 	jsonw_keyc(w, "agents");
 	jsonw_open(w, '[');
-	for (size_t i = 0; i < r->nepochs && i < AGENTS_LISTED; i++) {
-		const struct snapshot *s = &r->epochs[i].snap;
+	for (size_t i = 0; i < r->epochs.n && i < AGENTS_LISTED; i++) {
+		const struct snapshot *s = &r->epochs.items[i];
 
 		jsonw_open(w, '{');
 		jsonw_keyc(w, "instance");
@@ -493,7 +472,7 @@ static void write_fleet_metrics(struct buf *b, void *ctx)
 		      "read), or before the snapshots were read to their end.\n# TYPE miffy_report_stale gauge\n"
 		      "miffy_report_stale %d\n", STALE_SECONDS, strcmp(status, "ok") != 0);
 	buf_printf(b, "# HELP miffy_report_epochs Agent epochs (a start each) merged in the view.\n"
-		      "# TYPE miffy_report_epochs gauge\nmiffy_report_epochs %zu\n", r->nepochs);
+		      "# TYPE miffy_report_epochs gauge\nmiffy_report_epochs %zu\n", r->epochs.n);
 	buf_printf(b, "# HELP miffy_report_skipped_total Messages skipped, by topic and reason.\n"
 		      "# TYPE miffy_report_skipped_total counter\n");
 	for (int t = 0; t < TOPIC_COUNT; t++)
@@ -516,7 +495,7 @@ static void on_message(struct report *r, rd_kafka_message_t *m)
 			if (--r->eof_left == 0 && !r->loaded) {
 				r->loaded = true;
 				log_info("report: %s read to its end: %zu agent epochs, %" PRIu64 " snapshots",
-					 r->topics[TOPIC_STATS], r->nepochs, r->snapshots);
+					 r->topics[TOPIC_STATS], r->epochs.n, r->snapshots);
 			}
 		}
 		return;
@@ -645,9 +624,7 @@ static void report_free(struct report *r)
 		rd_kafka_consumer_close(r->rk);
 		rd_kafka_destroy(r->rk);
 	}
-	for (size_t i = 0; i < r->nepochs; i++)
-		snapshot_clear(&r->epochs[i].snap);
-	free(r->epochs);
+	snapshot_epochs_clear(&r->epochs);
 	free(r->at_eof);
 }
 

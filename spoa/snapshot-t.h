@@ -74,4 +74,22 @@ struct snapshot {
 	size_t nendpoints;
 };
 
+/* Agent epochs a view keeps at most (a start is one). */
+#define SNAPSHOT_EPOCHS_MAX 100000
+
+/* The latest snapshot of each (instance, epoch): what the fleet's view
+ * adds up (docs/fleet.md). */
+struct snapshot_epochs {
+	struct snapshot *items;
+	size_t n;
+	size_t max;                      /* epochs kept at most; 0: SNAPSHOT_EPOCHS_MAX */
+};
+
+enum snapshot_put {
+	SNAPSHOT_TAKEN = 0,              /* the latest of its epoch now */
+	SNAPSHOT_SUPERSEDED,             /* its epoch has this seq or a later one: dropped */
+	SNAPSHOT_FULL,                   /* a new epoch past max: dropped */
+	SNAPSHOT_NOMEM,
+};
+
 #endif

@@ -719,6 +719,48 @@ enum snapshot_kind snapshot_decode(const char *msg, size_t len, struct snapshot 
 	return k;
 }
 
+enum snapshot_put snapshot_epochs_put(struct snapshot_epochs *set, struct snapshot *s)
+{
+	struct snapshot *kept = NULL;
+
+	for (size_t i = 0; i < set->n && !kept; i++)
+		if (set->items[i].epoch == s->epoch && strcmp(set->items[i].instance, s->instance) == 0)
+			kept = &set->items[i];
+	if (kept && s->seq <= kept->seq) {
+		snapshot_clear(s);
+		return SNAPSHOT_SUPERSEDED;
+	}
+	if (!kept) {
+		struct snapshot *p;
+
+		if (set->n >= (set->max ? set->max : SNAPSHOT_EPOCHS_MAX)) {
+			snapshot_clear(s);
+			return SNAPSHOT_FULL;
+		}
+		p = grow(set->items, set->n, sizeof(*p));
+		if (!p) {
+			snapshot_clear(s);
+			return SNAPSHOT_NOMEM;
+		}
+		set->items = p;
+		kept = &p[set->n++];
+		memset(kept, 0, sizeof(*kept));
+	}
+	snapshot_clear(kept);
+	*kept = *s;
+	memset(s, 0, sizeof(*s));
+	return SNAPSHOT_TAKEN;
+}
+
+void snapshot_epochs_clear(struct snapshot_epochs *set)
+{
+	for (size_t i = 0; i < set->n; i++)
+		snapshot_clear(&set->items[i]);
+	free(set->items);
+	set->items = NULL;
+	set->n = 0;
+}
+
 int snapshot_key(const char *instance, int64_t epoch, char *key, size_t keylen)
 {
 	int n = snprintf(key, keylen, "%s/%" PRId64, instance, epoch);

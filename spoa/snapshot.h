@@ -61,6 +61,15 @@ enum snapshot_kind {
  * SNAPSHOT_OK leaves *out empty and says why in err. */
 enum snapshot_kind snapshot_decode(const char *msg, size_t len, struct snapshot *out, char *err, size_t errlen);
 
+/* Keeps *s, taken over (*s is empty afterwards, whatever the answer),
+ * when it is the latest snapshot of its (instance, epoch): a seq higher
+ * than the one kept. A snapshot is never counted twice: a repeated or older
+ * one is SNAPSHOT_SUPERSEDED. */
+enum snapshot_put snapshot_epochs_put(struct snapshot_epochs *set, struct snapshot *s);
+
+/* Frees every snapshot of set and empties it (max stays). */
+void snapshot_epochs_clear(struct snapshot_epochs *set);
+
 /* The Kafka key of an epoch's snapshots: "INSTANCE/EPOCH". 0, or -1 when
  * it does not fit. */
 int snapshot_key(const char *instance, int64_t epoch, char *key, size_t keylen);

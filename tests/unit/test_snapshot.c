@@ -226,6 +226,47 @@ static void test_stats_export_import(void **state)
 	snapshot_clear(&again);
 }
 
+/* The epoch rules: the latest snapshot of each (instance, epoch) counts,
+ * once; a restart (a new epoch) adds to it; a repeat or an older one is
+ * dropped; the view is the sum. */
+static void test_epoch_rules(void **state)
+{
+	struct snapshot_epochs set = { .max = 3 };
+	struct snapshot s, sum;
+
+	(void)state;
+	fill(&s, "n1", 100, 1);
+	s.seq = 1;
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_TAKEN);
+	assert_null(s.instance);                       /* taken over */
+	fill(&s, "n1", 100, 2);
+	s.seq = 2;
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_TAKEN);   /* replaces seq 1 */
+	fill(&s, "n1", 100, 9);
+	s.seq = 2;
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_SUPERSEDED);   /* a repeat */
+	fill(&s, "n1", 100, 9);
+	s.seq = 1;
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_SUPERSEDED);   /* older */
+	assert_null(s.instance);
+	fill(&s, "n1", 200, 3);                        /* n1 restarted */
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_TAKEN);
+	fill(&s, "n2", 100, 5);                        /* same epoch, another agent */
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_TAKEN);
+	fill(&s, "n3", 1, 1);
+	assert_int_equal(snapshot_epochs_put(&set, &s), SNAPSHOT_FULL);
+	assert_int_equal(set.n, 3);
+	memset(&sum, 0, sizeof(sum));
+	for (size_t i = 0; i < set.n; i++)
+		assert_int_equal(snapshot_merge(&sum, &set.items[i]), 0);
+	/* 2 (n1's first epoch, its latest) + 3 (its second) + 5 (n2). */
+	assert_int_equal(snapshot_counter(&sum, "outcomes.equal")->v, 100);
+	assert_int_equal(endpoint(&sum, "GET /b")->outcomes[OUTCOME_DIFFERENT], 10);
+	snapshot_clear(&sum);
+	snapshot_epochs_clear(&set);
+	assert_int_equal(set.n, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -234,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_what_is_not_a_snapshot),
 		cmocka_unit_test(test_key_names_instance_and_epoch),
 		cmocka_unit_test(test_stats_export_import),
+		cmocka_unit_test(test_epoch_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
