@@ -35,6 +35,7 @@
 #include "samples.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "verdict.h"
 
 #define POLL_INTERVAL 0.05          /* s between two polls of the consumer */
 #define POLL_BURST 1000             /* messages handled per poll at most */
@@ -640,6 +641,11 @@ int report_run(struct config *cfg)
 	r.topics[TOPIC_DIFFS] = cfg->topic;
 	r.loop = ev_default_loop(EVFLAG_AUTO);
 	stats.started = ev_time();
+	/* The verdicts are computed from the merged counts, by the report's
+	 * own rule (the same keys as an agent's). */
+	stats_set_latency_rule(&(struct latency_rule){ .tolerance = cfg->latency_tolerance,
+						       .floor_ms = cfg->latency_floor_ms,
+						       .min_count = cfg->latency_min_count });
 	r.rk = consumer_new(cfg, true, err, sizeof(err));
 	if (!r.rk) {
 		fprintf(stderr, "miffy report: %s\n", err);

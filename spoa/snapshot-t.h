@@ -52,6 +52,7 @@ struct snapshot_field {
 struct snapshot_endpoint {
 	char *name;
 	uint64_t outcomes[OUTCOME_COUNT];
+	uint64_t skips[SKIP_REASON_COUNT];  /* of outcomes[OUTCOME_SKIPPED], by reason */
 	struct snapshot_pct latency[SNAPSHOT_LAT_COUNT];
 	struct snapshot_field *fields;   /* sorted by key */
 	size_t nfields;

@@ -209,6 +209,8 @@ static void endpoint_merge(struct snapshot_endpoint *dst, const struct snapshot_
 
 	for (int o = 0; o < OUTCOME_COUNT; o++)
 		dst->outcomes[o] += src->outcomes[o];
+	for (int r = 0; r < SKIP_REASON_COUNT; r++)
+		dst->skips[r] += src->skips[r];
 	for (int l = 0; l < SNAPSHOT_LAT_COUNT; l++) {
 		for (int b = 0; b < SNAPSHOT_PCT_BUCKETS; b++)
 			dst->latency[l].counts[b] += src->latency[l].counts[b];
@@ -322,6 +324,8 @@ void snapshot_subtract(struct snapshot *dst, const struct snapshot *src)
 			continue;
 		for (int o = 0; o < OUTCOME_COUNT; o++)
 			e->outcomes[o] = minus(e->outcomes[o], s->outcomes[o]);
+		for (int r = 0; r < SKIP_REASON_COUNT; r++)
+			e->skips[r] = minus(e->skips[r], s->skips[r]);
 		for (int l = 0; l < SNAPSHOT_LAT_COUNT; l++)
 			for (int b = 0; b < SNAPSHOT_PCT_BUCKETS; b++)
 				e->latency[l].counts[b] = minus(e->latency[l].counts[b], s->latency[l].counts[b]);
@@ -363,6 +367,13 @@ static void write_endpoint(struct jsonw *w, const struct snapshot_endpoint *e)
 	for (int o = 0; o < OUTCOME_COUNT; o++) {
 		jsonw_keyc(w, outcome_name((enum outcome)o));
 		jsonw_uint(w, e->outcomes[o]);
+	}
+	jsonw_close(w, '}');
+	jsonw_keyc(w, "skipped");
+	jsonw_open(w, '{');
+	for (int r = 1; r < SKIP_REASON_COUNT; r++) {
+		jsonw_keyc(w, skip_reason_name((enum skip_reason)r));
+		jsonw_uint(w, e->skips[r]);
 	}
 	jsonw_close(w, '}');
 	jsonw_keyc(w, "latency");
@@ -525,13 +536,21 @@ static int outcome_index(const char *name)
 	return -1;
 }
 
+static int skip_reason_index(const char *name)
+{
+	for (int r = 1; r < SKIP_REASON_COUNT; r++)
+		if (strcmp(skip_reason_name((enum skip_reason)r), name) == 0)
+			return r;
+	return -1;
+}
+
 static int decode_endpoint(const cJSON *j, struct snapshot_endpoint *e, char *err, size_t errlen)
 {
 	const cJSON *outs = cJSON_GetObjectItemCaseSensitive(j, "outcomes");
 	const cJSON *lat = cJSON_GetObjectItemCaseSensitive(j, "latency");
 	const cJSON *fields = cJSON_GetObjectItemCaseSensitive(j, "fields");
 	const cJSON *mins = cJSON_GetObjectItemCaseSensitive(j, "minutes");
-	const cJSON *v;
+	const cJSON *skips, *v;
 	struct minute_bucket b;
 
 	if (!cJSON_IsObject(j) || !cJSON_IsObject(outs) || !cJSON_IsObject(lat) || !cJSON_IsObject(fields) ||
@@ -551,6 +570,24 @@ static int decode_endpoint(const cJSON *j, struct snapshot_endpoint *e, char *er
 			return -1;
 		}
 		e->outcomes[o] = n;
+	}
+	/* "skipped" came after version 1's first agents: absent is none. */
+	skips = cJSON_GetObjectItemCaseSensitive(j, "skipped");
+	if (skips && !cJSON_IsObject(skips)) {
+		snprintf(err, errlen, "endpoint %s: skipped is not an object", e->name);
+		return -1;
+	}
+	cJSON_ArrayForEach(v, skips) {
+		int r = v->string ? skip_reason_index(v->string) : -1;
+		uint64_t n;
+
+		if (r < 0)
+			continue;
+		if (!get_count(v, &n)) {
+			snprintf(err, errlen, "endpoint %s: skipped %s is not a count", e->name, v->string);
+			return -1;
+		}
+		e->skips[r] = n;
 	}
 	for (int l = 0; l < SNAPSHOT_LAT_COUNT; l++) {
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(lat, lat_names[l]), *pair;

@@ -1390,7 +1390,8 @@ static size_t counter_refs(struct counter_ref *out)
 		PLAIN(conn_accepted), PLAIN(conn_refused), PLAIN(conn_healthchecks), PLAIN(frames_in),
 		PLAIN(frames_out), PLAIN(notify_frames), PLAIN(ack_frames), PLAIN(messages),
 		PLAIN(disconnect_received), PLAIN(idle_timeouts), PLAIN(exchanges_started),
-		PLAIN(json_depth_exceeded), PLAIN(compare_budget_exceeded), PLAIN(decompress_failed),
+		PLAIN(json_depth_exceeded), PLAIN(compare_budget_exceeded), PLAIN(compare_key_fallback),
+		PLAIN(decompress_failed),
 		PLAIN(published), PLAIN(kafka_delivered), PLAIN(kafka_failed), PLAIN(kafka_dropped),
 		PLAIN(sink_errors), PLAIN(messages_cut),
 #undef PLAIN
@@ -1460,6 +1461,7 @@ int stats_export(struct snapshot *s)
 		if (!out)
 			return -1;
 		memcpy(out->outcomes, e->outcomes, sizeof(out->outcomes));
+		memcpy(out->skips, e->skips, sizeof(out->skips));
 		for (int l = 0; l < LAT_SOURCE_COUNT; l++) {
 			memcpy(out->latency[l].counts, e->latency[l].counts, sizeof(out->latency[l].counts));
 			out->latency[l].max_ms = e->latency[l].max_ms;
@@ -1501,6 +1503,8 @@ void stats_import(const struct snapshot *s)
 			return;
 		for (int o = 0; o < OUTCOME_COUNT; o++)
 			e->outcomes[o] += in->outcomes[o];
+		for (int r = 0; r < SKIP_REASON_COUNT; r++)
+			e->skips[r] += in->skips[r];
 		for (int l = 0; l < LAT_SOURCE_COUNT; l++) {
 			for (size_t b = 0; b < PCT_BUCKETS; b++) {
 				e->latency[l].counts[b] += in->latency[l].counts[b];

@@ -12,7 +12,7 @@ import uuid
 
 import confluent_kafka  # python3-confluent-kafka, installed by make deps
 
-from conftest import BUILD, WRAPPER, free_port, http_get, wait_for, wait_port
+from conftest import BUILD, WRAPPER, free_port, http_get, http_request, wait_for, wait_port
 from test_dashboard import browser  # noqa: F401 - the module's chromium fixture
 from test_fleet import drive, record_figure, wait_up
 
@@ -113,25 +113,33 @@ def totals(stats):
 
 
 def view(stats):
-    """What must add up: outcomes, per endpoint outcomes and fields, latency counts."""
-    eps = {name: {"outcomes": e["outcomes"], "fields": e["fields"],
+    """What must add up: outcomes, skips by reason, compare counters, per
+    endpoint outcomes, skips and fields, latency counts."""
+    eps = {name: {"outcomes": e["outcomes"], "fields": e["fields"], "skipped": e["skipped"],
                   "latency": {k: v["count"] for k, v in e["latency_ms"].items()}}
            for name, e in stats["endpoints"].items()}
-    return {"outcomes": stats["outcomes"], "endpoints": eps,
+    return {"outcomes": stats["outcomes"], "endpoints": eps, "skipped": stats["skipped"],
+            "compare": stats["compare"],
             "started": stats["exchanges"]["started"], "messages": stats["spop"]["messages"]}
 
 
+def add_counts(into, counts):
+    for k, n in counts.items():
+        into[k] = into.get(k, 0) + n
+
+
 def add_views(views):
-    out = {"outcomes": {}, "endpoints": {}, "started": 0, "messages": 0}
+    out = {"outcomes": {}, "endpoints": {}, "skipped": {}, "compare": {}, "started": 0, "messages": 0}
     for v in views:
-        for k, n in v["outcomes"].items():
-            out["outcomes"][k] = out["outcomes"].get(k, 0) + n
+        add_counts(out["outcomes"], v["outcomes"])
+        add_counts(out["skipped"], v["skipped"])
+        add_counts(out["compare"], v["compare"])
         out["started"] += v["started"]
         out["messages"] += v["messages"]
         for name, e in v["endpoints"].items():
-            o = out["endpoints"].setdefault(name, {"outcomes": {}, "fields": {}, "latency": {}})
-            for k, n in e["outcomes"].items():
-                o["outcomes"][k] = o["outcomes"].get(k, 0) + n
+            o = out["endpoints"].setdefault(name, {"outcomes": {}, "fields": {}, "skipped": {}, "latency": {}})
+            add_counts(o["outcomes"], e["outcomes"])
+            add_counts(o["skipped"], e["skipped"])
             for k, f in e["fields"].items():
                 g = o["fields"].setdefault(k, {"raw": 0, "noise": 0})
                 g["raw"] += f["raw"]
@@ -168,15 +176,25 @@ def test_two_agents_the_report_shows_their_sum_and_the_lag(stack):
     _, _, agents, hap = shadow_fleet(stack, 2, kafka)
     report = Report(stack, kafka)
     assert not drive(hap.port, 4, 25)
-    stats = settled(agents, 100)
+    # POSTs: not replayed on the default methods, skipped by reason "method".
+    for i in range(10):
+        status, _, _ = http_request(hap.port, "POST", f"/api/form/{i}", body=b"a=1",
+                                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 200
+    stats = settled(agents, 110)
     assert all(totals(s) > 0 for s in stats), [totals(s) for s in stats]   # both got work
     expected = add_views([view(s) for s in stats])
     assert expected["outcomes"]["different"] == 100
+    assert expected["skipped"]["method"] == 10
+    assert sum(e["skipped"].get("method", 0) for e in expected["endpoints"].values()) == 10
     s = wait_report_equals(report, expected)
     assert s["fleet"]["instances"] == 2 and s["fleet"]["epochs"] == 2, s["fleet"]
     assert s["fleet"]["stale"] is False
-    ep = s["endpoints"]["other"] if "other" in s["endpoints"] else next(iter(s["endpoints"].values()))
+    [ep] = [e for e in s["endpoints"].values() if "body:/price" in e["fields"]]
     assert ep["fields"]["body:/price"]["raw"] == 100
+    # The verdicts: computed from the merged counts, by the same rule.
+    assert s["latency_rule"] == stats[0]["latency_rule"], s["latency_rule"]
+    assert ep["latency_verdict"]["candidate"]["count"] == ep["latency_ms"]["candidate"]["count"] == 100
     # The health of the report, /metrics, the dashboard's samples.
     status, health = report.health()
     assert status == 200 and health["status"] == "ok", health

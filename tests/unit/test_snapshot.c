@@ -35,6 +35,9 @@ static void fill(struct snapshot *s, const char *instance, int64_t epoch, uint64
 	e = snapshot_add_endpoint(s, "GET /b");
 	assert_non_null(e);
 	e->outcomes[OUTCOME_DIFFERENT] = k;
+	e->outcomes[OUTCOME_SKIPPED] = 3 * k;
+	e->skips[SKIP_CANDIDATE_CAP] = 2 * k;
+	e->skips[SKIP_OVERLOAD] = k;
 	e->latency[1].counts[42] = k;
 	e->latency[1].max_ms = 12.5 * (double)k;
 	assert_int_equal(snapshot_add_field(e, "status", k, 0), 0);
@@ -81,6 +84,9 @@ static void test_encode_decode_round_trip(void **state)
 	assert_string_equal(b.endpoints[0].name, "GET /a");   /* sorted */
 	e = endpoint(&b, "GET /b");
 	assert_int_equal(e->outcomes[OUTCOME_DIFFERENT], 1);
+	assert_int_equal(e->skips[SKIP_CANDIDATE_CAP], 2);
+	assert_int_equal(e->skips[SKIP_OVERLOAD], 1);
+	assert_int_equal(e->skips[SKIP_METHOD], 0);
 	assert_int_equal(e->latency[1].counts[42], 1);
 	assert_true(e->latency[1].max_ms == 12.5);
 	assert_int_equal(e->nfields, 2);
@@ -115,6 +121,7 @@ static void test_merge_adds_and_subtract_takes_back(void **state)
 	assert_int_equal(a.nendpoints, 3);
 	e = endpoint(&a, "GET /b");
 	assert_int_equal(e->outcomes[OUTCOME_DIFFERENT], 3);
+	assert_int_equal(e->skips[SKIP_CANDIDATE_CAP], 6);
 	assert_int_equal(e->latency[1].counts[42], 3);
 	assert_true(e->latency[1].max_ms == 25);
 	assert_int_equal(e->nfields, 3);
@@ -130,6 +137,7 @@ static void test_merge_adds_and_subtract_takes_back(void **state)
 	assert_int_equal(snapshot_counter(&a, "anomalies.bad_args")->v, 0);
 	e = endpoint(&a, "GET /b");
 	assert_int_equal(e->outcomes[OUTCOME_DIFFERENT], 1);
+	assert_int_equal(e->skips[SKIP_CANDIDATE_CAP], 2);
 	assert_int_equal(e->fields[2].raw, 1);
 	assert_int_equal(e->fields[1].raw, 0);
 	assert_int_equal(minutes_at(&e->minutes, T0, 0).compared, 3);
@@ -157,6 +165,12 @@ static void test_what_is_not_a_snapshot(void **state)
 		{ "{\"miffy_stats\":1,\"instance\":\"a\",\"epoch\":1,\"seq\":1,\"time\":1,\"counters\":{},"
 		  "\"hists\":{},\"endpoints\":{\"e\":{\"outcomes\":{},\"latency\":{\"candidate\":{\"counts\":[[100,1]],"
 		  "\"max_ms\":1}},\"fields\":{},\"minutes\":[]}}}", SNAPSHOT_GARBAGE },
+		{ "{\"miffy_stats\":1,\"instance\":\"a\",\"epoch\":1,\"seq\":1,\"time\":1,\"counters\":{},"
+		  "\"hists\":{},\"endpoints\":{\"e\":{\"outcomes\":{},\"skipped\":{\"overload\":-1},\"latency\":{},"
+		  "\"fields\":{},\"minutes\":[]}}}", SNAPSHOT_GARBAGE },
+		{ "{\"miffy_stats\":1,\"instance\":\"a\",\"epoch\":1,\"seq\":1,\"time\":1,\"counters\":{},"
+		  "\"hists\":{},\"endpoints\":{\"e\":{\"outcomes\":{},\"skipped\":3,\"latency\":{},"
+		  "\"fields\":{},\"minutes\":[]}}}", SNAPSHOT_GARBAGE },
 		{ "{\"miffy_stats\":1,\"instance\":\"a\",\"epoch\":1,\"seq\":1,\"time\":1,"
 		  "\"counters\":{\"x\":1},\"hists\":{},\"endpoints\":{}}", SNAPSHOT_OK },
 	};
@@ -203,11 +217,14 @@ static void test_stats_export_import(void **state)
 	assert_int_equal(stats.outcomes[OUTCOME_EQUAL], 20);
 	assert_int_equal(stats.conn_accepted, 2);
 	stats.outcomes[OUTCOME_EQUAL] += 5;          /* the new epoch counts */
+	stats.compare_key_fallback = 3;
 	memset(&cum, 0, sizeof(cum));
 	assert_int_equal(stats_export(&cum), 0);
 	assert_int_equal(snapshot_counter(&cum, "outcomes.equal")->v, 25);
 	assert_int_equal(endpoint(&cum, "GET /b")->outcomes[OUTCOME_DIFFERENT], 2);
 	assert_int_equal(endpoint(&cum, "GET /b")->latency[1].counts[42], 2);
+	assert_int_equal(endpoint(&cum, "GET /b")->skips[SKIP_CANDIDATE_CAP], 4);
+	assert_int_equal(snapshot_counter(&cum, "compare_key_fallback")->v, 3);
 	assert_int_equal(cum.hists[SNAPSHOT_HIST_REFERENCE].buckets[3], 4);
 	snapshot_subtract(&cum, &base);
 	assert_int_equal(snapshot_counter(&cum, "outcomes.equal")->v, 5);
@@ -220,6 +237,7 @@ static void test_stats_export_import(void **state)
 	assert_int_equal(stats_export(&again), 0);
 	assert_int_equal(snapshot_counter(&again, "outcomes.equal")->v, 40);
 	assert_int_equal(endpoint(&again, "GET /b")->fields[0].raw, 8);
+	assert_int_equal(endpoint(&again, "GET /b")->skips[SKIP_OVERLOAD], 4);
 	stats_reset();
 	snapshot_clear(&base);
 	snapshot_clear(&cum);
