@@ -544,6 +544,28 @@ static int skip_reason_index(const char *name)
 	return -1;
 }
 
+/* Reads obj's members as counts into out[index(name)] (obj may be NULL).
+ * A name this version does not know (index -1) is left out. */
+static int decode_counts(const cJSON *obj, int (*index)(const char *), uint64_t *out, const char *what,
+			 const char *endpoint, char *err, size_t errlen)
+{
+	const cJSON *v;
+
+	cJSON_ArrayForEach(v, obj) {
+		int i = v->string ? index(v->string) : -1;
+		uint64_t n;
+
+		if (i < 0)
+			continue;
+		if (!get_count(v, &n)) {
+			snprintf(err, errlen, "endpoint %s: %s %s is not a count", endpoint, what, v->string);
+			return -1;
+		}
+		out[i] = n;
+	}
+	return 0;
+}
+
 static int decode_endpoint(const cJSON *j, struct snapshot_endpoint *e, char *err, size_t errlen)
 {
 	const cJSON *outs = cJSON_GetObjectItemCaseSensitive(j, "outcomes");
@@ -558,37 +580,15 @@ static int decode_endpoint(const cJSON *j, struct snapshot_endpoint *e, char *er
 		snprintf(err, errlen, "endpoint %s: outcomes, latency, fields and minutes expected", e->name);
 		return -1;
 	}
-	cJSON_ArrayForEach(v, outs) {
-		int o = v->string ? outcome_index(v->string) : -1;
-		uint64_t n;
-
-		/* An outcome this version does not know is left out. */
-		if (o < 0)
-			continue;
-		if (!get_count(v, &n)) {
-			snprintf(err, errlen, "endpoint %s: outcome %s is not a count", e->name, v->string);
-			return -1;
-		}
-		e->outcomes[o] = n;
-	}
 	/* "skipped" came after version 1's first agents: absent is none. */
 	skips = cJSON_GetObjectItemCaseSensitive(j, "skipped");
 	if (skips && !cJSON_IsObject(skips)) {
 		snprintf(err, errlen, "endpoint %s: skipped is not an object", e->name);
 		return -1;
 	}
-	cJSON_ArrayForEach(v, skips) {
-		int r = v->string ? skip_reason_index(v->string) : -1;
-		uint64_t n;
-
-		if (r < 0)
-			continue;
-		if (!get_count(v, &n)) {
-			snprintf(err, errlen, "endpoint %s: skipped %s is not a count", e->name, v->string);
-			return -1;
-		}
-		e->skips[r] = n;
-	}
+	if (decode_counts(outs, outcome_index, e->outcomes, "outcome", e->name, err, errlen) < 0 ||
+	    decode_counts(skips, skip_reason_index, e->skips, "skipped", e->name, err, errlen) < 0)
+		return -1;
 	for (int l = 0; l < SNAPSHOT_LAT_COUNT; l++) {
 		const cJSON *p = cJSON_GetObjectItemCaseSensitive(lat, lat_names[l]), *pair;
 		const cJSON *counts = p ? cJSON_GetObjectItemCaseSensitive(p, "counts") : NULL;
