@@ -21,6 +21,7 @@
     sort: { overview: { key: 'attention', desc: true }, fields: { key: 'verdict', desc: true } },
     hideNoise: false,
     openIgnore: null,
+    fleet: null,
   };
 
   /* ---- DOM helpers: text only ---------------------------------------- */
@@ -233,6 +234,7 @@
 
   async function overview(gen) {
     const doc = await getJSON('/stats');
+    state.fleet = doc.fleet || null;
     if (gen !== state.generation) return;
     setCrumbs('Endpoints');
     const rows = Object.entries(doc.endpoints || {}).map(([name, e]) => rowOf(name, e));
@@ -376,6 +378,7 @@
 
   async function endpointView(gen, name, field) {
     const [doc, idx] = await Promise.all([getJSON('/stats'), getJSON('/samples?endpoint=' + enc(name))]);
+    state.fleet = doc.fleet || null;
     if (gen !== state.generation) return;
     const e = (doc.endpoints || {})[name];
     setCrumbs(link('#/', 'Endpoints'), field ? link('#/endpoint/' + enc(name), name) : name, field || '');
@@ -682,8 +685,18 @@
       else if (r.view === 'exchange') await exchangeView(gen, r.id);
       else await overview(gen);
       if (gen === state.generation) {
-        statusEl.textContent = 'updated ' + new Date().toLocaleTimeString();
-        statusEl.className = 'status ok';
+        const f = state.fleet;   /* served by `miffy report`: docs/fleet.md */
+        const fleet = f ? 'fleet of ' + f.instances + ' agents (' + f.epochs + ' epochs) · ' : '';
+        if (f && f.status !== 'ok') {
+          statusEl.textContent = fleet + (f.stale ?
+            'STALE: Kafka has not answered for ' + (f.kafka_last_contact_seconds < 0 ? 'ever' :
+              f.kafka_last_contact_seconds.toFixed(0) + ' s') + ', showing the last view' :
+            'loading the snapshots…');
+          statusEl.className = 'status bad';
+        } else {
+          statusEl.textContent = fleet + 'updated ' + new Date().toLocaleTimeString();
+          statusEl.className = 'status ok';
+        }
       }
     } catch (err) {
       if (gen !== state.generation) return;

@@ -102,6 +102,8 @@ struct admin {
 	uint64_t wanted[SNAP_KIND_COUNT];   /* generation asked for by MHD */
 	uint64_t done[SNAP_KIND_COUNT];     /* generation rendered by the loop */
 	struct snapshot *snap[SNAP_KIND_COUNT];
+	char status[32];                /* admin_set_status(), "" unless set */
+	char status_detail[256];
 };
 
 static double monotonic(void)
@@ -459,18 +461,21 @@ static enum MHD_Result send_sample(struct admin *a, struct MHD_Connection *conn,
 
 static enum MHD_Result send_health(struct admin *a, struct MHD_Connection *conn)
 {
-	char body[512];
+	char body[1024];
 	double since;
 	bool ok;
 
 	pthread_mutex_lock(&a->lock);
 	since = monotonic() - a->beat;
 	ok = since <= HEALTH_STALL_SECONDS;
+	if (ok && a->status[0] && strcmp(a->status, "ok") != 0)
+		ok = false;
 	snprintf(body, sizeof(body),
 		 "{\"status\":\"%s\",\"uptime_seconds\":%.3f,\"haproxy_connections\":%llu,"
-		 "\"exchanges_inflight\":%llu,\"replays_inflight\":%llu,\"last_heartbeat_seconds\":%.3f}\n",
-		 ok ? "ok" : "stalled", a->uptime, (unsigned long long)a->conns,
-		 (unsigned long long)a->exchanges, (unsigned long long)a->replays, since);
+		 "\"exchanges_inflight\":%llu,\"replays_inflight\":%llu,\"last_heartbeat_seconds\":%.3f%s%s}\n",
+		 since > HEALTH_STALL_SECONDS ? "stalled" : a->status[0] ? a->status : "ok", a->uptime,
+		 (unsigned long long)a->conns, (unsigned long long)a->exchanges, (unsigned long long)a->replays,
+		 since, a->status_detail[0] ? "," : "", a->status_detail);
 	pthread_mutex_unlock(&a->lock);
 	return send_text(conn, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE, "application/json", body);
 }
@@ -505,6 +510,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	if (strncmp(url, "/samples/", 9) == 0)
 		return send_sample(a, conn, url + 9);
 	return send_asset(conn, url);
+}
+
+void admin_set_status(struct admin *a, const char *status, const char *detail)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->lock);
+	snprintf(a->status, sizeof(a->status), "%s", status ? status : "");
+	snprintf(a->status_detail, sizeof(a->status_detail), "%s", status && detail ? detail : "");
+	pthread_mutex_unlock(&a->lock);
 }
 
 /* ---- setup --------------------------------------------------------------- */

@@ -17,6 +17,11 @@ struct admin *admin_new(struct ev_loop *loop, const struct config *cfg, char *er
 struct samples;
 void admin_set_samples(struct admin *a, struct samples *s);
 
+/* Makes /health answer status ("ok" answers 200, anything else 503, e.g.
+ * the report's "stale") with detail, `"key":value,...` members, beside its
+ * own; NULL status: the agent's health alone. Loop thread. */
+void admin_set_status(struct admin *a, const char *status, const char *detail);
+
 /* Stops serving and frees a (NULL is fine). */
 void admin_free(struct admin *a);
 

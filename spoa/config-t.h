@@ -92,6 +92,13 @@ struct config {
 	unsigned samples_max;            /* samples in all, 1000 */
 	size_t samples_max_bytes;        /* message bytes in all, 32 MiB */
 
+	/* fleet (docs/fleet.md) */
+	double stats_interval;       /* seconds between two counter snapshots, 10 */
+	char *stats_topic;           /* the snapshots' Kafka topic; unset: "<topic>-stats" */
+	char *instance;              /* the agent's id in the fleet; unset: "<hostname>:<listen port>" */
+	char *state_file;            /* where the agent keeps its last snapshot, or NULL */
+	bool report;                 /* `miffy report`: the fleet's reader, not an agent */
+
 	/* logging */
 	enum log_level log_level;
 	bool log_json;

@@ -11,6 +11,7 @@
 #include <ctype.h>
 #include <limits.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include <confuse.h>
 
@@ -22,6 +23,7 @@
 
 static const char usage[] =
 "usage: miffy [-f FILE] [options]\n"
+"       miffy report --kafka BROKERS [--topic NAME] [--admin ADDR:PORT] [options]\n"
 "\n"
 "miffy is the shadow-testing agent for HAProxy: HAProxy sends it each selected\n"
 "request and the reference's response over SPOE; miffy replays the request to\n"
@@ -77,6 +79,9 @@ static const char usage[] =
 "            samples_per_endpoint [20] (0: none), samples_per_field [5],\n"
 "            samples_endpoint_bytes [2097152], samples_max [1000],\n"
 "            samples_max_bytes [33554432]\n"
+"  fleet:    stats_interval [10] (seconds between counter snapshots),\n"
+"            stats_topic [<topic>-stats], instance [<hostname>:<listen port>],\n"
+"            state_file [none] (keeps the counters across restarts without Kafka)\n"
 "  logging:  log_level [info], log_json [false], log_file [stderr]\n"
 "\n"
 "signals: SIGTERM/SIGINT stop accepting, drain in-flight work (drain_timeout),\n"
@@ -85,6 +90,10 @@ static const char usage[] =
 "\n"
 "admin endpoints: / (the dashboard), /health, /metrics (Prometheus), /stats\n"
 "(JSON), /samples (recent differing exchanges; docs/dashboard-api.md).\n"
+"\n"
+"miffy report: the fleet view (docs/fleet.md). Reads every agent's counter\n"
+"snapshots (stats_topic) and differences (topic) from Kafka and serves, on\n"
+"--admin, the same /stats, /metrics and dashboard as an agent, fleet-wide.\n"
 "exit status: 0 ok, 1 runtime failure, 2 bad flags or configuration.\n";
 
 /* libconfuse wants writable defaults for lists. */
@@ -328,6 +337,9 @@ static const struct key keys[] = {
 	KEY(STR, topic, "miffy", NULL),
 	KEY(STR, admin, "127.0.0.1:9000", validate_addr),
 	KEY(STR, log_file, NULL, NULL),
+	KEY(STR, stats_topic, NULL, NULL),
+	KEY(STR, instance, NULL, NULL),
+	KEY(STR, state_file, NULL, NULL),
 	KEY(POLICY, publish, "differences", validate_policy),
 	KEY(LEVEL, log_level, "info", validate_level),
 	/* lists */
@@ -382,6 +394,7 @@ static const struct key keys[] = {
 	KEY(DOUBLE, sample_rate, 1, validate_fraction),
 	KEY(DOUBLE, flush_timeout, 5, validate_non_negative),
 	KEY(DOUBLE, fingerprint_interval, 60, validate_positive),
+	KEY(DOUBLE, stats_interval, 10, validate_positive),
 };
 
 #undef KEY
@@ -441,6 +454,34 @@ static int check_url(const char *what, const char *url)
 	return 0;
 }
 
+/* stats_topic and instance when unset: "<topic>-stats" and
+ * "<hostname>:<listen port>" (unique per host as the ports are). */
+static int fleet_defaults(struct config *cfg)
+{
+	char host[256], lhost[256], port[16] = "0";
+	size_t n;
+
+	if (!cfg->stats_topic) {
+		n = strlen(cfg->topic) + sizeof("-stats");
+		cfg->stats_topic = malloc(n);
+		if (!cfg->stats_topic)
+			return -1;
+		snprintf(cfg->stats_topic, n, "%s-stats", cfg->topic);
+	}
+	if (!cfg->instance) {
+		if (gethostname(host, sizeof(host)) != 0)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		config_split_addr(cfg->listen, lhost, sizeof(lhost), port, sizeof(port));
+		n = strlen(host) + strlen(port) + 2;
+		cfg->instance = malloc(n);
+		if (!cfg->instance)
+			return -1;
+		snprintf(cfg->instance, n, "%s:%s", host, port);
+	}
+	return 0;
+}
+
 static int copy_config(cfg_t *c, struct config *cfg)
 {
 	for (size_t i = 0; i < KEY_COUNT; i++) {
@@ -488,6 +529,12 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	for (size_t i = 0; i < cfg->redact_headers.count; i++)
 		for (char *h = cfg->redact_headers.items[i]; *h; h++)
 			*h = (char)tolower((unsigned char)*h);
+	if (fleet_defaults(cfg) < 0) {
+		fprintf(stderr, "miffy: out of memory reading the configuration\n");
+		return -1;
+	}
+	if (cfg->report)
+		return 0;
 	if (!cfg->candidate) {
 		fprintf(stderr, "miffy: no candidate: give --candidate URL or 'candidate' in the config file\n");
 		return -1;
@@ -546,6 +593,11 @@ int config_load(struct config *cfg, int argc, char **argv)
 	int opt, rc = 2;
 
 	memset(cfg, 0, sizeof(*cfg));
+	if (argc > 1 && strcmp(argv[1], "report") == 0) {
+		cfg->report = true;
+		argc--;
+		argv++;
+	}
 	opterr = 0;
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, ":f:o:h", longopts, NULL)) != -1) {

@@ -12,6 +12,7 @@
 
 #include "admin.h"
 #include "agent.h"
+#include "checkpoint.h"
 #include "compare.h"
 #include "config.h"
 #include "exchange.h"
@@ -19,6 +20,7 @@
 #include "noise.h"
 #include "publish.h"
 #include "replay.h"
+#include "report.h"
 #include "route.h"
 #include "fingerprint.h"
 #include "samples.h"
@@ -41,6 +43,7 @@ struct app {
 	struct noise *noise;
 	struct route *route;
 	struct publish *publish;
+	struct checkpoint *checkpoint;
 	struct samples *samples;
 	struct fingerprints *fingerprints;
 	struct admin *admin;
@@ -208,6 +211,10 @@ static int app_start(struct app *app)
 		publish_set_fingerprints(app->publish, app->fingerprints);
 		stats_set_fingerprints(app->fingerprints);
 	}
+	/* Before anything is counted: the counters resume from the last run. */
+	app->checkpoint = checkpoint_new(app->loop, &app->cfg, app->publish, err, sizeof(err));
+	if (!app->checkpoint)
+		return start_failed(NULL, err, 2);
 	/* The dashboard's samples: only with an admin address to show them. */
 	if (strcmp(app->cfg.admin, "off") != 0 && app->cfg.samples_per_endpoint > 0) {
 		struct samples_limits lim = {
@@ -252,6 +259,9 @@ static void app_stop(struct app *app)
 	}
 	if (app->table)
 		exchange_table_free(app->table);
+	checkpoint_final(app->checkpoint);
+	checkpoint_free(app->checkpoint);
+	app->checkpoint = NULL;
 	if (app->publish)
 		publish_free(app->publish, app->cfg.flush_timeout);
 	agent_free(app->agent);
@@ -287,6 +297,12 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	if (app.cfg.report) {
+		rc = report_run(&app.cfg);
+		log_flush();
+		config_free(&app.cfg);
+		return rc;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "miffy: curl_global_init failed\n");
 		config_free(&app.cfg);

@@ -54,3 +54,49 @@ struct minute_bucket minutes_at(const struct minutes *m, double now, unsigned ag
 		out = m->b[slot_of(minute)];
 	return out;
 }
+
+void minutes_put(struct minutes *m, const struct minute_bucket *b)
+{
+	struct minute_bucket *d;
+
+	if (!b->minute)
+		return;
+	d = &m->b[slot_of(b->minute)];
+	/* The slot holds a later minute: b is more than an hour older. */
+	if (d->minute > b->minute)
+		return;
+	if (d->minute != b->minute) {
+		memset(d, 0, sizeof(*d));
+		d->minute = b->minute;
+	}
+	d->compared += b->compared;
+	d->different += b->different;
+	d->noise += b->noise;
+	d->candidate_error += b->candidate_error;
+}
+
+void minutes_merge(struct minutes *m, const struct minutes *add)
+{
+	for (size_t i = 0; i < MINUTES_KEPT; i++)
+		minutes_put(m, &add->b[i]);
+}
+
+static uint32_t minus32(uint32_t a, uint32_t b)
+{
+	return a > b ? a - b : 0;
+}
+
+void minutes_subtract(struct minutes *m, const struct minutes *sub)
+{
+	for (size_t i = 0; i < MINUTES_KEPT; i++) {
+		const struct minute_bucket *b = &sub->b[i];
+		struct minute_bucket *d = &m->b[slot_of(b->minute)];
+
+		if (!b->minute || d->minute != b->minute)
+			continue;
+		d->compared = minus32(d->compared, b->compared);
+		d->different = minus32(d->different, b->different);
+		d->noise = minus32(d->noise, b->noise);
+		d->candidate_error = minus32(d->candidate_error, b->candidate_error);
+	}
+}

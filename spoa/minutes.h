@@ -19,4 +19,17 @@ void minutes_add(struct minutes *m, double now, enum outcome o);
  * nothing was counted then. ago >= MINUTES_KEPT gives zeros too. */
 struct minute_bucket minutes_at(const struct minutes *m, double now, unsigned ago);
 
+/* Adds the counts of b (a bucket of another ring: a snapshot's) to the
+ * bucket of its minute, starting that slot over when it held an older
+ * minute; a bucket older than the slot's minute is left out. minute 0:
+ * nothing. */
+void minutes_put(struct minutes *m, const struct minute_bucket *b);
+
+/* minutes_put of every bucket of add. */
+void minutes_merge(struct minutes *m, const struct minutes *add);
+
+/* Takes the counts of sub's buckets from the same minutes of m (never
+ * below zero). */
+void minutes_subtract(struct minutes *m, const struct minutes *sub);
+
 #endif

@@ -79,6 +79,8 @@ struct publish {
 	int wake[2];                 /* librdkafka writes to [1] when its queue fills */
 	ev_io wake_io;
 	uint64_t inflight;           /* produced, no delivery report yet */
+	rd_kafka_topic_t *stats_rkt; /* stats_topic, on the first snapshot */
+	uint64_t stats_inflight;     /* snapshots produced, no delivery report yet */
 	bool closing;
 
 	/* file / stdout */
@@ -725,12 +727,23 @@ static int out_open(struct publish *p, char *err, size_t errlen)
 
 /* ---- kafka ------------------------------------------------------------- */
 
+/* The opaque of a snapshot message: not an exchange's, counted apart. */
+static char snapshot_tag;
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
 	struct publish *p = opaque;
 
 	if (p->closing)
 		return;
+	if (m->_private == &snapshot_tag) {
+		if (p->stats_inflight)
+			p->stats_inflight--;
+		/* The next snapshot carries the same counts and more. */
+		if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR)
+			ratelog_hit(p, &p->fail_log, NULL, rd_kafka_err2str(m->err));
+		return;
+	}
 	if (p->inflight)
 		p->inflight--;
 	if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -793,13 +806,31 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 	ratelog_flush(p, &p->limit_log, false);
 }
 
-static int kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
+int publish_kafka_set(rd_kafka_conf_t *conf, const char *key, const char *value, char *err, size_t errlen)
 {
 	char why[256];
 
 	if (rd_kafka_conf_set(conf, key, value, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
 		snprintf(err, errlen, "kafka property %s=%s: %s", key, value, why);
 		return -1;
+	}
+	return 0;
+}
+
+int publish_kafka_properties(rd_kafka_conf_t *conf, const struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < cfg->kafka_properties.count; i++) {
+		const char *kv = cfg->kafka_properties.items[i], *eq = strchr(kv, '=');
+		char key[128];
+
+		if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
+			snprintf(err, errlen, "kafka property '%s': expected key=value", kv);
+			return -1;
+		}
+		memcpy(key, kv, (size_t)(eq - kv));
+		key[eq - kv] = '\0';
+		if (publish_kafka_set(conf, key, eq + 1, err, errlen) == -1)
+			return -1;
 	}
 	return 0;
 }
@@ -820,30 +851,19 @@ static int kafka_open(struct publish *p, char *err, size_t errlen)
 		goto fail;
 	}
 	for (size_t i = 0; i < sizeof(kafka_defaults) / sizeof(kafka_defaults[0]); i++)
-		if (kafka_set(conf, kafka_defaults[i][0], kafka_defaults[i][1], err, errlen) == -1)
+		if (publish_kafka_set(conf, kafka_defaults[i][0], kafka_defaults[i][1], err, errlen) == -1)
 			goto fail;
 	/* The producer must accept the largest message publish builds. */
 	if (cfg->max_message + 4096 > 1000000) {
 		snprintf(buf, sizeof(buf), "%zu", cfg->max_message + 4096);
-		if (kafka_set(conf, "message.max.bytes", buf, err, errlen) == -1)
+		if (publish_kafka_set(conf, "message.max.bytes", buf, err, errlen) == -1)
 			goto fail;
 	}
-	if (kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) == -1 ||
-	    kafka_set(conf, "log.queue", "true", err, errlen) == -1)
+	if (publish_kafka_set(conf, "bootstrap.servers", cfg->kafka_brokers, err, errlen) == -1 ||
+	    publish_kafka_set(conf, "log.queue", "true", err, errlen) == -1)
 		goto fail;
-	for (size_t i = 0; i < cfg->kafka_properties.count; i++) {
-		const char *kv = cfg->kafka_properties.items[i], *eq = strchr(kv, '=');
-		char key[128];
-
-		if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key)) {
-			snprintf(err, errlen, "kafka property '%s': expected key=value", kv);
-			goto fail;
-		}
-		memcpy(key, kv, (size_t)(eq - kv));
-		key[eq - kv] = '\0';
-		if (kafka_set(conf, key, eq + 1, err, errlen) == -1)
-			goto fail;
-	}
+	if (publish_kafka_properties(conf, cfg, err, errlen) == -1)
+		goto fail;
 	rd_kafka_conf_set_opaque(conf, p);
 	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
 	rd_kafka_conf_set_error_cb(conf, on_kafka_error);
@@ -901,6 +921,29 @@ static void kafka_send(struct publish *p, const struct exchange *x, const char *
 }
 
 /* ---- public ------------------------------------------------------------ */
+
+int publish_snapshot(struct publish *p, const char *key, const char *msg, size_t len)
+{
+	if (!p->rk)
+		return -1;
+	if (!p->stats_rkt) {
+		p->stats_rkt = rd_kafka_topic_new(p->rk, p->cfg->stats_topic, NULL);
+		if (!p->stats_rkt)
+			return -1;
+	}
+	if (rd_kafka_produce(p->stats_rkt, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, (void *)(uintptr_t)msg,
+			     len, key, strlen(key), &snapshot_tag) == -1) {
+		ratelog_hit(p, &p->drop_log, NULL, rd_kafka_err2str(rd_kafka_last_error()));
+		return -1;
+	}
+	p->stats_inflight++;
+	return 0;
+}
+
+bool publish_to_kafka(const struct publish *p)
+{
+	return p->rk != NULL;
+}
 
 struct publish *publish_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen)
 {
@@ -1165,7 +1208,7 @@ void publish_free(struct publish *p, double timeout)
 	if (p->rk) {
 		rd_kafka_queue_t *q;
 
-		if (p->inflight)
+		if (p->inflight || p->stats_inflight)
 			rd_kafka_flush(p->rk, timeout > 0 ? (int)(timeout * 1000) : 0);
 		kafka_serve(p);
 		if (p->inflight) {
@@ -1181,6 +1224,8 @@ void publish_free(struct publish *p, double timeout)
 		rd_kafka_queue_destroy(q);
 		if (p->rkt)
 			rd_kafka_topic_destroy(p->rkt);
+		if (p->stats_rkt)
+			rd_kafka_topic_destroy(p->stats_rkt);
 		rd_kafka_destroy(p->rk);
 		stats.kafka_queue_depth = 0;
 	}

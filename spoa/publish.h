@@ -3,6 +3,9 @@
 #ifndef MIFFY_PUBLISH_H
 #define MIFFY_PUBLISH_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <ev.h>
 
 #include "compare-t.h"
@@ -44,6 +47,23 @@ void publish_set_samples(struct publish *p, struct samples *s);
  * borrowed; NULL stops it. */
 struct fingerprints;
 void publish_set_fingerprints(struct publish *p, struct fingerprints *t);
+/* Queues a counter snapshot (snapshot.h) on stats_topic under key, for
+ * the kafka sink; never blocks. Not counted as published: a failure is
+ * logged and the next snapshot carries the same counts. 0, or -1 when the
+ * sink is not kafka or the local queue refused it. */
+int publish_snapshot(struct publish *p, const char *key, const char *msg, size_t len);
+
+/* rd_kafka_conf_set(conf, key, value) with its failure said in err: 0 or
+ * -1. For every librdkafka client of miffy (the report's consumer too). */
+struct rd_kafka_conf_s;
+int publish_kafka_set(struct rd_kafka_conf_s *conf, const char *key, const char *value, char *err, size_t errlen);
+
+/* Sets cfg's kafka_properties ("key=value") on conf: 0, or -1 with the
+ * reason in err. */
+int publish_kafka_properties(struct rd_kafka_conf_s *conf, const struct config *cfg, char *err, size_t errlen);
+
+/* True for the kafka sink. */
+bool publish_to_kafka(const struct publish *p);
 
 /* Reopens a file sink (SIGHUP). */
 void publish_reopen(struct publish *p);

@@ -24,6 +24,7 @@
 #include "noise.h"
 #include "names.h"
 #include "samples.h"
+#include "snapshot.h"
 #include "utf8.h"
 #include "verdict.h"
 #include "exchange-t.h"
@@ -99,6 +100,9 @@ static struct {
 	const struct noise *noise;
 	struct samples *samples;
 	const struct fingerprints *fingerprints;
+	void (*extra_json)(struct jsonw *w, void *ctx);
+	void (*extra_metrics)(struct buf *b, void *ctx);
+	void *extra_ctx;
 } st = { .ack = { .bounds = stats_ack_bounds } };
 
 const double stats_hist_bounds[STATS_HIST_BOUNDS] = {
@@ -512,6 +516,13 @@ void stats_set_fingerprints(const struct fingerprints *t)
 	st.fingerprints = t;
 }
 
+void stats_set_extra(void (*json)(struct jsonw *w, void *ctx), void (*metrics)(struct buf *b, void *ctx), void *ctx)
+{
+	st.extra_json = json;
+	st.extra_metrics = metrics;
+	st.extra_ctx = ctx;
+}
+
 void stats_free(void)
 {
 	if (st.endpoints) {
@@ -529,7 +540,16 @@ void stats_free(void)
 		}
 		free(st.endpoints);
 	}
-	memset(&st, 0, sizeof(st));
+	{
+		void (*json)(struct jsonw *, void *) = st.extra_json;
+		void (*metrics)(struct buf *, void *) = st.extra_metrics;
+		void *ctx = st.extra_ctx;
+
+		memset(&st, 0, sizeof(st));
+		st.extra_json = json;
+		st.extra_metrics = metrics;
+		st.extra_ctx = ctx;
+	}
 	st.ack.bounds = stats_ack_bounds;
 }
 
@@ -909,6 +929,8 @@ char *stats_metrics_text(size_t *len)
 	}
 	metrics_fingerprints(&b);
 	prom_u64s(&b, logged, NAMED_COUNT(logged));
+	if (st.extra_metrics)
+		st.extra_metrics(&b, st.extra_ctx);
 	return buf_take(&b, len);
 }
 
@@ -1225,6 +1247,8 @@ char *stats_json_text(size_t *len)
 	jsonw_init(&w, STATS_TEXT_MAX);
 	jsonw_open(&w, '{');
 	key_3f(&w, "uptime_seconds", uptime_seconds());
+	if (st.extra_json)
+		st.extra_json(&w, st.extra_ctx);
 	jsonw_keyc(&w, "spop");
 	jsonw_open(&w, '{');
 	key_u64s(&w, spop, NAMED_COUNT(spop));
@@ -1340,4 +1364,163 @@ cJSON *stats_json(void)
 
 	free(text);
 	return doc;
+}
+
+/* ---- snapshots (snapshot.h: what the fleet report merges) --------------- */
+
+_Static_assert(PCT_BUCKETS == SNAPSHOT_PCT_BUCKETS, "snapshot.h holds stats' percentile buckets");
+_Static_assert(STATS_HIST_BOUNDS + 1 == SNAPSHOT_HIST_BUCKETS, "snapshot.h holds stats' histograms");
+_Static_assert(LAT_SOURCE_COUNT == SNAPSHOT_LAT_COUNT, "snapshot.h holds stats' latency sources");
+
+struct counter_ref {
+	char name[64];
+	uint64_t *v;
+};
+
+#define COUNTER_REFS_MAX 256
+
+/* Every cumulative counter a snapshot carries, by its snapshot name
+ * (gauges are not: they are the present, not a history). A counter added
+ * to struct stats that should survive restarts and add up in the fleet
+ * report goes here too. */
+static size_t counter_refs(struct counter_ref *out)
+{
+	static const struct { const char *name; size_t off; } plain[] = {
+#define PLAIN(m) { #m, offsetof(struct stats, m) }
+		PLAIN(conn_accepted), PLAIN(conn_refused), PLAIN(conn_healthchecks), PLAIN(frames_in),
+		PLAIN(frames_out), PLAIN(notify_frames), PLAIN(ack_frames), PLAIN(messages),
+		PLAIN(disconnect_received), PLAIN(idle_timeouts), PLAIN(exchanges_started),
+		PLAIN(json_depth_exceeded), PLAIN(compare_budget_exceeded), PLAIN(compare_key_fallback),
+		PLAIN(decompress_failed),
+		PLAIN(published), PLAIN(kafka_delivered), PLAIN(kafka_failed), PLAIN(kafka_dropped),
+		PLAIN(sink_errors), PLAIN(messages_cut),
+#undef PLAIN
+	};
+	size_t n = 0;
+
+#define REF(ptr, ...) do { \
+		if (n < COUNTER_REFS_MAX) { \
+			snprintf(out[n].name, sizeof(out[n].name), __VA_ARGS__); \
+			out[n++].v = (ptr); \
+		} \
+	} while (0)
+	for (size_t i = 0; i < NAMED_COUNT(plain); i++)
+		REF((uint64_t *)(void *)((char *)&stats + plain[i].off), "%s", plain[i].name);
+	for (size_t i = 0; i < STATS_DISCONNECT_SLOTS; i++)
+		REF(&stats.disconnect_sent[i], "disconnect_sent.%zu", i);
+	for (int o = 0; o < OUTCOME_COUNT; o++)
+		REF(&stats.outcomes[o], "outcomes.%s", outcome_name((enum outcome)o));
+	for (int r = 1; r < SKIP_REASON_COUNT; r++)
+		REF(&stats.skips[r], "skipped.%s", skip_reason_name((enum skip_reason)r));
+	for (int a = 0; a < ANOMALY_COUNT; a++)
+		REF(&stats.anomalies[a], "anomalies.%s", anomaly_name((enum anomaly)a));
+	for (int r = 0; r < ROLE_COUNT; r++) {
+		REF(&stats.replays_started[r], "replays_started.%s", role_name((enum replay_role)r));
+		for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+			REF(&st.errors[r][e], "replay_errors.%s.%s", role_name((enum replay_role)r),
+			    replay_error_name((enum replay_error)e));
+	}
+#undef REF
+	return n;
+}
+
+static void hist_export(struct snapshot_hist *out, const struct stats_hist *h, double max)
+{
+	memcpy(out->buckets, h->buckets, sizeof(out->buckets));
+	out->sum = h->sum;
+	out->max = max;
+}
+
+static void hist_import(struct stats_hist *h, const struct snapshot_hist *in)
+{
+	for (size_t b = 0; b < SNAPSHOT_HIST_BUCKETS; b++) {
+		h->buckets[b] += in->buckets[b];
+		h->count += in->buckets[b];
+	}
+	h->sum += in->sum;
+}
+
+int stats_export(struct snapshot *s)
+{
+	struct counter_ref refs[COUNTER_REFS_MAX];
+	size_t n = counter_refs(refs);
+
+	for (size_t i = 0; i < n; i++)
+		if (snapshot_add_counter(s, refs[i].name, *refs[i].v) < 0)
+			return -1;
+	for (int h = 0; h < LAT_SOURCE_COUNT; h++)
+		hist_export(&s->hists[h], &st.latency[h], 0);
+	hist_export(&s->hists[SNAPSHOT_HIST_ACK], &st.ack, st.ack_max);
+	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.endpoints[i];
+		struct snapshot_endpoint *out;
+
+		if (!endpoint_shown(i))
+			continue;
+		out = snapshot_add_endpoint(s, e->name);
+		if (!out)
+			return -1;
+		memcpy(out->outcomes, e->outcomes, sizeof(out->outcomes));
+		memcpy(out->skips, e->skips, sizeof(out->skips));
+		for (int l = 0; l < LAT_SOURCE_COUNT; l++) {
+			memcpy(out->latency[l].counts, e->latency[l].counts, sizeof(out->latency[l].counts));
+			out->latency[l].max_ms = e->latency[l].max_ms;
+		}
+		for (size_t k = 0; e->fields && k <= STATS_MAX_FIELDS; k++) {
+			const struct field_count *f = &e->fields[k];
+
+			if ((k >= e->nfields && k != STATS_MAX_FIELDS) || !f->key || !f->raw)
+				continue;
+			if (snapshot_add_field(out, f->key, f->raw, f->noise) < 0)
+				return -1;
+		}
+		out->minutes = e->minutes;
+	}
+	return snapshot_sort(s);
+}
+
+void stats_import(const struct snapshot *s)
+{
+	struct counter_ref refs[COUNTER_REFS_MAX];
+	size_t n = counter_refs(refs);
+
+	for (size_t i = 0; i < n; i++) {
+		const struct snapshot_counter *c = snapshot_counter(s, refs[i].name);
+
+		if (c)
+			*refs[i].v += c->v;
+	}
+	for (int h = 0; h < LAT_SOURCE_COUNT; h++)
+		hist_import(&st.latency[h], &s->hists[h]);
+	hist_import(&st.ack, &s->hists[SNAPSHOT_HIST_ACK]);
+	if (s->hists[SNAPSHOT_HIST_ACK].max > st.ack_max)
+		st.ack_max = s->hists[SNAPSHOT_HIST_ACK].max;
+	for (size_t i = 0; i < s->nendpoints; i++) {
+		const struct snapshot_endpoint *in = &s->endpoints[i];
+		struct endpoint_stats *e = endpoint_get(in->name);
+
+		if (!e)
+			return;
+		for (int o = 0; o < OUTCOME_COUNT; o++)
+			e->outcomes[o] += in->outcomes[o];
+		for (int r = 0; r < SKIP_REASON_COUNT; r++)
+			e->skips[r] += in->skips[r];
+		for (int l = 0; l < LAT_SOURCE_COUNT; l++) {
+			for (size_t b = 0; b < PCT_BUCKETS; b++) {
+				e->latency[l].counts[b] += in->latency[l].counts[b];
+				e->latency[l].count += in->latency[l].counts[b];
+			}
+			if (in->latency[l].max_ms > e->latency[l].max_ms)
+				e->latency[l].max_ms = in->latency[l].max_ms;
+		}
+		for (size_t k = 0; k < in->nfields; k++) {
+			struct field_count *f = field_get(e, in->fields[k].key);
+
+			if (!f)
+				continue;
+			f->raw += in->fields[k].raw;
+			f->noise += in->fields[k].noise;
+		}
+		minutes_merge(&e->minutes, &in->minutes);
+	}
 }

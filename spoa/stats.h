@@ -137,6 +137,13 @@ void stats_set_samples(struct samples *s);
  * before freeing it. */
 struct fingerprints;
 void stats_set_fingerprints(const struct fingerprints *t);
+/* Lets /stats and /metrics show what another module knows (the fleet
+ * report's "fleet" object): json writes members into /stats' top object,
+ * metrics appends families to /metrics. Both run on the loop thread while
+ * rendering; NULL, NULL, NULL stops it. */
+struct jsonw;
+struct buf;
+void stats_set_extra(void (*json)(struct jsonw *w, void *ctx), void (*metrics)(struct buf *b, void *ctx), void *ctx);
 
 /* Adds c to the compare counters (compare_budget_exceeded,
  * compare_key_fallback, decompress_failed, json_depth_exceeded). Called once per exchange, by
@@ -156,6 +163,17 @@ void stats_free(void);
  * and the per-endpoint tables (stats_free()). For the unit tests, which
  * share one process; the agent never resets its counters. */
 void stats_reset(void);
+
+/* The cumulative counters (not the gauges), the histograms and the
+ * per-endpoint tables as a snapshot (docs/fleet.md): s is empty, filled
+ * and sorted. 0, -1 on allocation failure. */
+struct snapshot;
+int stats_export(struct snapshot *s);
+
+/* Adds s's counts to the counters and tables (an agent resuming from its
+ * last snapshot; the report summing the fleet's). Endpoints and fields
+ * past the caps count as "other". */
+void stats_import(const struct snapshot *s);
 
 /* ---- pure helpers, public for the unit tests -------------------------- */
 

@@ -2,8 +2,11 @@
  * cluster (rdkafka_mock.h), so tests speak the real Kafka wire protocol
  * without a JVM.
  *
- *   miffy-mock-kafka [--topic NAME] [--partitions N] [--brokers N]
+ *   miffy-mock-kafka [--topic NAME]... [--partitions N] [--brokers N]
  *                    [--port P] [--down]
+ *
+ * --topic may be given up to 8 times (a differences topic and its stats
+ * topic); each gets N partitions.
  *
  * Prints the bootstrap address ("127.0.0.1:PORT[,...]") as one line on
  * stdout once the topic exists, then runs until SIGTERM or SIGINT (exit 0).
@@ -71,7 +74,7 @@ int bind(int fd, const struct sockaddr *addr, socklen_t len)
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: miffy-mock-kafka [--topic NAME] [--partitions N] [--brokers N] [--port P] [--down]\n"
+	fprintf(out, "usage: miffy-mock-kafka [--topic NAME]... [--partitions N] [--brokers N] [--port P] [--down]\n"
 		     "  prints the bootstrap address, runs until SIGTERM/SIGINT;\n"
 		     "  SIGUSR1 takes the brokers down, SIGUSR2 brings them back\n");
 }
@@ -100,7 +103,8 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *topic = "miffy";
+	const char *topics[8] = { "miffy" };
+	size_t ntopics = 0;
 	long partitions = 1, brokers = 1, port = 0;
 	int down = 0, c, sig, rc = 1;
 	char errstr[512];
@@ -113,7 +117,11 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "t:p:b:P:dh", opts, NULL)) != -1) {
 		switch (c) {
 		case 't':
-			topic = optarg;
+			if (ntopics == sizeof(topics) / sizeof(topics[0]) || !*optarg) {
+				usage(stderr);
+				return 2;
+			}
+			topics[ntopics++] = optarg;
 			break;
 		case 'p':
 			if (parse_uint(optarg, 1, 1000, &partitions) == -1) {
@@ -144,7 +152,9 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind < argc || !*topic) {
+	if (!ntopics)
+		ntopics = 1;
+	if (optind < argc) {
 		usage(stderr);
 		return 2;
 	}
@@ -187,10 +197,12 @@ int main(int argc, char **argv)
 			port ? " (is the port free?)" : "");
 		goto out;
 	}
-	err = rd_kafka_mock_topic_create(mc, topic, (int)partitions, (int)brokers);
-	if (err) {
-		fprintf(stderr, "miffy-mock-kafka: topic '%s': %s\n", topic, rd_kafka_err2str(err));
-		goto out;
+	for (size_t i = 0; i < ntopics; i++) {
+		err = rd_kafka_mock_topic_create(mc, topics[i], (int)partitions, (int)brokers);
+		if (err) {
+			fprintf(stderr, "miffy-mock-kafka: topic '%s': %s\n", topics[i], rd_kafka_err2str(err));
+			goto out;
+		}
 	}
 	if (down)
 		rd_kafka_mock_broker_set_down(mc, -1);
