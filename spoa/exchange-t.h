@@ -64,6 +64,11 @@ struct exchange {
 	bool want[ROLE_COUNT];       /* a replay was started */
 	bool have[ROLE_COUNT];       /* its response (or error) is in */
 	struct replay_xfer *xfer[ROLE_COUNT];
+	/* Which candidate replies[ROLE_CANDIDATE] is of: 0, the first, in the
+	 * table; the others' replies are the table's, and stats and publish see
+	 * each candidate's judgement through a copy of this struct with its
+	 * reply there and its number here (config_candidate_name()). */
+	unsigned candidate;
 
 	enum skip_reason skip;
 	ev_tstamp t_request;         /* miffy-req arrived */

@@ -344,3 +344,10 @@ cJSON *noise_stats_json(const struct noise *n, const char *endpoint)
 	}
 	return all;
 }
+
+char *noise_candidate_key(const char *candidate, const char *endpoint)
+{
+	char *key;
+
+	return asprintf(&key, "%s\x1f%s", candidate, endpoint ? endpoint : "") < 0 ? NULL : key;
+}

@@ -34,4 +34,9 @@ bool noise_mark(struct noise *n, const char *endpoint, struct diff_list *raw,
  * different or noise exchange, and noise as judged (see stats.h). */
 cJSON *noise_stats_json(const struct noise *n, const char *endpoint);
 
+/* The name under which candidate's raw/noise counts of endpoint are kept
+ * when an agent compares several candidates (each has tables of its own):
+ * "CANDIDATE" U+001F "ENDPOINT". The caller frees; NULL on ENOMEM. */
+char *noise_candidate_key(const char *candidate, const char *endpoint);
+
 #endif

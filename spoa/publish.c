@@ -17,7 +17,7 @@
 #include "body.h"
 #include "buf.h"
 #include "compare.h"
-#include "config-t.h"
+#include "config.h"
 #include "json.h"
 #include "jsonw.h"
 #include "log.h"
@@ -478,6 +478,8 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_cstring(w, x->endpoint ? x->endpoint : "");
 	jsonw_keyc(w, "outcome");
 	jsonw_cstring(w, outcome_name(b->outcome));
+	jsonw_keyc(w, "candidate_name");
+	jsonw_cstring(w, config_candidate_name(b->p->cfg, x->candidate));
 	jsonw_keyc(w, "request");
 	write_request(b, sh);
 	jsonw_keyc(w, "reference");

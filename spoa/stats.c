@@ -79,10 +79,25 @@ struct endpoint_stats {
 	struct minutes minutes;       /* the last hour, per minute */
 };
 
-static struct {
+/* The per-endpoint tables of one view: of all candidates, or of one. */
+struct view {
 	struct endpoint_stats *endpoints;  /* STATS_MAX_ENDPOINTS + 1 slots, the last is "other" */
 	size_t nendpoints;
 	uint8_t endpoint_index[INDEX_SLOTS];
+};
+
+/* One candidate's view, kept when an agent compares several. */
+struct candidate_stats {
+	char *name;
+	uint64_t outcomes[OUTCOME_COUNT];
+	uint64_t errors[REPLAY_ERROR_COUNT];     /* its failed replays by reason */
+	struct view v;
+};
+
+static struct {
+	struct view all;                         /* every candidate's exchanges: the sum */
+	struct candidate_stats *cands;           /* NULL unless several candidates */
+	unsigned ncands;
 	uint64_t serial;
 	struct stats_hist latency[LAT_SOURCE_COUNT];
 	struct stats_hist ack;                   /* bounds stats_ack_bounds */
@@ -239,8 +254,9 @@ static uint8_t *index_slot(uint8_t *index, const char *name, const char *(*name_
 
 static const char *endpoint_name_at(size_t i, const void *ctx)
 {
-	(void)ctx;
-	return st.endpoints[i].name;
+	const struct view *v = ctx;
+
+	return v->endpoints[i].name;
 }
 
 static const char *field_name_at(size_t i, const void *ctx)
@@ -291,37 +307,37 @@ static double pct_quantile(const struct pct_hist *h, double q)
 	return h->max_ms;
 }
 
-static bool ensure_tables(void)
+static bool ensure_tables(struct view *v)
 {
-	if (st.endpoints)
+	if (v->endpoints)
 		return true;
-	st.endpoints = calloc(STATS_MAX_ENDPOINTS + 1, sizeof(*st.endpoints));
-	return st.endpoints != NULL;
+	v->endpoints = calloc(STATS_MAX_ENDPOINTS + 1, sizeof(*v->endpoints));
+	return v->endpoints != NULL;
 }
 
-/* The entry of endpoint name, created on first sight; "other" past the cap
- * or when memory runs out. NULL only when the table itself is missing. */
-static struct endpoint_stats *endpoint_get(const char *name)
+/* The entry of endpoint name in v, created on first sight; "other" past the
+ * cap or when memory runs out. NULL only when the table itself is missing. */
+static struct endpoint_stats *endpoint_get(struct view *v, const char *name)
 {
 	struct endpoint_stats *other;
 	uint8_t *slot;
 
-	if (!ensure_tables())
+	if (!ensure_tables(v))
 		return NULL;
-	other = &st.endpoints[STATS_MAX_ENDPOINTS];
+	other = &v->endpoints[STATS_MAX_ENDPOINTS];
 	if (!other->name)
 		other->name = strdup(STATS_OTHER);
 	if (!name)
 		return other;
-	slot = index_slot(st.endpoint_index, name, endpoint_name_at, NULL);
+	slot = index_slot(v->endpoint_index, name, endpoint_name_at, v);
 	if (*slot)
-		return &st.endpoints[*slot - 1];
-	if (st.nendpoints < STATS_MAX_ENDPOINTS && strcmp(name, STATS_OTHER) != 0) {
-		struct endpoint_stats *e = &st.endpoints[st.nendpoints];
+		return &v->endpoints[*slot - 1];
+	if (v->nendpoints < STATS_MAX_ENDPOINTS && strcmp(name, STATS_OTHER) != 0) {
+		struct endpoint_stats *e = &v->endpoints[v->nendpoints];
 
 		e->name = strdup(name);
 		if (e->name) {
-			*slot = (uint8_t)++st.nendpoints;
+			*slot = (uint8_t)++v->nendpoints;
 			return e;
 		}
 	}
@@ -401,6 +417,32 @@ static void remember_id(struct endpoint_stats *e, const char *id, enum outcome o
 	e->last_next = (e->last_next + 1) % STATS_LAST_IDS;
 }
 
+/* The part of stats_exchange_done that one candidate's view repeats. */
+static void candidate_done(struct candidate_stats *c, const struct exchange *x, enum outcome o,
+			   const struct diff_list *diffs)
+{
+	const struct http_response *resp = &x->replies[ROLE_CANDIDATE];
+	struct endpoint_stats *e = endpoint_get(&c->v, x->endpoint);
+
+	c->outcomes[o]++;
+	if (x->have[ROLE_CANDIDATE] && resp->error != REPLAY_OK && (unsigned)resp->error < REPLAY_ERROR_COUNT)
+		c->errors[resp->error]++;
+	if (!e)
+		return;
+	e->outcomes[o]++;
+	minutes_add(&e->minutes, ev_time(), o);
+	if (x->have_reference)
+		pct_observe(&e->latency[LAT_REFERENCE], x->reference.latency_ms);
+	if (x->have[ROLE_CANDIDATE] && resp->error == REPLAY_OK)
+		pct_observe(&e->latency[LAT_CANDIDATE], resp->latency_ms);
+	if (x->have[ROLE_SECONDARY] && x->replies[ROLE_SECONDARY].error == REPLAY_OK)
+		pct_observe(&e->latency[LAT_SECONDARY], x->replies[ROLE_SECONDARY].latency_ms);
+	if (diffs && diffs->count && (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE))
+		count_fields(e, diffs);
+	if (x->id && (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR))
+		remember_id(e, x->id, o);
+}
+
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs)
 {
 	struct endpoint_stats *e;
@@ -408,7 +450,9 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 	stats.outcomes[o]++;
 	if (o == OUTCOME_SKIPPED)
 		stats.skips[x->skip]++;
-	e = endpoint_get(x->endpoint);
+	if (st.cands && x->candidate < st.ncands)
+		candidate_done(&st.cands[x->candidate], x, o, diffs);
+	e = endpoint_get(&st.all, x->endpoint);
 	if (e) {
 		e->outcomes[o]++;
 		minutes_add(&e->minutes, ev_time(), o);
@@ -446,7 +490,31 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 
 void stats_request_dropped(void)
 {
-	stats.outcomes[OUTCOME_DROPPED]++;
+	/* lost to every candidate */
+	stats.outcomes[OUTCOME_DROPPED] += st.cands ? st.ncands : 1;
+	for (unsigned k = 0; st.cands && k < st.ncands; k++)
+		st.cands[k].outcomes[OUTCOME_DROPPED]++;
+}
+
+static void stats_clear_candidates(void);
+
+int stats_set_candidates(const char *const *names, unsigned n)
+{
+	stats_clear_candidates();
+	if (n < 2)
+		return 0;
+	st.cands = calloc(n, sizeof(*st.cands));
+	if (!st.cands)
+		return -1;
+	st.ncands = n;
+	for (unsigned k = 0; k < n; k++) {
+		st.cands[k].name = strdup(names[k]);
+		if (!st.cands[k].name) {
+			stats_clear_candidates();
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void stats_ack_observe(double seconds)
@@ -473,11 +541,11 @@ void stats_set_samples(struct samples *s)
 	st.samples = s;
 }
 
-void stats_free(void)
+static void view_free(struct view *v)
 {
-	if (st.endpoints) {
+	if (v->endpoints) {
 		for (size_t i = 0; i <= STATS_MAX_ENDPOINTS; i++) {
-			struct endpoint_stats *e = &st.endpoints[i];
+			struct endpoint_stats *e = &v->endpoints[i];
 
 			free(e->name);
 			if (e->fields)
@@ -488,8 +556,26 @@ void stats_free(void)
 			for (size_t k = 0; k < STATS_LAST_IDS; k++)
 				free(e->last[k].id);
 		}
-		free(st.endpoints);
+		free(v->endpoints);
 	}
+	memset(v, 0, sizeof(*v));
+}
+
+static void stats_clear_candidates(void)
+{
+	for (unsigned k = 0; st.cands && k < st.ncands; k++) {
+		free(st.cands[k].name);
+		view_free(&st.cands[k].v);
+	}
+	free(st.cands);
+	st.cands = NULL;
+	st.ncands = 0;
+}
+
+void stats_free(void)
+{
+	view_free(&st.all);
+	stats_clear_candidates();
 	memset(&st, 0, sizeof(st));
 	st.ack.bounds = stats_ack_bounds;
 }
@@ -540,16 +626,21 @@ static const char *disconnect_label(size_t slot, char *buf, size_t len)
 	return buf;
 }
 
-static void metrics_endpoints(struct buf *b)
+/* The samples of view v's endpoints x outcomes; candidate NULL for the
+ * sum (miffy_endpoint_exchanges_total), else its name (the family
+ * miffy_endpoint_exchanges_by_candidate_total, already announced). */
+static void metrics_endpoints(struct buf *b, const struct view *v, const char *candidate)
 {
-	prom_family(b, "miffy_endpoint_exchanges_total", "counter",
-		    "Finished exchanges by endpoint and outcome (endpoints past the first 100 count as \"other\").");
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
+	if (!candidate)
+		prom_family(b, "miffy_endpoint_exchanges_total", "counter",
+			    "Finished exchanges by endpoint and outcome (endpoints past the first 100 count as "
+			    "\"other\"); with several candidates, the sum of theirs.");
+	for (size_t i = 0; v->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &v->endpoints[i];
 
 		if (i == STATS_MAX_ENDPOINTS && !e->name)
 			continue;
-		if (i >= st.nendpoints && i != STATS_MAX_ENDPOINTS)
+		if (i >= v->nendpoints && i != STATS_MAX_ENDPOINTS)
 			continue;
 		if (i == STATS_MAX_ENDPOINTS) {
 			uint64_t any = 0;
@@ -560,7 +651,13 @@ static void metrics_endpoints(struct buf *b)
 				continue;
 		}
 		for (int o = 0; o < OUTCOME_COUNT; o++) {
-			buf_adds(b, "miffy_endpoint_exchanges_total{endpoint=\"");
+			if (candidate) {
+				buf_adds(b, "miffy_endpoint_exchanges_by_candidate_total{candidate=\"");
+				buf_adds(b, candidate);  /* a token: nothing to escape */
+				buf_adds(b, "\",endpoint=\"");
+			} else {
+				buf_adds(b, "miffy_endpoint_exchanges_total{endpoint=\"");
+			}
 			prom_escape_to(b, e->name ? e->name : STATS_OTHER);
 			buf_printf(b, "\",outcome=\"%s\"} %" PRIu64 "\n", outcome_name((enum outcome)o),
 				    e->outcomes[o]);
@@ -578,6 +675,31 @@ static void metrics_errors(struct buf *b)
 				buf_printf(b, "miffy_candidate_errors_total{role=\"%s\",reason=\"%s\"} %" PRIu64 "\n",
 					   role_name((enum replay_role)r), replay_error_name((enum replay_error)e),
 					   st.errors[r][e]);
+}
+
+/* The families with a candidate label, when there are several. */
+static void metrics_candidates(struct buf *b)
+{
+	if (!st.cands)
+		return;
+	prom_family(b, "miffy_exchanges_by_candidate_total", "counter",
+		    "Finished exchanges by candidate and outcome (each exchange ends once per candidate).");
+	for (unsigned k = 0; k < st.ncands; k++)
+		for (int o = 0; o < OUTCOME_COUNT; o++)
+			buf_printf(b, "miffy_exchanges_by_candidate_total{candidate=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+				   st.cands[k].name, outcome_name((enum outcome)o), st.cands[k].outcomes[o]);
+	prom_family(b, "miffy_replay_errors_by_candidate_total", "counter",
+		    "Failed candidate replays by candidate and reason.");
+	for (unsigned k = 0; k < st.ncands; k++)
+		for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+			if (st.cands[k].errors[e])
+				buf_printf(b, "miffy_replay_errors_by_candidate_total{candidate=\"%s\",reason=\"%s\"} %"
+					   PRIu64 "\n", st.cands[k].name, replay_error_name((enum replay_error)e),
+					   st.cands[k].errors[e]);
+	prom_family(b, "miffy_endpoint_exchanges_by_candidate_total", "counter",
+		    "Finished exchanges by candidate, endpoint and outcome.");
+	for (unsigned k = 0; k < st.ncands; k++)
+		metrics_endpoints(b, &st.cands[k].v, st.cands[k].name);
 }
 
 char *stats_metrics_text(size_t *len)
@@ -628,7 +750,7 @@ char *stats_metrics_text(size_t *len)
 	char slot[16];
 
 	buf_init(&b, STATS_TEXT_MAX);
-	ensure_tables();
+	ensure_tables(&st.all);
 	prom_family(&b, "miffy_build_info", "gauge", "Always 1; the version is a label.");
 	buf_printf(&b, "miffy_build_info{version=\"%s\"} 1\n", MIFFY_VERSION);
 	prom_family(&b, "miffy_uptime_seconds", "gauge", "Seconds since the agent started.");
@@ -664,7 +786,8 @@ char *stats_metrics_text(size_t *len)
 	for (int a = 0; a < ANOMALY_COUNT; a++)
 		prom_labeled(&b, "miffy_anomalies_total", "kind", anomaly_name((enum anomaly)a),
 			     stats.anomalies[a]);
-	metrics_endpoints(&b);
+	metrics_endpoints(&b, &st.all, NULL);
+	metrics_candidates(&b);
 	prom_u64(&b, "miffy_exchanges_inflight", "gauge", "Exchanges in the table now.", stats.exchanges_inflight);
 
 	/* replay */
@@ -791,12 +914,12 @@ static void minutes_text(struct jsonw *w, const struct minutes *m)
 	jsonw_close(w, '}');
 }
 
-static bool endpoint_shown(size_t i)
+static bool endpoint_shown(const struct view *v, size_t i)
 {
-	const struct endpoint_stats *e = &st.endpoints[i];
+	const struct endpoint_stats *e = &v->endpoints[i];
 	uint64_t any = 0;
 
-	if (!e->name || (i >= st.nendpoints && i != STATS_MAX_ENDPOINTS))
+	if (!e->name || (i >= v->nendpoints && i != STATS_MAX_ENDPOINTS))
 		return false;
 	if (i < STATS_MAX_ENDPOINTS)
 		return true;
@@ -805,7 +928,9 @@ static bool endpoint_shown(size_t i)
 	return any != 0;
 }
 
-static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
+/* Endpoint e of view v; candidate: the view's candidate, NULL for the sum. */
+static void endpoint_text(struct jsonw *w, const struct view *v, const struct endpoint_stats *e,
+			  const char *candidate)
 {
 	uint64_t total = 0, compared;
 
@@ -847,8 +972,10 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		jsonw_close(w, '}');
 	}
 	jsonw_close(w, '}');
-	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS]) {
-		cJSON *n = noise_stats_json(st.noise, e->name);
+	if (st.noise && e != &v->endpoints[STATS_MAX_ENDPOINTS]) {
+		/* With several candidates, each has noise tables of its own. */
+		char *key = candidate ? noise_candidate_key(candidate, e->name) : NULL;
+		cJSON *n = candidate && !key ? NULL : noise_stats_json(st.noise, key ? key : e->name);
 		char *text = n && cJSON_GetArraySize(n) > 0 ? cJSON_PrintUnformatted(n) : NULL;
 
 		/* Empty unless a secondary is configured. */
@@ -858,6 +985,7 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		}
 		free(text);
 		cJSON_Delete(n);
+		free(key);
 	}
 	minutes_text(w, &e->minutes);
 	jsonw_keyc(w, "last_differences");
@@ -880,6 +1008,20 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		jsonw_close(w, '}');
 	}
 	jsonw_close(w, ']');
+	jsonw_close(w, '}');
+}
+
+/* `"endpoints":{...}` of view v (candidate: see endpoint_text). */
+static void endpoints_text(struct jsonw *w, const struct view *v, const char *candidate)
+{
+	jsonw_keyc(w, "endpoints");
+	jsonw_open(w, '{');
+	for (size_t i = 0; v->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		if (!endpoint_shown(v, i))
+			continue;
+		jsonw_keyc(w, v->endpoints[i].name);
+		endpoint_text(w, v, &v->endpoints[i], candidate);
+	}
 	jsonw_close(w, '}');
 }
 
@@ -990,15 +1132,31 @@ char *stats_json_text(size_t *len)
 		jsonw_close(&w, '}');
 		jsonw_close(&w, '}');
 	}
-	jsonw_keyc(&w, "endpoints");
-	jsonw_open(&w, '{');
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		if (!endpoint_shown(i))
-			continue;
-		jsonw_keyc(&w, st.endpoints[i].name);
-		endpoint_text(&w, &st.endpoints[i]);
+	endpoints_text(&w, &st.all, NULL);
+	if (st.cands) {
+		jsonw_keyc(&w, "candidates");
+		jsonw_open(&w, '{');
+		for (unsigned k = 0; k < st.ncands; k++) {
+			const struct candidate_stats *c = &st.cands[k];
+
+			jsonw_keyc(&w, c->name);
+			jsonw_open(&w, '{');
+			jsonw_keyc(&w, "outcomes");
+			jsonw_open(&w, '{');
+			for (int i = 0; i < OUTCOME_COUNT; i++)
+				key_u64(&w, outcome_name((enum outcome)i), c->outcomes[i]);
+			jsonw_close(&w, '}');
+			jsonw_keyc(&w, "errors");
+			jsonw_open(&w, '{');
+			for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+				if (c->errors[e])
+					key_u64(&w, replay_error_name((enum replay_error)e), c->errors[e]);
+			jsonw_close(&w, '}');
+			endpoints_text(&w, &c->v, c->name);
+			jsonw_close(&w, '}');
+		}
+		jsonw_close(&w, '}');
 	}
-	jsonw_close(&w, '}');
 	jsonw_close(&w, '}');
 	buf_add(&w.b, "\n", 1);
 	return buf_take(&w.b, len);

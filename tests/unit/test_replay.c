@@ -325,9 +325,10 @@ static struct fixture *current;
 static char *engine;
 static char engine_curl[] = "curl";
 
-static void on_done(void *arg, enum replay_role role, struct http_response *resp)
+static void on_done(void *arg, enum replay_role role, unsigned candidate, struct http_response *resp)
 {
 	struct result *res = arg;
+	(void)candidate;
 
 	res->calls++;
 	res->role = role;
@@ -447,7 +448,7 @@ static int try_start(struct fixture *f, enum replay_role role, replay_done_fn do
 	struct replay_request rq;
 	int built = request_build(&rq, replay_rules(f->replay), f->x.method, f->x.path, f->x.query,
 				  &f->x.req_headers, f->x.req_body, f->x.req_body_len);
-	int rc = replay_start(f->replay, role, built == 0 ? &rq : NULL, done, res, xfer);
+	int rc = replay_start(f->replay, role, 0, built == 0 ? &rq : NULL, done, res, xfer);
 
 	if (built == 0)
 		request_clear(&rq);
@@ -1052,11 +1053,11 @@ static void test_cancel_gives_no_callback(void **state)
 static struct replay_xfer *pair[2];
 
 /* Like an exchange ending: the first answer cancels its sibling. */
-static void on_done_cancel_other(void *arg, enum replay_role role, struct http_response *resp)
+static void on_done_cancel_other(void *arg, enum replay_role role, unsigned candidate, struct http_response *resp)
 {
 	int me = arg == &current->res[0] ? 0 : 1;
 
-	on_done(arg, role, resp);
+	on_done(arg, role, candidate, resp);
 	pair[me] = NULL;
 	if (pair[!me]) {
 		replay_cancel(current->replay, pair[!me]);
