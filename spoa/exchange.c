@@ -603,6 +603,12 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 	}
 	if (!t->deps.replay)
 		return;
+	/* Every replay of x or none: the cap holds for the sum of all
+	 * candidates' replays, and nothing is started to be cancelled. */
+	if (replay_room(t->deps.replay) < entry_of(x)->ncandidates + (replay_has_secondary(t->deps.replay) ? 1u : 0u)) {
+		x->skip = SKIP_OVERLOAD;
+		return;
+	}
 	/* one request for every role, the forwarding rules applied once */
 	built = request_build(&rq, replay_rules(t->deps.replay), x->method, x->path, x->query, &x->req_headers,
 			      x->req_body, x->req_body_len);

@@ -334,6 +334,11 @@ bool replay_has_secondary(const struct replay *r)
 	return r->have_secondary;
 }
 
+unsigned replay_room(const struct replay *r)
+{
+	return r->inflight >= r->max_concurrent ? 0 : r->max_concurrent - r->inflight;
+}
+
 unsigned replay_candidates(const struct replay *r)
 {
 	return r->ncandidates;

@@ -64,6 +64,9 @@ unsigned replay_inflight(const struct replay *r);
 /* True when a secondary target is configured. */
 bool replay_has_secondary(const struct replay *r);
 
+/* Replays that may start before the concurrency cap is reached. */
+unsigned replay_room(const struct replay *r);
+
 /* The number of candidate targets, at least 1. */
 unsigned replay_candidates(const struct replay *r);
 
