@@ -46,8 +46,8 @@ struct config {
 	char *candidate;             /* the file's key: URL or NAME=URL */
 	struct str_list candidates;  /* the file's key: "NAME=URL" (or URL) entries */
 	/* The candidates in order, resolved by config_load() from --candidate
-	 * flags, else from candidate then candidates; at least one. With none
-	 * (a struct filled by hand), candidate is the URL of one "candidate". */
+	 * flags, else from candidate then candidates; at least one: what the
+	 * replay reads (a struct filled by hand fills these). */
 	struct candidate_target cands[MIFFY_MAX_CANDIDATES];
 	unsigned ncandidates;
 	char *secondary;             /* URL or NULL */

@@ -485,11 +485,6 @@ const char *config_candidate_name(const struct config *cfg, unsigned k)
 	return k < cfg->ncandidates ? cfg->cands[k].name : MIFFY_CANDIDATE_DEFAULT;
 }
 
-unsigned config_candidate_count(const struct config *cfg)
-{
-	return cfg->ncandidates ? cfg->ncandidates : cfg->candidate ? 1 : 0;
-}
-
 /* The candidates from the flags when any were given (they replace the
  * file's), else from the keys candidate then candidates. */
 static int resolve_candidates(struct config *cfg, const char *const *flags, size_t nflags)

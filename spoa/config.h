@@ -23,13 +23,9 @@ void config_free(struct config *cfg);
  * a URL replay_check_url() refuses. Returns 0 or -1. config_free() frees. */
 int config_add_candidate(struct config *cfg, const char *spec, char *err, size_t errlen);
 
-/* The name of candidate k (below the number of candidates): the resolved
- * one, or "candidate" when cfg was filled by hand with a bare URL. */
+/* The name of candidate k: cfg->cands[k].name, or "candidate" past the
+ * list (a struct filled by hand, as the unit tests do). */
 const char *config_candidate_name(const struct config *cfg, unsigned k);
-
-/* The number of candidates: cfg->ncandidates, or 1 when only cfg->candidate
- * is set (a struct filled by hand), 0 when neither. */
-unsigned config_candidate_count(const struct config *cfg);
 
 /* Splits "host:port" into a sockaddr-ready host and port. Returns 0 or -1. */
 int config_split_addr(const char *addr, char *host, size_t hostlen, char *port, size_t portlen);

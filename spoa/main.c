@@ -169,7 +169,7 @@ static int app_start(struct app *app)
 		return start_failed(NULL, err[0] ? err : "out of memory", 2);
 	{
 		const char *names[MIFFY_MAX_CANDIDATES];
-		unsigned n = config_candidate_count(&app->cfg);
+		unsigned n = app->cfg.ncandidates;
 
 		for (unsigned k = 0; k < n; k++)
 			names[k] = config_candidate_name(&app->cfg, k);

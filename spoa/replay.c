@@ -8,7 +8,7 @@
 
 #include <curl/curl.h>
 
-#include "config.h"
+#include "config-t.h"
 #include "curl_xfer.h"
 #include "h1.h"
 #include "request.h"
@@ -379,13 +379,21 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		.max_body = cfg->max_body,
 		.max_host_conns = host_conns,
 		/* idle connections kept for reuse, for every target */
-		.max_idle_conns = host_conns * (long)(config_candidate_count(cfg) + 1),
+		.max_idle_conns = host_conns * (long)(cfg->ncandidates + 1),
 		.ca_file = cfg->ca_file,
 		.insecure = cfg->insecure,
 	};
 	const struct h1_limits *native = strcmp(engine, "auto") == 0 ? &lim : NULL;
+	bool missing;
 
-	if (config_candidate_count(cfg) == 0 || (!cfg->ncandidates && !*cfg->candidate)) {
+	if (cfg->ncandidates > MIFFY_MAX_CANDIDATES) {
+		snprintf(err, errlen, "more than %d candidates", MIFFY_MAX_CANDIDATES);
+		return NULL;
+	}
+	missing = cfg->ncandidates == 0;
+	for (unsigned k = 0; k < cfg->ncandidates; k++)
+		missing |= !cfg->cands[k].url || !*cfg->cands[k].url;
+	if (missing) {
 		snprintf(err, errlen, "no candidate URL");
 		return NULL;
 	}
@@ -407,14 +415,13 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		goto fail_global;
 	}
 	r->loop = loop;
-	for (unsigned k = 0; k < config_candidate_count(cfg); k++) {
-		const char *url = cfg->ncandidates ? cfg->cands[k].url : cfg->candidate;
+	for (unsigned k = 0; k < cfg->ncandidates; k++) {
 		char what[MIFFY_CANDIDATE_NAME_MAX + 32];
 
 		/* the single candidate's errors read as before */
 		snprintf(what, sizeof(what), cfg->ncandidates > 1 ? "candidate \"%s\"" : "candidate",
-			 config_candidate_name(cfg, k));
-		if (target_init(&r->candidates[k], what, url, loop, native, err, errlen) < 0)
+			 cfg->cands[k].name);
+		if (target_init(&r->candidates[k], what, cfg->cands[k].url, loop, native, err, errlen) < 0)
 			goto fail_targets;
 		r->ncandidates++;
 	}

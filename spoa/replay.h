@@ -25,8 +25,8 @@ struct replay_xfer;
 typedef void (*replay_done_fn)(void *arg, enum replay_role role, unsigned candidate,
 			       struct http_response *resp);
 
-/* Creates the replayer for the candidates of cfg (config_candidate_count())
- * and cfg->secondary. Returns NULL
+/* Creates the replayer for cfg->cands (resolved by config_load()) and
+ * cfg->secondary. Returns NULL
  * with a message in err on a bad URL, a bad cfg->replay_engine or a libcurl
  * failure. */
 struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *err, size_t errlen);

@@ -323,6 +323,7 @@ static struct fixture *current;
 
 /* The engine of the group being run: NULL is the default ("auto"). */
 static char *engine;
+static char candidate_name[] = "candidate";
 static char engine_curl[] = "curl";
 
 static void on_done(void *arg, enum replay_role role, unsigned candidate, struct http_response *resp)
@@ -372,7 +373,8 @@ static int setup(void **state)
 	if (!f->loop)
 		return -1;
 	ev_init(&f->guard, on_guard);
-	f->cfg.candidate = f->url;
+	f->cfg.cands[0] = (struct candidate_target){ .name = candidate_name, .url = f->url };
+	f->cfg.ncandidates = 1;
 	f->cfg.connect_timeout = 1.0;
 	f->cfg.timeout = 2.0;
 	f->cfg.max_concurrent = 16;
@@ -1377,7 +1379,7 @@ static void assert_refused(struct fixture *f, const char *candidate, const char 
 
 	snprintf(f->url, sizeof(f->url), "%s", candidate ? candidate : "");
 	snprintf(f->url2, sizeof(f->url2), "%s", secondary ? secondary : "");
-	f->cfg.candidate = candidate ? f->url : NULL;
+	f->cfg.ncandidates = candidate ? 1 : 0;
 	f->cfg.secondary = secondary ? f->url2 : NULL;
 	f->err[0] = '\0';
 	r = replay_new(f->loop, &f->cfg, f->err, sizeof(f->err));
