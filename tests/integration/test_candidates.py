@@ -181,3 +181,41 @@ def test_max_concurrent_holds_for_the_sum_of_all_candidates(stack):
     assert s["skipped"]["overload"] == 3 * (N - 1)   # the sum over the candidates
     assert s["replays"]["candidate"]["started"] == 3
     assert s["replays"]["inflight"] == 0
+
+
+def test_one_secondary_replay_serves_every_candidates_noise(stack):
+    """The secondary differs from the reference at /price: candidate "new"
+    differs there too (noise), candidate "renamed" at /name (a regression).
+    The secondary receives each request once, and each candidate has noise
+    tables of its own."""
+    renamed = json.dumps(dict(json.loads(REF_BODY), name="gadget"))
+    ref = stack.backend(name="ref", mode="static", body=REF_BODY)
+    sec = stack.backend(name="sec", mode="static", body=CAND_BODY, record=True)
+    new = stack.backend(name="new", mode="static", body=CAND_BODY, record=True)
+    ren = stack.backend(name="renamed", mode="static", body=renamed, record=True)
+    agent = stack.miffy(admin=True, secondary=sec.url,
+                        args=["--candidate", f"new={new.url}", "--candidate", f"renamed={ren.url}"])
+    hap = stack.haproxy(reference=ref, agent=agent)
+    get_all(hap)
+    s = wait_judged(agent, ["new", "renamed"])
+    assert len(sec.requests()) == N and len(new.requests()) == N and len(ren.requests()) == N
+    assert all({k.lower(): v for k, v in r["headers"]}.get("x-miffy-role") == "secondary"
+               for r in sec.requests())
+    views = s["candidates"]
+    assert views["new"]["outcomes"]["noise"] == N and views["new"]["outcomes"]["different"] == 0
+    assert views["renamed"]["outcomes"]["different"] == N and views["renamed"]["outcomes"]["noise"] == 0
+    (ep,) = [e for e in views["new"]["endpoints"] if e.startswith("GET /api/items")]
+    new_noise = views["new"]["endpoints"][ep]["noise_fields"]
+    ren_noise = views["renamed"]["endpoints"][ep]["noise_fields"]
+    assert new_noise["body:/price"]["raw"] == N and new_noise["body:/price"]["noise"] == N
+    assert ren_noise["body:/name"]["raw"] == N and ren_noise["body:/price"]["noise"] == N
+    assert "body:/name" not in new_noise
+    assert s["replays"]["secondary"]["started"] == N
+    wait_for(lambda: len(agent.published()) >= N, 10, what=f"{N} messages")
+    time.sleep(0.3)
+    msgs = agent.published()
+    # noise is not published by default: only the regression of "renamed"
+    assert {m["candidate_name"] for m in msgs} == {"renamed"} and len(msgs) == N
+    for m in msgs:
+        assert [(d["path"], d["noise"]) for d in m["differences"]] == [("/name", False)]
+        assert m["secondary"]["body"] == {"json": json.loads(CAND_BODY)}
