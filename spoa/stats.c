@@ -445,6 +445,9 @@ static void candidate_done(struct candidate_stats *c, const struct exchange *x, 
 
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs)
 {
+	/* The reference and the secondary answer once per exchange, however
+	 * many candidates: their times and failures count with the first's. */
+	bool once = x->candidate == 0;
 	struct endpoint_stats *e;
 
 	stats.outcomes[o]++;
@@ -457,7 +460,7 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		e->outcomes[o]++;
 		minutes_add(&e->minutes, ev_time(), o);
 	}
-	if (x->have_reference) {
+	if (x->have_reference && once) {
 		stats_hist_observe(&st.latency[LAT_REFERENCE], x->reference.latency_ms / 1000.0);
 		if (e)
 			pct_observe(&e->latency[LAT_REFERENCE], x->reference.latency_ms);
@@ -466,7 +469,7 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		enum lat_source src = r == ROLE_CANDIDATE ? LAT_CANDIDATE : LAT_SECONDARY;
 		const struct http_response *resp = &x->replies[r];
 
-		if (!x->have[r])
+		if (!x->have[r] || (r == ROLE_SECONDARY && !once))
 			continue;
 		/* A failed replay is counted here, once, with its exchange's
 		 * outcome; its time says how fast it failed, not how fast the
