@@ -1012,6 +1012,8 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 	size_t max = samples_max_message(p->samples), saved = p->msg.b.max, nfields = 0;
 	char keys[SAMPLES_MAX_FIELDS][256];
 	struct sample_field fields[SAMPLES_MAX_FIELDS];
+	const char *id = x->id;
+	char *own = NULL;
 	bool cut;
 
 	if (!built || p->msg.b.len > max) {
@@ -1029,12 +1031,19 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		};
 		nfields++;
 	}
-	if (!built) {
+	/* With several candidates an exchange may leave one sample each: the
+	 * sample's id (what /samples/ID finds) says which, "ID@NAME". */
+	if (p->cfg->ncandidates > 1 && x->id &&
+	    asprintf(&own, "%s@%s", x->id, config_candidate_name(p->cfg, x->candidate)) >= 0)
+		id = own;
+	else
+		own = NULL;
+	if (!built)
 		/* Counted as too large by the store. */
-		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
-		return;
-	}
-	samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len, ev_time());
+		samples_add(p->samples, id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
+	else
+		samples_add(p->samples, id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len, ev_time());
+	free(own);
 }
 
 void publish_set_samples(struct publish *p, struct samples *s)

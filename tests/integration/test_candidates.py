@@ -151,6 +151,19 @@ def test_a_dead_candidate_does_not_stop_the_others(stack):
     assert [m["outcome"] for m in by["dead"]] == ["candidate_error"] * N
     assert all(m["candidate"]["error"] == "connect" for m in by["dead"])
     assert [m["outcome"] for m in by["new"]] == ["different"] * N
+    # the dashboard keeps one sample per candidate that differs, ID@NAME
+    status, _, body = http_get(agent.admin_port, "/samples")
+    assert status == 200
+    index = json.loads(body)
+    assert index["replay"]["candidate"] == dead   # the first, as with one
+    assert index["replay"]["candidates"] == {"dead": dead, "new": new.url, "same": same.url}
+    ids = {x["id"] for x in index["samples"]}
+    assert ids == {f'{msg["id"]}@{msg["candidate_name"]}' for msg in msgs}
+    one = by["new"][0]
+    status, _, body = http_get(agent.admin_port, f'/samples/{one["id"]}@new')
+    assert status == 200
+    kept = json.loads(body)
+    assert kept["candidate_name"] == "new" and kept["id"] == one["id"]
     m = metrics(agent)
     assert sample(m, "miffy_replay_errors_by_candidate_total", candidate="dead", reason="connect") == N
     assert sample(m, "miffy_exchanges_by_candidate_total", candidate="same", outcome="equal") == N
