@@ -17,7 +17,7 @@
 #include "body.h"
 #include "buf.h"
 #include "compare.h"
-#include "config-t.h"
+#include "config.h"
 #include "fingerprint.h"
 #include "json.h"
 #include "jsonw.h"
@@ -482,6 +482,8 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_cstring(w, x->endpoint ? x->endpoint : "");
 	jsonw_keyc(w, "outcome");
 	jsonw_cstring(w, outcome_name(b->outcome));
+	jsonw_keyc(w, "candidate_name");
+	jsonw_cstring(w, config_candidate_name(b->p->cfg, x->candidate));
 	jsonw_keyc(w, "fingerprint");
 	jsonw_cstring(w, b->fingerprint ? b->fingerprint : "");
 	jsonw_keyc(w, "request");
@@ -1033,6 +1035,8 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 	size_t max = samples_max_message(p->samples), saved = p->msg.b.max, nfields = 0;
 	char keys[SAMPLES_MAX_FIELDS][256];
 	struct sample_field fields[SAMPLES_MAX_FIELDS];
+	const char *id = x->id;
+	char *own = NULL;
 	bool cut;
 
 	if (!built || p->msg.b.len > max) {
@@ -1050,14 +1054,20 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		};
 		nfields++;
 	}
-	if (!built) {
+	/* With several candidates an exchange may leave one sample each: the
+	 * sample's id (what /samples/ID finds) says which, "ID@NAME". */
+	if (p->cfg->ncandidates > 1 && x->id &&
+	    asprintf(&own, "%s@%s", x->id, config_candidate_name(p->cfg, x->candidate)) >= 0)
+		id = own;
+	else
+		own = NULL;
+	if (!built)
 		/* Counted as too large by the store. */
-		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
-		return;
-	}
-	if (samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len,
-			ev_time()) == 0 && p->fingerprints)
-		fingerprints_sampled(p->fingerprints, x->endpoint, b->fingerprint, x->id);
+		samples_add(p->samples, id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
+	else if (samples_add(p->samples, id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len,
+			     ev_time()) == 0 && p->fingerprints)
+		fingerprints_sampled(p->fingerprints, x->endpoint, b->fingerprint, id);
+	free(own);
 }
 
 void publish_set_samples(struct publish *p, struct samples *s)
