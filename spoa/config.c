@@ -490,7 +490,8 @@ int config_add_candidate(struct config *cfg, const char *spec, char *err, size_t
 		snprintf(err, errlen, "more than %d candidates", MIFFY_MAX_CANDIDATES);
 		return -1;
 	}
-	snprintf(what, sizeof(what), "candidate \"%s\"", name);
+	/* a bare URL's errors read as they always did */
+	snprintf(what, sizeof(what), url == spec ? "candidate" : "candidate \"%s\"", name);
 	if (replay_check_url(what, url, err, errlen) < 0)
 		return -1;
 	t = &cfg->cands[cfg->ncandidates];

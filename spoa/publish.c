@@ -982,6 +982,14 @@ static bool equal_drawn(struct publish *p)
 	return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
 }
 
+/* Which candidate x's fingerprint entry is of: NULL with one candidate
+ * (the table as it always was), its name with several (each candidate's
+ * entries and fingerprint_limit are its own). */
+static const char *fp_candidate(const struct publish *p, const struct exchange *x)
+{
+	return p->cfg->ncandidates > 1 ? config_candidate_name(p->cfg, x->candidate) : NULL;
+}
+
 /* The one place the policy is decided (publish=, sample_rate,
  * fingerprint_limit, the samples): the sink gets different and
  * candidate_error exchanges, noise ones from publish=noise on, equal ones
@@ -1015,7 +1023,7 @@ static struct decision policy_decide(struct publish *p, const struct exchange *x
 	if (differs || d.send)
 		fingerprint_of(diffs, o, x->replies[ROLE_CANDIDATE].error, fp);
 	if (differs && p->fingerprints &&
-	    !fingerprints_note(p->fingerprints, x->endpoint, fp, d.send, ev_time())) {
+	    !fingerprints_note(p->fingerprints, fp_candidate(p, x), x->endpoint, fp, d.send, ev_time())) {
 		char why[160];
 
 		d.send = false;
@@ -1066,7 +1074,7 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		samples_add(p->samples, id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
 	else if (samples_add(p->samples, id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len,
 			     ev_time()) == 0 && p->fingerprints)
-		fingerprints_sampled(p->fingerprints, x->endpoint, b->fingerprint, id);
+		fingerprints_sampled(p->fingerprints, fp_candidate(p, x), x->endpoint, b->fingerprint, id);
 	free(own);
 }
 

@@ -874,9 +874,8 @@ static void fp_prom_line(const struct fingerprint_view *v, void *arg)
 {
 	struct fp_prom *f = arg;
 
-	buf_printf(f->b, "%s{endpoint=\"", f->last_seen ? "miffy_fingerprint_last_seen_seconds" :
-		   "miffy_fingerprint_exchanges_total");
-	prom_escape_to(f->b, v->endpoint);
+	prom_endpoint_start(f->b, f->last_seen ? "miffy_fingerprint_last_seen_seconds" :
+			    "miffy_fingerprint_exchanges_total", v->candidate, v->endpoint);
 	buf_printf(f->b, "\",fingerprint=\"%s\"} ", v->fingerprint);
 	if (f->last_seen)
 		buf_printf(f->b, "%.3f\n", v->last_seen);
@@ -1334,6 +1333,11 @@ static void fp_json_entry(const struct fingerprint_view *v, void *arg)
 	jsonw_open(w, '{');
 	jsonw_keyc(w, "fingerprint");
 	jsonw_cstring(w, v->fingerprint);
+	if (v->candidate) {
+		/* several candidates: whose differences these are */
+		jsonw_keyc(w, "candidate");
+		jsonw_cstring(w, v->candidate);
+	}
 	key_u64(w, "count", v->count);
 	key_u64(w, "suppressed", v->suppressed);
 	log_stamp(v->first_seen, t, sizeof(t));

@@ -116,6 +116,8 @@ static void test_bad_urls_name_the_candidate(void **state)
 	assert_string_equal(err, "candidate \"v2\" URL \"ftp://127.0.0.1:1\": scheme must be http or https");
 	assert_int_equal(add(&cfg, "v2=http://127.0.0.1:1/?q=1"), -1);
 	assert_non_null(strstr(err, "must not have a query or a fragment"));
+	assert_int_equal(add(&cfg, "ftp://127.0.0.1:1"), -1);
+	assert_string_equal(err, "candidate URL \"ftp://127.0.0.1:1\": scheme must be http or https");
 	assert_int_equal(add(&cfg, "v2="), -1);
 	assert_non_null(strstr(err, "candidate \"v2\" URL \"\""));
 	assert_int_equal(cfg.ncandidates, 0);
