@@ -1375,6 +1375,7 @@ static void fingerprints_text(struct jsonw *w)
 	if (f.endpoint)
 		jsonw_close(w, ']');
 	jsonw_close(w, '}');
+	jsonw_close(w, '}');
 }
 
 /* `"endpoints":{...}` of view v (candidate: see endpoint_text). */
