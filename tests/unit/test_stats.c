@@ -606,7 +606,20 @@ static void test_several_candidates_have_a_view_each_and_the_top_level_sums(void
 	assert_true(has_line(text, "miffy_endpoint_exchanges_by_candidate_total{candidate=\"new\",endpoint=\"GET /c\","
 			     "outcome=\"different\"} 1"));
 	assert_true(has_line(text, "miffy_endpoint_exchanges_total{endpoint=\"GET /c\",outcome=\"equal\"} 1"));
+	/* each candidate's compared share and verdicts, beside the sum's */
+	assert_true(has_line(text, "miffy_endpoint_compared_ratio{endpoint=\"GET /c\"} 0.6667"));
+	assert_true(has_line(text, "miffy_endpoint_compared_by_candidate_ratio{candidate=\"same\",endpoint=\"GET /c\"} 1.0000"));
+	assert_true(has_line(text, "miffy_endpoint_compared_by_candidate_ratio{candidate=\"new\",endpoint=\"GET /c\"} 0.5000"));
+	assert_non_null(strstr(text, "\nmiffy_endpoint_latency_verdict_by_candidate{candidate=\"new\",endpoint=\"GET /c\",verdict=\""));
+	assert_non_null(strstr(text, "\nmiffy_endpoint_latency_ratio_by_candidate{candidate=\"same\",endpoint=\"GET /c\",quantile=\"0.5\"} "));
 	free(text);
+	doc = stats_json();
+	views = cJSON_GetObjectItemCaseSensitive(doc, "candidates");
+	assert_true(num(views, "same.endpoints.GET /c.compared_pct") == 100.0);
+	assert_true(num(views, "new.endpoints.GET /c.compared_pct") == 50.0);
+	assert_non_null(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(endpoint_doc(doc, "GET /c"), "latency_verdict"), "verdict"));
+	cJSON_Delete(doc);
 	diff_list_clear(&d);
 }
 
