@@ -411,7 +411,12 @@ static void on_replay_done(void *arg, enum replay_role role, unsigned candidate,
 	*at.xfer = NULL;
 	admit_ended(entry_of(x)->table->admit, x->admit_slot, admit_target(role, candidate));
 	if (at.resp->error != REPLAY_OK)
-		log_msg(LOG_LEVEL_DEBUG, x->id, "%s %u error: %s (%s)", role_name(role), candidate,
+		/* "candidate error", as with one candidate; "candidate NAME
+		 * error" with several */
+		log_msg(LOG_LEVEL_DEBUG, x->id, "%s%s%s error: %s (%s)", role_name(role),
+			role == ROLE_CANDIDATE && entry_of(x)->ncandidates > 1 ? " " : "",
+			role == ROLE_CANDIDATE && entry_of(x)->ncandidates > 1 ?
+			config_candidate_name(entry_of(x)->table->deps.cfg, candidate) : "",
 			replay_error_name(at.resp->error), at.resp->error_detail);
 	maybe_finish(entry_of(x)->table, x);
 }
