@@ -592,9 +592,11 @@
   /* The request as the agent replays it to the candidate (DESIGN.md,
    * "Shadow request"): same method, path, query, headers and body, minus
    * hop-by-hop ones and Host (unless preserve_host), plus the marker. */
-  function curlFor(req, settings) {
+  function curlFor(req, settings, candidateName) {
     const rp = (settings && settings.replay) || {};
-    const base = String(rp.candidate || 'http://candidate').replace(/\/+$/, '');
+    // with several candidates, the one this message is of (docs/candidates.md)
+    const named = rp.candidates && candidateName ? rp.candidates[candidateName] : null;
+    const base = String(named || rp.candidate || 'http://candidate').replace(/\/+$/, '');
     const url = base + req.path + (req.query ? '?' + req.query : '');
     const dropped = new Set(rp.dropped_headers || []);
     const headers = req.headers || {};
@@ -625,13 +627,13 @@
     setCrumbs(link('#/', 'Endpoints'), link('#/endpoint/' + enc(msg.endpoint || ''), msg.endpoint || ''), 'exchange ' + id);
     const diffs = msg.differences || [];
     const req = msg.request || {};
-    const curl = curlFor(req, settings);
+    const curl = curlFor(req, settings, msg.candidate_name);
     const redacted = Object.values(req.headers || {}).some((v) => v === '[redacted]');
     const secDiffs = diffs.filter((d) => d.noise);
     const parts = [
       el('h2', null, el('span', { class: 'badge ' + (msg.outcome === 'different' ? 'regression' : msg.outcome === 'noise' ? 'noise' : 'errors') }, msg.outcome),
         ' ', el('span', { class: 'endpoint' }, msg.endpoint || '')),
-      el('p', { class: 'muted' }, `exchange ${msg.id} · ${msg.time}`, msg.cut ? ' · cut to fit the sample size' : ''),
+      el('p', { class: 'muted' }, `exchange ${msg.id} · ${msg.time}`, msg.candidate_name && msg.candidate_name !== 'candidate' ? ` · candidate ${msg.candidate_name}` : '', msg.cut ? ' · cut to fit the sample size' : ''),
       el('h3', null, `Differences (${diffs.length}${msg.differences_total ? ' of ' + msg.differences_total : ''})`),
       diffs.length ? el('table', { class: 'diffs' },
         el('thead', null, el('tr', null, ['Where', 'Path', 'Kind', 'Reference', 'Candidate', 'Verdict'].map((t) => el('th', null, t)))),

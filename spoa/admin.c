@@ -351,8 +351,16 @@ static void write_settings(const struct config *cfg, struct jsonw *w)
 
 	jsonw_keyc(w, "replay");
 	jsonw_open(w, '{');
+	/* The first candidate's URL, as with one; then each by name. */
 	jsonw_keyc(w, "candidate");
-	jsonw_cstring(w, cfg->candidate);
+	jsonw_cstring(w, cfg->ncandidates ? cfg->cands[0].url : cfg->candidate);
+	jsonw_keyc(w, "candidates");
+	jsonw_open(w, '{');
+	for (unsigned k = 0; k < cfg->ncandidates; k++) {
+		jsonw_keyc(w, cfg->cands[k].name);
+		jsonw_cstring(w, cfg->cands[k].url);
+	}
+	jsonw_close(w, '}');
 	jsonw_keyc(w, "secondary");
 	jsonw_cstring(w, cfg->secondary);
 	jsonw_keyc(w, "marker_header");

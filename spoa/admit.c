@@ -17,10 +17,12 @@
  * it, a tenth more of the cap may have been used. */
 #define ADMIT_PACE_STEP 0.1
 
+_Static_assert(ADMIT_MAX_TARGETS == ROLE_COUNT - 1 + MIFFY_MAX_CANDIDATES, "a target per candidate and the secondary");
+
 struct admit_slot {
 	char *name;                      /* NULL: the shared "other" slot */
 	double last_seen;                /* < 0: never */
-	unsigned inflight[ROLE_COUNT];
+	unsigned inflight[ADMIT_MAX_TARGETS];
 	unsigned inflight_all;
 	uint64_t window;                 /* the rate window win_count belongs to */
 	unsigned win_count;
@@ -32,7 +34,7 @@ struct admit {
 	struct admit_slot slots[ADMIT_MAX_ENDPOINTS + 1];   /* the last is "other" */
 	unsigned nslots;
 	uint8_t index[ADMIT_INDEX_SLOTS];                   /* slot + 1, 0: empty */
-	unsigned inflight[ROLE_COUNT];
+	unsigned inflight[ADMIT_MAX_TARGETS];
 	unsigned inflight_all;
 	unsigned active;                 /* endpoints seen within ADMIT_ACTIVE_SECONDS */
 	double recounted;                /* when active was last counted from scratch */
@@ -99,7 +101,7 @@ struct admit *admit_new(const struct admit_limits *lim, unsigned targets, char *
 		return NULL;
 	}
 	a->lim = *lim;
-	a->targets = targets == 0 ? 1 : targets > ROLE_COUNT ? ROLE_COUNT : targets;
+	a->targets = targets == 0 ? 1 : targets > ADMIT_MAX_TARGETS ? ADMIT_MAX_TARGETS : targets;
 	for (size_t i = 0; i <= ADMIT_MAX_ENDPOINTS; i++)
 		a->slots[i].last_seen = -1;
 	a->recounted = -1;
@@ -187,7 +189,8 @@ enum skip_reason admit_check(struct admit *a, const char *endpoint, double now, 
 	see(a, s, now);
 	if (!admit_fair(a->inflight_all + a->targets - 1, a->lim.max_concurrent, s->inflight_all, a->active))
 		return SKIP_OVERLOAD;
-	for (unsigned r = 0; r < a->targets; r++)
+	/* each target's own connections: every candidate gets this exchange */
+	for (unsigned r = 0; r < ADMIT_MAX_TARGETS; r++)
 		if (!admit_fair(a->inflight[r], a->lim.max_host_connections, s->inflight[r], a->active))
 			return a->lim.connections_capped ? SKIP_CANDIDATE_CAP : SKIP_OVERLOAD;
 	if (a->lim.max_candidate_rps) {
@@ -205,7 +208,14 @@ enum skip_reason admit_check(struct admit *a, const char *endpoint, double now, 
 	return SKIP_NONE;
 }
 
-void admit_started(struct admit *a, unsigned slot, enum replay_role role)
+unsigned admit_target(enum replay_role role, unsigned candidate)
+{
+	if (role != ROLE_CANDIDATE || candidate == 0)
+		return (unsigned)role;
+	return candidate < MIFFY_MAX_CANDIDATES ? ROLE_COUNT + candidate - 1 : ADMIT_MAX_TARGETS - 1;
+}
+
+void admit_started(struct admit *a, unsigned slot, unsigned role)
 {
 	struct admit_slot *s = &a->slots[slot <= ADMIT_MAX_ENDPOINTS ? slot : ADMIT_MAX_ENDPOINTS];
 
@@ -215,7 +225,7 @@ void admit_started(struct admit *a, unsigned slot, enum replay_role role)
 	s->inflight_all++;
 }
 
-void admit_ended(struct admit *a, unsigned slot, enum replay_role role)
+void admit_ended(struct admit *a, unsigned slot, unsigned role)
 {
 	struct admit_slot *s = &a->slots[slot <= ADMIT_MAX_ENDPOINTS ? slot : ADMIT_MAX_ENDPOINTS];
 

@@ -47,7 +47,8 @@ void admit_limits_of(const struct config *cfg, unsigned targets, struct admit_li
  * which stays for the endpoints under their share. Pure. */
 bool admit_fair(unsigned used, unsigned limit, unsigned mine, unsigned active);
 
-/* The new admission for targets (1 or 2) under lim (copied). Returns NULL
+/* The new admission for targets (the replays of one exchange: every
+ * candidate, and the secondary; at most ADMIT_MAX_TARGETS) under lim (copied). Returns NULL
  * with a message in err when out of memory. */
 struct admit *admit_new(const struct admit_limits *lim, unsigned targets, char *err, size_t errlen);
 
@@ -61,10 +62,19 @@ void admit_free(struct admit *a);
  * (max_host_connections set by the user, max_candidate_rps). */
 enum skip_reason admit_check(struct admit *a, const char *endpoint, double now, unsigned *slot);
 
-/* A replay of slot's endpoint to role started, or ended (answered,
- * failed, cancelled). Each started one ends exactly once. */
-void admit_started(struct admit *a, unsigned slot, enum replay_role role);
-void admit_ended(struct admit *a, unsigned slot, enum replay_role role);
+/* Targets counted apart (each its own connections, max_host_connections
+ * each): every candidate and the secondary. */
+#define ADMIT_MAX_TARGETS (ROLE_COUNT - 1 + 16)   /* MIFFY_MAX_CANDIDATES */
+
+/* The target of a replay to role, candidate k of the candidates (0 for
+ * the secondary): ROLE_CANDIDATE and ROLE_SECONDARY keep their numbers,
+ * the further candidates follow. */
+unsigned admit_target(enum replay_role role, unsigned candidate);
+
+/* A replay of slot's endpoint to target (admit_target()) started, or
+ * ended (answered, failed, cancelled). Each started one ends exactly once. */
+void admit_started(struct admit *a, unsigned slot, unsigned target);
+void admit_ended(struct admit *a, unsigned slot, unsigned target);
 
 /* Replays in flight counted by a (all targets). */
 unsigned admit_inflight(const struct admit *a);

@@ -15,6 +15,17 @@ enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_
 
 enum publish_policy { PUBLISH_DIFFERENCES = 0, PUBLISH_NOISE, PUBLISH_ALL, PUBLISH_POLICY_COUNT };
 
+/* Candidates one agent compares with the reference (--candidate NAME=URL,
+ * repeatable): each request is replayed to every one of them. */
+#define MIFFY_MAX_CANDIDATES 16
+#define MIFFY_CANDIDATE_NAME_MAX 64  /* bytes of a name */
+#define MIFFY_CANDIDATE_DEFAULT "candidate" /* the name of a bare URL */
+
+struct candidate_target {
+	char *name;                  /* a token of [A-Za-z0-9_.-], unique */
+	char *url;
+};
+
 struct config {
 	char *file;                  /* path given with -f, or NULL */
 
@@ -32,7 +43,13 @@ struct config {
 	size_t max_buffered;         /* bytes of bodies held by exchanges, 256 MiB */
 
 	/* replay */
-	char *candidate;             /* URL, required */
+	char *candidate;             /* the file's key: URL or NAME=URL */
+	struct str_list candidates;  /* the file's key: "NAME=URL" (or URL) entries */
+	/* The candidates in order, resolved by config_load() from --candidate
+	 * flags, else from candidate then candidates; at least one: what the
+	 * replay reads (a struct filled by hand fills these). */
+	struct candidate_target cands[MIFFY_MAX_CANDIDATES];
+	unsigned ncandidates;
 	char *secondary;             /* URL or NULL */
 	bool preserve_host;
 	char *marker_header;         /* "X-Miffy-Role" */

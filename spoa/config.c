@@ -33,7 +33,8 @@ static const char usage[] =
 "options (each overrides the file):\n"
 "  -f, --config FILE        libconfuse configuration (see conf/miffy.conf)\n"
 "      --listen ADDR:PORT   SPOP listen address (default 127.0.0.1:12345)\n"
-"      --candidate URL      candidate base URL, http or https (required)\n"
+"      --candidate [NAME=]URL  candidate base URL, http or https (required);\n"
+"                           repeat it, named, to compare several candidates\n"
 "      --secondary URL      second reference instance, for noise detection\n"
 "      --kafka BROKERS      bootstrap servers, host:port[,host:port]\n"
 "      --topic NAME         Kafka topic (default miffy)\n"
@@ -52,7 +53,8 @@ static const char usage[] =
 "            max_connections [1024], hello_timeout [5], idle_timeout [60],\n"
 "            drain_timeout [10]\n"
 "  exchange: exchange_ttl [30], max_exchanges [100000], max_buffered [268435456]\n"
-"  replay:   candidate, secondary, preserve_host [false],\n"
+"  replay:   candidate, candidates [{}] (\"NAME=URL\" entries), secondary,\n"
+"            preserve_host [false],\n"
 "            marker_header [X-Miffy-Role], methods [{GET,HEAD,OPTIONS}],\n"
 "            connect_timeout [1], timeout [5],\n"
 "            max_concurrent [max_buffered / 16384, the memory of one replay],\n"
@@ -343,6 +345,7 @@ static const struct key keys[] = {
 	KEY(POLICY, publish, "differences", validate_policy),
 	KEY(LEVEL, log_level, "info", validate_level),
 	/* lists */
+	KEY(LIST, candidates, empty_list, NULL),
 	KEY(LIST, methods, default_methods, NULL),
 	KEY(LIST, ignore_headers, default_ignore_headers, NULL),
 	KEY(LIST, ignore_paths, empty_list, NULL),
@@ -482,7 +485,100 @@ static int fleet_defaults(struct config *cfg)
 	return 0;
 }
 
-static int copy_config(cfg_t *c, struct config *cfg)
+static bool name_char(char ch)
+{
+	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+	       ch == '-' || ch == '.';
+}
+
+int config_add_candidate(struct config *cfg, const char *spec, char *err, size_t errlen)
+{
+	const char *eq = strchr(spec, '='), *scheme = strstr(spec, "://"), *url = spec;
+	char name[MIFFY_CANDIDATE_NAME_MAX + 1] = MIFFY_CANDIDATE_DEFAULT, what[MIFFY_CANDIDATE_NAME_MAX + 32];
+	struct candidate_target *t;
+
+	if (eq && (!scheme || eq < scheme)) {
+		size_t len = (size_t)(eq - spec);
+
+		if (len == 0) {
+			snprintf(err, errlen, "candidate \"%s\": no name before '=' (give NAME=URL)", spec);
+			return -1;
+		}
+		if (len > MIFFY_CANDIDATE_NAME_MAX) {
+			snprintf(err, errlen, "candidate name \"%.*s...\" is longer than %d bytes", 16, spec,
+				 MIFFY_CANDIDATE_NAME_MAX);
+			return -1;
+		}
+		for (size_t i = 0; i < len; i++) {
+			if (!name_char(spec[i])) {
+				snprintf(err, errlen, "candidate name \"%.*s\" may hold only letters, digits, '_', '-' "
+					 "and '.'", (int)len, spec);
+				return -1;
+			}
+		}
+		memcpy(name, spec, len);
+		name[len] = '\0';
+		url = eq + 1;
+	}
+	for (unsigned i = 0; i < cfg->ncandidates; i++) {
+		if (strcmp(cfg->cands[i].name, name) == 0) {
+			snprintf(err, errlen, "two candidates named \"%s\"%s", name,
+				 url == spec ? ": name each one (NAME=URL)" : "");
+			return -1;
+		}
+	}
+	if (cfg->ncandidates == MIFFY_MAX_CANDIDATES) {
+		snprintf(err, errlen, "more than %d candidates", MIFFY_MAX_CANDIDATES);
+		return -1;
+	}
+	/* a bare URL's errors read as they always did */
+	snprintf(what, sizeof(what), url == spec ? "candidate" : "candidate \"%s\"", name);
+	if (replay_check_url(what, url, err, errlen) < 0)
+		return -1;
+	t = &cfg->cands[cfg->ncandidates];
+	t->name = strdup(name);
+	t->url = strdup(url);
+	if (!t->name || !t->url) {
+		free(t->name);
+		free(t->url);
+		*t = (struct candidate_target){ 0 };
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	cfg->ncandidates++;
+	return 0;
+}
+
+const char *config_candidate_name(const struct config *cfg, unsigned k)
+{
+	return k < cfg->ncandidates ? cfg->cands[k].name : MIFFY_CANDIDATE_DEFAULT;
+}
+
+/* The candidates from the flags when any were given (they replace the
+ * file's), else from the keys candidate then candidates. */
+static int resolve_candidates(struct config *cfg, const char *const *flags, size_t nflags)
+{
+	char err[512];
+
+	for (size_t i = 0; i < nflags; i++)
+		if (config_add_candidate(cfg, flags[i], err, sizeof(err)) < 0)
+			goto fail;
+	if (nflags == 0 && cfg->candidate && config_add_candidate(cfg, cfg->candidate, err, sizeof(err)) < 0)
+		goto fail;
+	for (size_t i = 0; nflags == 0 && i < cfg->candidates.count; i++)
+		if (config_add_candidate(cfg, cfg->candidates.items[i], err, sizeof(err)) < 0)
+			goto fail;
+	if (cfg->ncandidates == 0) {
+		fprintf(stderr, "miffy: no candidate: give --candidate URL or 'candidate' in the config file\n");
+		return -1;
+	}
+	return 0;
+fail:
+	fprintf(stderr, "miffy: %s\n", err);
+	return -1;
+}
+
+static int copy_config(cfg_t *c, struct config *cfg, const char *const *cands, size_t ncands)
 {
 	for (size_t i = 0; i < KEY_COUNT; i++) {
 		const char *name = keys[i].opt.name;
@@ -535,11 +631,7 @@ static int copy_config(cfg_t *c, struct config *cfg)
 	}
 	if (cfg->report)
 		return 0;
-	if (!cfg->candidate) {
-		fprintf(stderr, "miffy: no candidate: give --candidate URL or 'candidate' in the config file\n");
-		return -1;
-	}
-	if (check_url("candidate", cfg->candidate) < 0 ||
+	if (resolve_candidates(cfg, cands, ncands) < 0 ||
 	    (cfg->secondary && check_url("secondary", cfg->secondary) < 0))
 		return -1;
 	return 0;
@@ -586,7 +678,8 @@ int config_load(struct config *cfg, int argc, char **argv)
 	};
 	struct { const char *key; const char *value; } flags[32];
 	cfg_opt_t options[KEY_COUNT + 1];
-	size_t nflags = 0, setlen = 0;
+	const char *cands[MIFFY_MAX_CANDIDATES + 1];
+	size_t nflags = 0, ncands = 0, setlen = 0;
 	char *sets = NULL, *file = NULL;
 	bool check = false;
 	cfg_t *c = NULL;
@@ -621,7 +714,11 @@ int config_load(struct config *cfg, int argc, char **argv)
 			break;
 		}
 		case OPT_LISTEN: key = "listen"; break;
-		case OPT_CANDIDATE: key = "candidate"; break;
+		case OPT_CANDIDATE:
+			/* repeatable: one more is refused by config_add_candidate */
+			if (ncands < sizeof(cands) / sizeof(cands[0]))
+				cands[ncands++] = optarg;
+			break;
 		case OPT_SECONDARY: key = "secondary"; break;
 		case OPT_KAFKA: key = "kafka_brokers"; break;
 		case OPT_TOPIC: key = "topic"; break;
@@ -699,7 +796,7 @@ int config_load(struct config *cfg, int argc, char **argv)
 		if (set_flag(c, flags[i].key, flags[i].value) < 0)
 			goto out;
 	}
-	if (copy_config(c, cfg) < 0)
+	if (copy_config(c, cfg, cands, ncands) < 0)
 		goto out;
 	if (check) {
 		printf("miffy: configuration ok\n");
@@ -717,6 +814,10 @@ out:
 void config_free(struct config *cfg)
 {
 	free(cfg->file);
+	for (unsigned i = 0; i < cfg->ncandidates; i++) {
+		free(cfg->cands[i].name);
+		free(cfg->cands[i].url);
+	}
 	for (size_t i = 0; i < KEY_COUNT; i++) {
 		char *at = (char *)cfg + keys[i].offset;
 

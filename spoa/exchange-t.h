@@ -66,6 +66,11 @@ struct exchange {
 	bool have[ROLE_COUNT];       /* its response (or error) is in */
 	struct replay_xfer *xfer[ROLE_COUNT];
 	unsigned admit_slot;         /* its endpoint's in the admission (admit.h) */
+	/* Which candidate replies[ROLE_CANDIDATE] is of: 0, the first, in the
+	 * table; the others' replies are the table's, and stats and publish see
+	 * each candidate's judgement through a copy of this struct with its
+	 * reply there and its number here (config_candidate_name()). */
+	unsigned candidate;
 
 	enum skip_reason skip;
 	ev_tstamp t_request;         /* miffy-req arrived */

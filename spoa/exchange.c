@@ -8,7 +8,7 @@
 #include "admit.h"
 #include "body.h"
 #include "compare.h"
-#include "config-t.h"
+#include "config.h"
 #include "hash.h"
 #include "log.h"
 #include "noise.h"
@@ -21,6 +21,13 @@
 #include "stats.h"
 #include "http.h"
 
+/* The replay of a candidate past the first (whose is in struct exchange). */
+struct candidate_slot {
+	struct http_response resp;
+	bool want, have;
+	struct replay_xfer *xfer;
+};
+
 /* An exchange with the table's links to it, which only this file sees. */
 struct entry {
 	struct exchange x;           /* first: an exchange's address is its entry's */
@@ -28,6 +35,16 @@ struct entry {
 	size_t held;                 /* body bytes counted in the table's budget */
 	struct entry *hnext;         /* same bucket */
 	struct entry *older, *newer; /* TTL order */
+	unsigned ncandidates;        /* at least 1 */
+	struct candidate_slot more[]; /* candidates 1 .. ncandidates-1 */
+};
+
+/* Where one replay of an exchange lives: the candidate numbered k (its
+ * first in struct exchange, the others in the entry) or the secondary. */
+struct reply_at {
+	struct http_response *resp;
+	bool *want, *have;
+	struct replay_xfer **xfer;
 };
 
 struct exchange_table {
@@ -55,6 +72,35 @@ struct message_args {
 static struct entry *entry_of(struct exchange *x)
 {
 	return (struct entry *)x;
+}
+
+static struct reply_at reply_at(struct exchange *x, enum replay_role role, unsigned k)
+{
+	if (role == ROLE_CANDIDATE && k > 0) {
+		struct candidate_slot *s = &entry_of(x)->more[k - 1];
+
+		return (struct reply_at){ &s->resp, &s->want, &s->have, &s->xfer };
+	}
+	return (struct reply_at){ &x->replies[role], &x->want[role], &x->have[role], &x->xfer[role] };
+}
+
+/* Candidate k's judgement as stats and publish read it: x itself for the
+ * first, else a copy of x in *view (borrowing x's strings and bodies) with
+ * candidate k's reply in replies[ROLE_CANDIDATE]. */
+static const struct exchange *candidate_view(struct exchange *x, unsigned k, struct exchange *view)
+{
+	struct reply_at at;
+
+	if (k == 0)
+		return x;
+	at = reply_at(x, ROLE_CANDIDATE, k);
+	*view = *x;
+	view->replies[ROLE_CANDIDATE] = *at.resp;
+	view->want[ROLE_CANDIDATE] = *at.want;
+	view->have[ROLE_CANDIDATE] = *at.have;
+	view->xfer[ROLE_CANDIDATE] = NULL;
+	view->candidate = k;
+	return view;
 }
 
 static struct entry **bucket_of(struct exchange_table *t, const char *id, size_t len)
@@ -155,16 +201,22 @@ static void exchange_free(struct exchange *x)
 	http_response_clear(&x->reference);
 	for (int r = 0; r < ROLE_COUNT; r++)
 		http_response_clear(&x->replies[r]);
+	for (unsigned k = 1; k < e->ncandidates; k++)
+		http_response_clear(&e->more[k - 1].resp);
 	free(e);
 }
 
 static void cancel_replays(struct exchange_table *t, struct exchange *x)
 {
 	for (int r = 0; r < ROLE_COUNT; r++) {
-		if (x->xfer[r]) {
-			replay_cancel(t->deps.replay, x->xfer[r]);
-			x->xfer[r] = NULL;
-			admit_ended(t->admit, x->admit_slot, (enum replay_role)r);
+		for (unsigned k = 0; k < (r == ROLE_CANDIDATE ? entry_of(x)->ncandidates : 1); k++) {
+			struct reply_at at = reply_at(x, (enum replay_role)r, k);
+
+			if (*at.xfer) {
+				replay_cancel(t->deps.replay, *at.xfer);
+				*at.xfer = NULL;
+				admit_ended(t->admit, x->admit_slot, admit_target((enum replay_role)r, k));
+			}
 		}
 	}
 }
@@ -197,54 +249,123 @@ static void body_troubles(const struct body_shared *b, struct stats_compare *c)
 	c->depth_exceeded += b->body.depth_exceeded;
 }
 
-/* What comparing and decoding x ran into, from the flags v carries. */
-static void verdict_troubles(const struct verdict *v, struct stats_compare *c)
+/* Adds what comparing and decoding ran into, from the flags v carries, to
+ * c: the candidate's (cand), or what all candidates share. */
+static void verdict_troubles(const struct verdict *v, bool cand, struct stats_compare *c)
 {
-	*c = (struct stats_compare){ 0 };
-	c->order_unchecked = (unsigned)v->diffs.order_unchecked + (unsigned)v->sec.order_unchecked;
-	c->key_fallback = (unsigned)v->diffs.key_fallback + (unsigned)v->sec.key_fallback;
+	if (cand) {
+		c->order_unchecked += (unsigned)v->diffs.order_unchecked;
+		c->key_fallback += (unsigned)v->diffs.key_fallback;
+		body_troubles(&v->replies[ROLE_CANDIDATE], c);
+		return;
+	}
+	c->order_unchecked += (unsigned)v->sec.order_unchecked;
+	c->key_fallback += (unsigned)v->sec.key_fallback;
 	body_troubles(&v->request, c);
 	body_troubles(&v->reference, c);
-	for (int r = 0; r < ROLE_COUNT; r++)
-		body_troubles(&v->replies[r], c);
+	body_troubles(&v->replies[ROLE_SECONDARY], c);
 }
 
-/* Ends x with outcome o: stats, publishing (the policy is publish's to
- * apply), removal; then clears v. diffs are the differences to report
- * (NULL: none); v (NULL: nothing was compared) what finishing found,
- * counted here once publishing has decoded what it needed. */
-static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o,
-		     const struct diff_list *diffs, struct verdict *v)
+/* Ends candidate c's part of an exchange with outcome o: stats, publishing
+ * (the policy is publish's to apply). diffs are the differences to report
+ * (NULL: none); v holds the bodies decoded so far, shared. */
+static void report(struct exchange_table *t, const struct exchange *c, enum outcome o,
+		   const struct diff_list *diffs, struct verdict *v)
 {
-	struct verdict none = { 0 };
-	struct stats_compare troubles;
-
-	if (!v)
-		v = &none;
-	stats_exchange_done(x, o, diffs);
+	stats_exchange_done(c, o, diffs);
 	if (t->deps.publish)
-		publish_exchange_shared(t->deps.publish, x, o, diffs, &v->request, &v->reference, v->replies);
-	verdict_troubles(v, &troubles);
-	stats_compare_done(&troubles);
+		publish_exchange_shared(t->deps.publish, c, o, diffs, &v->request, &v->reference, v->replies);
 	if (log_enabled(LOG_LEVEL_DEBUG))
-		log_msg(LOG_LEVEL_DEBUG, x->id, "exchange %s: %s%s%s (%zu differences)",
-			x->endpoint ? x->endpoint : "-", outcome_name(o),
-			o == OUTCOME_SKIPPED ? "/" : "", o == OUTCOME_SKIPPED ? skip_reason_name(x->skip) : "",
-			diffs ? diffs->count : 0);
+		log_msg(LOG_LEVEL_DEBUG, c->id, "exchange %s: %s%s%s (%zu differences, candidate %s)",
+			c->endpoint ? c->endpoint : "-", outcome_name(o),
+			o == OUTCOME_SKIPPED ? "/" : "", o == OUTCOME_SKIPPED ? skip_reason_name(c->skip) : "",
+			diffs ? diffs->count : 0, config_candidate_name(t->deps.cfg, c->candidate));
+}
+
+/* Counts troubles, removes and frees x, then clears v (whose bodies point
+ * into x's responses: cleared after, but no longer read). */
+static void retire(struct exchange_table *t, struct exchange *x, struct verdict *v,
+		   struct stats_compare *troubles)
+{
+	verdict_troubles(v, false, troubles);
+	stats_compare_done(troubles);
 	cancel_replays(t, x);
 	table_remove(t, x);
 	exchange_free(x);
-	/* The bodies point into x's responses: cleared after, but no longer read. */
 	verdict_clear(v);
+}
+
+/* Ends x with outcome o for every candidate (skipped, expired): stats,
+ * publishing, removal. */
+static void conclude(struct exchange_table *t, struct exchange *x, enum outcome o)
+{
+	struct verdict v = { 0 };
+	struct stats_compare troubles = { 0 };
+	struct exchange view;
+
+	for (unsigned k = 0; k < entry_of(x)->ncandidates; k++)
+		report(t, candidate_view(x, k, &view), o, NULL, &v);
+	retire(t, x, &v, &troubles);
+}
+
+/* The secondary's comparison with the reference, made once per exchange
+ * for every candidate's noise. */
+enum sec_state { SEC_UNTRIED = 0, SEC_COMPARED, SEC_USELESS };
+
+/* Judges candidate c of x against the reference (and the noise the
+ * secondary shows), reports it, and leaves v with what all candidates
+ * share: the candidate's own differences and body are cleared, its
+ * troubles added to troubles. */
+static void judge(struct exchange_table *t, struct exchange *x, const struct exchange *c, struct verdict *v,
+		  enum sec_state *sec, struct stats_compare *troubles)
+{
+	const struct config *cfg = t->deps.cfg;
+	enum outcome o;
+
+	if (c->replies[ROLE_CANDIDATE].error != REPLAY_OK) {
+		report(t, c, OUTCOME_CANDIDATE_ERROR, NULL, v);
+		goto done;
+	}
+	if (!t->deps.compare ||
+	    compare_responses_shared(t->deps.compare, &x->reference, &c->replies[ROLE_CANDIDATE], &v->reference,
+				     &v->replies[ROLE_CANDIDATE], &v->diffs) < 0) {
+		log_msg(LOG_LEVEL_ERROR, x->id, "comparison failed: out of memory");
+		report(t, c, OUTCOME_DROPPED, NULL, v);
+		goto done;
+	}
+	o = v->diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
+	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
+	if (*sec == SEC_UNTRIED)
+		*sec = x->want[ROLE_SECONDARY] && x->replies[ROLE_SECONDARY].error == REPLAY_OK && t->deps.noise &&
+		       compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY],
+						&v->reference, &v->replies[ROLE_SECONDARY], &v->sec) == 0 ?
+		       SEC_COMPARED : SEC_USELESS;
+	if (*sec == SEC_COMPARED) {
+		/* Each candidate has noise tables of its own. */
+		char *key = entry_of(x)->ncandidates > 1 && cfg ?
+			    noise_candidate_key(config_candidate_name(cfg, c->candidate), x->endpoint) : NULL;
+
+		if ((key || entry_of(x)->ncandidates == 1) &&
+		    noise_mark(t->deps.noise, key ? key : x->endpoint, &v->diffs, &v->sec))
+			o = OUTCOME_NOISE;
+		free(key);
+	}
+	report(t, c, o, &v->diffs, v);
+done:
+	verdict_troubles(v, true, troubles);
+	diff_list_clear(&v->diffs);
+	body_shared_clear(&v->replies[ROLE_CANDIDATE]);
 }
 
 static void finish(struct exchange_table *t, struct exchange *x)
 {
 	struct verdict v = { 0 };
-	enum outcome o;
+	struct stats_compare troubles = { 0 };
+	enum sec_state sec = SEC_UNTRIED;
+	struct exchange view;
 
 	if (x->skip != SKIP_NONE) {
-		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
+		conclude(t, x, OUTCOME_SKIPPED);
 		return;
 	}
 	/* x is complete: nothing the agent reads now can conclude it (a second
@@ -252,26 +373,11 @@ static void finish(struct exchange_table *t, struct exchange *x)
 	 * it has released its connection. */
 	if (t->yield)
 		t->yield(t->yield_arg);
-	if (x->replies[ROLE_CANDIDATE].error != REPLAY_OK) {
-		conclude(t, x, OUTCOME_CANDIDATE_ERROR, NULL, NULL);
-		return;
-	}
-	if (!t->deps.compare ||
-	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_CANDIDATE], &v.reference,
-				     &v.replies[ROLE_CANDIDATE], &v.diffs) < 0) {
-		log_msg(LOG_LEVEL_ERROR, x->id, "comparison failed: out of memory");
-		conclude(t, x, OUTCOME_DROPPED, NULL, &v);
-		return;
-	}
-	o = v.diffs.count ? OUTCOME_DIFFERENT : OUTCOME_EQUAL;
-	/* A secondary that failed tells nothing about noise: the raw verdict stands. */
-	if (x->want[ROLE_SECONDARY] && x->replies[ROLE_SECONDARY].error == REPLAY_OK && t->deps.noise &&
-	    compare_responses_shared(t->deps.compare, &x->reference, &x->replies[ROLE_SECONDARY], &v.reference,
-				     &v.replies[ROLE_SECONDARY], &v.sec) == 0) {
-		if (noise_mark(t->deps.noise, x->endpoint, &v.diffs, &v.sec))
-			o = OUTCOME_NOISE;
-	}
-	conclude(t, x, o, &v.diffs, &v);
+	/* Each candidate on its own; the reference's and the secondary's
+	 * bodies are decoded once for all. */
+	for (unsigned k = 0; k < entry_of(x)->ncandidates; k++)
+		judge(t, x, candidate_view(x, k, &view), &v, &sec, &troubles);
+	retire(t, x, &v, &troubles);
 }
 
 static void maybe_finish(struct exchange_table *t, struct exchange *x)
@@ -279,29 +385,39 @@ static void maybe_finish(struct exchange_table *t, struct exchange *x)
 	if (!x->have_reference)
 		return;
 	for (int r = 0; r < ROLE_COUNT; r++)
-		if (x->want[r] && !x->have[r])
-			return;
+		for (unsigned k = 0; k < (r == ROLE_CANDIDATE ? entry_of(x)->ncandidates : 1); k++) {
+			struct reply_at at = reply_at(x, (enum replay_role)r, k);
+
+			if (*at.want && !*at.have)
+				return;
+		}
 	finish(t, x);
 }
 
-static void on_replay_done(void *arg, enum replay_role role, struct http_response *resp)
+static void on_replay_done(void *arg, enum replay_role role, unsigned candidate, struct http_response *resp)
 {
 	struct exchange *x = arg;
+	struct reply_at at = reply_at(x, role, candidate);
 
-	http_response_clear(&x->replies[role]);
-	x->replies[role] = *resp;
+	http_response_clear(at.resp);
+	*at.resp = *resp;
 	memset(resp, 0, sizeof(*resp));
-	if (!hold(entry_of(x)->table, x, x->replies[role].body_len)) {
-		free(x->replies[role].body);
-		x->replies[role].body = NULL;
-		x->replies[role].body_len = 0;
+	if (!hold(entry_of(x)->table, x, at.resp->body_len)) {
+		free(at.resp->body);
+		at.resp->body = NULL;
+		at.resp->body_len = 0;
 	}
-	x->have[role] = true;
-	x->xfer[role] = NULL;
-	admit_ended(entry_of(x)->table->admit, x->admit_slot, role);
-	if (x->replies[role].error != REPLAY_OK)
-		log_msg(LOG_LEVEL_DEBUG, x->id, "%s error: %s (%s)", role_name(role),
-			replay_error_name(x->replies[role].error), x->replies[role].error_detail);
+	*at.have = true;
+	*at.xfer = NULL;
+	admit_ended(entry_of(x)->table->admit, x->admit_slot, admit_target(role, candidate));
+	if (at.resp->error != REPLAY_OK)
+		/* "candidate error", as with one candidate; "candidate NAME
+		 * error" with several */
+		log_msg(LOG_LEVEL_DEBUG, x->id, "%s%s%s error: %s (%s)", role_name(role),
+			role == ROLE_CANDIDATE && entry_of(x)->ncandidates > 1 ? " " : "",
+			role == ROLE_CANDIDATE && entry_of(x)->ncandidates > 1 ?
+			config_candidate_name(entry_of(x)->table->deps.cfg, candidate) : "",
+			replay_error_name(at.resp->error), at.resp->error_detail);
 	maybe_finish(entry_of(x)->table, x);
 }
 
@@ -317,7 +433,7 @@ static void on_ttl(struct ev_loop *loop, ev_timer *w, int revents)
 		if (x->skip == SKIP_NONE)
 			log_msg(LOG_LEVEL_DEBUG, x->id, "exchange expired: %s",
 				x->have_reference ? "replay never ended" : "no reference response");
-		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED, NULL, NULL);
+		conclude(t, x, x->skip != SKIP_NONE ? OUTCOME_SKIPPED : OUTCOME_EXPIRED);
 	}
 	ttl_arm(t);
 }
@@ -332,8 +448,12 @@ struct exchange_table *exchange_table_new(const struct exchange_deps *deps, char
 		goto fail;
 	t->deps = *deps;
 	if (deps->replay) {
-		admit_limits_of(deps->cfg, replay_has_secondary(deps->replay) ? 2 : 1, &lim);
-		t->admit = admit_new(&lim, replay_has_secondary(deps->replay) ? 2 : 1, err, errlen);
+		/* one target per candidate and the secondary: each exchange
+		 * starts a replay to every one or to none */
+		unsigned targets = replay_candidates(deps->replay) + (replay_has_secondary(deps->replay) ? 1u : 0u);
+
+		admit_limits_of(deps->cfg, targets, &lim);
+		t->admit = admit_new(&lim, targets, err, errlen);
 		if (!t->admit) {
 			free(t);
 			return NULL;
@@ -372,7 +492,7 @@ void exchange_table_free(struct exchange_table *t)
 
 		if (x->skip == SKIP_NONE)
 			x->skip = SKIP_SHUTDOWN;
-		conclude(t, x, OUTCOME_SKIPPED, NULL, NULL);
+		conclude(t, x, OUTCOME_SKIPPED);
 	}
 	ev_timer_stop(t->deps.loop, &t->ttl_timer);
 	admit_free(t->admit);
@@ -516,33 +636,41 @@ static void start_replays(struct exchange_table *t, struct exchange *x)
 	}
 	if (!t->deps.replay)
 		return;
-	/* Shed fairly across endpoints when a limit is reached (admit.h). */
+	/* Every replay of x or none, shed fairly across endpoints when a limit
+	 * is reached (admit.h): max_concurrent holds for the sum of all
+	 * candidates' replays, and nothing is started to be cancelled. */
 	x->skip = admit_check(t->admit, x->endpoint, ev_now(t->deps.loop), &x->admit_slot);
 	if (x->skip != SKIP_NONE)
 		return;
 	/* one request for every role, the forwarding rules applied once */
 	built = request_build(&rq, replay_rules(t->deps.replay), x->method, x->path, x->query, &x->req_headers,
 			      x->req_body, x->req_body_len);
-	for (int r = 0; r < ROLE_COUNT; r++) {
+	/* The candidates in order, then the secondary. */
+	for (unsigned i = 0; i <= entry_of(x)->ncandidates; i++) {
+		enum replay_role r = i < entry_of(x)->ncandidates ? ROLE_CANDIDATE : ROLE_SECONDARY;
+		unsigned k = r == ROLE_CANDIDATE ? i : 0;
+		struct reply_at at = reply_at(x, r, k);
 		int rc;
 
 		if (r == ROLE_SECONDARY && !replay_has_secondary(t->deps.replay))
 			continue;
-		rc = replay_start(t->deps.replay, (enum replay_role)r, built == 0 ? &rq : NULL, on_replay_done, x,
-				  &x->xfer[r]);
+		rc = replay_start(t->deps.replay, r, k, built == 0 ? &rq : NULL, on_replay_done, x, at.xfer);
 		if (rc < 0) {
-			/* One role without the other cannot be judged: shed both. */
+			/* All or nothing: shed every replay of x, so that the
+			 * concurrency cap holds for all of them and no candidate
+			 * is judged without the secondary the others had. */
 			cancel_replays(t, x);
-			for (int k = 0; k < ROLE_COUNT; k++)
-				x->want[k] = false;
+			for (unsigned j = 0; j < i; j++)
+				*reply_at(x, j < entry_of(x)->ncandidates ? ROLE_CANDIDATE : ROLE_SECONDARY,
+					  j < entry_of(x)->ncandidates ? j : 0).want = false;
 			x->skip = rc == -1 ? SKIP_OVERLOAD : SKIP_UNREPLAYABLE;
 			if (rc != -1)
 				log_msg(LOG_LEVEL_INFO, x->id, "%s %s cannot be replayed to the %s: skipped",
-					x->method, x->path, role_name((enum replay_role)r));
+					x->method, x->path, role_name(r));
 			break;
 		}
-		x->want[r] = true;
-		admit_started(t->admit, x->admit_slot, (enum replay_role)r);
+		*at.want = true;
+		admit_started(t->admit, x->admit_slot, admit_target(r, k));
 	}
 	if (built == 0)
 		request_clear(&rq);
@@ -556,6 +684,7 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 {
 	struct exchange *x = NULL;
 	struct entry *e;
+	unsigned ncand;
 	bool failed = false;
 	char *id;
 
@@ -577,10 +706,12 @@ static struct exchange *on_request(struct exchange_table *t, const struct messag
 			t->deps.cfg->max_exchanges);
 		return NULL;
 	}
-	e = calloc(1, sizeof(*e));
+	ncand = t->deps.replay ? replay_candidates(t->deps.replay) : 1;
+	e = calloc(1, sizeof(*e) + (ncand - 1) * sizeof(e->more[0]));
 	if (!e)
 		goto oom;
 	e->table = t;
+	e->ncandidates = ncand;
 	x = &e->x;
 	x->id = dup_arg(m->id, &failed);
 	x->method = dup_arg(m->method, &failed);

@@ -84,6 +84,7 @@ struct entry {
 	struct entry *newer, *older; /* recency list */
 	uint64_t hash;
 	char *endpoint;
+	char *candidate;             /* NULL: the only one */
 	char fp[FINGERPRINT_LEN + 1];
 	uint64_t count, suppressed;
 	double first_seen, last_seen;
@@ -128,6 +129,7 @@ oom:
 static void entry_free(struct entry *e)
 {
 	free(e->endpoint);
+	free(e->candidate);
 	free(e->sample_id);
 	free(e);
 }
@@ -144,15 +146,24 @@ void fingerprints_free(struct fingerprints *t)
 	free(t);
 }
 
-static uint64_t key_hash(const char *endpoint, const char *fp)
+static uint64_t key_hash(const char *candidate, const char *endpoint, const char *fp)
 {
-	return hash_more(hash_more(HASH_START, endpoint, strlen(endpoint) + 1), fp, strlen(fp));
+	uint64_t h = candidate ? hash_more(HASH_START, candidate, strlen(candidate) + 1) : HASH_START;
+
+	return hash_more(hash_more(h, endpoint, strlen(endpoint) + 1), fp, strlen(fp));
 }
 
-static struct entry *find(const struct fingerprints *t, const char *endpoint, const char *fp, uint64_t h)
+static bool same_candidate(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static struct entry *find(const struct fingerprints *t, const char *candidate, const char *endpoint,
+			  const char *fp, uint64_t h)
 {
 	for (struct entry *e = t->buckets[h & (t->nbuckets - 1)]; e; e = e->next)
-		if (e->hash == h && strcmp(e->fp, fp) == 0 && strcmp(e->endpoint, endpoint) == 0)
+		if (e->hash == h && strcmp(e->fp, fp) == 0 && strcmp(e->endpoint, endpoint) == 0 &&
+		    same_candidate(e->candidate, candidate))
 			return e;
 	return NULL;
 }
@@ -194,22 +205,25 @@ static void evict_oldest(struct fingerprints *t)
 	t->counts.evicted++;
 }
 
-bool fingerprints_note(struct fingerprints *t, const char *endpoint, const char *fp, bool send, double now)
+bool fingerprints_note(struct fingerprints *t, const char *candidate, const char *endpoint, const char *fp,
+		       bool send, double now)
 {
 	uint64_t h;
 	struct entry *e;
 
 	if (!endpoint)
 		endpoint = "";
-	h = key_hash(endpoint, fp);
-	e = find(t, endpoint, fp, h);
+	h = key_hash(candidate, endpoint, fp);
+	e = find(t, candidate, endpoint, fp, h);
 	if (e) {
 		unlink_recent(t, e);
 	} else {
 		if (t->counts.entries >= t->lim.max_entries)
 			evict_oldest(t);
 		e = calloc(1, sizeof(*e));
-		if (!e || !(e->endpoint = strdup(endpoint))) {
+		if (!e || !(e->endpoint = strdup(endpoint)) || (candidate && !(e->candidate = strdup(candidate)))) {
+			if (e)
+				free(e->endpoint);
 			free(e);
 			return true;
 		}
@@ -239,14 +253,15 @@ bool fingerprints_note(struct fingerprints *t, const char *endpoint, const char 
 	return false;
 }
 
-void fingerprints_sampled(struct fingerprints *t, const char *endpoint, const char *fp, const char *id)
+void fingerprints_sampled(struct fingerprints *t, const char *candidate, const char *endpoint, const char *fp,
+			  const char *id)
 {
 	struct entry *e;
 	char *copy;
 
 	if (!endpoint)
 		endpoint = "";
-	e = find(t, endpoint, fp, key_hash(endpoint, fp));
+	e = find(t, candidate, endpoint, fp, key_hash(candidate, endpoint, fp));
 	if (!e || !id || !(copy = strdup(id)))
 		return;
 	free(e->sample_id);
@@ -265,6 +280,8 @@ static int view_cmp(const void *a, const void *b)
 
 	if (c)
 		return c;
+	if (!same_candidate(x->candidate, y->candidate))
+		return !x->candidate ? -1 : !y->candidate ? 1 : strcmp(x->candidate, y->candidate);
 	if (x->count != y->count)
 		return x->count > y->count ? -1 : 1;
 	return strcmp(x->fp, y->fp);
@@ -287,7 +304,7 @@ int fingerprints_each(const struct fingerprints *t,
 	for (size_t i = 0; i < n; i++) {
 		const struct entry *e = all[i];
 		const struct fingerprint_view v = {
-			.endpoint = e->endpoint, .fingerprint = e->fp, .count = e->count,
+			.endpoint = e->endpoint, .candidate = e->candidate, .fingerprint = e->fp, .count = e->count,
 			.suppressed = e->suppressed, .first_seen = e->first_seen, .last_seen = e->last_seen,
 			.sample_id = e->sample_id,
 		};

@@ -8,7 +8,9 @@
  * elements of an array differ. A candidate_error exchange's set is its
  * replay error; an equal exchange's, the empty set.
  *
- * The table counts, per endpoint x fingerprint, the exchanges seen, when
+ * The table counts, per endpoint x fingerprint (x candidate, when an
+ * agent compares several: each candidate's entries and limit are its
+ * own), the exchanges seen, when
  * first and last, one sample id, and applies fingerprint_limit: at most
  * that many messages of one fingerprint are sent per fingerprint_interval,
  * the rest counted as suppressed. It holds at most fingerprints_max
@@ -50,6 +52,7 @@ struct fingerprint_counts {
  * valid during the callback only). */
 struct fingerprint_view {
 	const char *endpoint;
+	const char *candidate;      /* NULL: the only one */
 	const char *fingerprint;
 	uint64_t count;             /* exchanges seen */
 	uint64_t suppressed;        /* of those, messages not sent */
@@ -62,20 +65,24 @@ struct fingerprint_view {
 struct fingerprints *fingerprints_new(const struct fingerprint_limits *lim, char *err, size_t errlen);
 void fingerprints_free(struct fingerprints *t);
 
-/* Counts one exchange of endpoint (NULL: "") with fingerprint fp at
+/* Counts one exchange of endpoint (NULL: "") to candidate (NULL: the
+ * only one; else its name, a key of its own) with fingerprint fp at
  * wall-clock time now. send says whether its message is to be sent; the
  * return says whether it may be: false when the limit of fp's interval is
  * reached (counted as suppressed). Out of memory, nothing is counted and
  * true is returned. */
-bool fingerprints_note(struct fingerprints *t, const char *endpoint, const char *fp, bool send, double now);
+bool fingerprints_note(struct fingerprints *t, const char *candidate, const char *endpoint, const char *fp,
+		       bool send, double now);
 
-/* Records id as the sample of endpoint x fp (copied), if that entry exists. */
-void fingerprints_sampled(struct fingerprints *t, const char *endpoint, const char *fp, const char *id);
+/* Records id as the sample of candidate x endpoint x fp (copied), if that
+ * entry exists. */
+void fingerprints_sampled(struct fingerprints *t, const char *candidate, const char *endpoint, const char *fp,
+			  const char *id);
 
 void fingerprints_counts(const struct fingerprints *t, struct fingerprint_counts *out);
 
-/* Calls fn for every entry, grouped by endpoint (in name order), the most
- * seen first within an endpoint. Returns 0, or -1 on allocation failure
+/* Calls fn for every entry, grouped by endpoint (in name order), then by
+ * candidate (NULL first, then in name order), the most seen first. Returns 0, or -1 on allocation failure
  * (fn not called). */
 int fingerprints_each(const struct fingerprints *t,
 		      void (*fn)(const struct fingerprint_view *v, void *arg), void *arg);

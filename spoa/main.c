@@ -192,6 +192,15 @@ static int app_start(struct app *app)
 	app->replay = replay_new(app->loop, &app->cfg, err, sizeof(err));
 	if (!app->replay)
 		return start_failed(NULL, err[0] ? err : "out of memory", 2);
+	{
+		const char *names[MIFFY_MAX_CANDIDATES];
+		unsigned n = app->cfg.ncandidates;
+
+		for (unsigned k = 0; k < n; k++)
+			names[k] = config_candidate_name(&app->cfg, k);
+		if (stats_set_candidates(names, n) < 0)
+			return start_failed(NULL, "out of memory", 1);
+	}
 	app->publish = publish_new(app->loop, &app->cfg, err, sizeof(err));
 	if (!app->publish) {
 		char what[256];
@@ -321,8 +330,10 @@ int main(int argc, char **argv)
 	if (rc == 0) {
 		ev_timer_init(&app.log_tick, on_log_tick, 1., 1.);
 		ev_timer_start(app.loop, &app.log_tick);
-		log_info("miffy %s listening on %s, candidate %s%s%s, sink %s, admin %s", MIFFY_VERSION,
-			 app.cfg.listen, app.cfg.candidate, app.cfg.secondary ? ", secondary " : "",
+		log_info("miffy %s listening on %s, candidate %s%s%s%s, sink %s, admin %s", MIFFY_VERSION,
+			 app.cfg.listen, app.cfg.cands[0].url,
+			 app.cfg.ncandidates > 1 ? " and more (several candidates)" : "",
+			 app.cfg.secondary ? ", secondary " : "",
 			 app.cfg.secondary ? app.cfg.secondary : "", app.cfg.sink, app.cfg.admin);
 		ev_run(app.loop, 0);
 	}

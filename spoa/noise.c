@@ -393,3 +393,10 @@ bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t 
 		counts[verdict_noise_only(e->other->raw, e->other->noise, e->total)]++;
 	return true;
 }
+
+char *noise_candidate_key(const char *candidate, const char *endpoint)
+{
+	char *key;
+
+	return asprintf(&key, "%s\x1f%s", candidate, endpoint ? endpoint : "") < 0 ? NULL : key;
+}

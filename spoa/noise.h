@@ -48,4 +48,9 @@ void noise_stats_write(const struct noise *n, const char *endpoint, const char *
  * saw the endpoint. */
 bool noise_verdict_counts(const struct noise *n, const char *endpoint, uint64_t *counts);
 
+/* The name under which candidate's raw/noise counts of endpoint are kept
+ * when an agent compares several candidates (each has tables of its own):
+ * "CANDIDATE" U+001F "ENDPOINT". The caller frees; NULL on ENOMEM. */
+char *noise_candidate_key(const char *candidate, const char *endpoint);
+
 #endif

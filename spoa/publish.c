@@ -17,7 +17,7 @@
 #include "body.h"
 #include "buf.h"
 #include "compare.h"
-#include "config-t.h"
+#include "config.h"
 #include "fingerprint.h"
 #include "json.h"
 #include "jsonw.h"
@@ -484,6 +484,8 @@ static int write_message(struct build *b, const struct shape *sh, const char *st
 	jsonw_cstring(w, x->endpoint ? x->endpoint : "");
 	jsonw_keyc(w, "outcome");
 	jsonw_cstring(w, outcome_name(b->outcome));
+	jsonw_keyc(w, "candidate_name");
+	jsonw_cstring(w, config_candidate_name(b->p->cfg, x->candidate));
 	jsonw_keyc(w, "fingerprint");
 	jsonw_cstring(w, b->fingerprint ? b->fingerprint : "");
 	jsonw_keyc(w, "request");
@@ -1023,6 +1025,14 @@ static bool equal_drawn(struct publish *p)
 	return (double)(p->rng >> 11) / (double)(1ull << 53) < p->cfg->sample_rate;
 }
 
+/* Which candidate x's fingerprint entry is of: NULL with one candidate
+ * (the table as it always was), its name with several (each candidate's
+ * entries and fingerprint_limit are its own). */
+static const char *fp_candidate(const struct publish *p, const struct exchange *x)
+{
+	return p->cfg->ncandidates > 1 ? config_candidate_name(p->cfg, x->candidate) : NULL;
+}
+
 /* The one place the policy is decided (publish=, sample_rate,
  * fingerprint_limit, the samples): the sink gets different and
  * candidate_error exchanges, noise ones from publish=noise on, equal ones
@@ -1056,7 +1066,7 @@ static struct decision policy_decide(struct publish *p, const struct exchange *x
 	if (differs || d.send)
 		fingerprint_of(diffs, o, x->replies[ROLE_CANDIDATE].error, fp);
 	if (differs && p->fingerprints &&
-	    !fingerprints_note(p->fingerprints, x->endpoint, fp, d.send, ev_time())) {
+	    !fingerprints_note(p->fingerprints, fp_candidate(p, x), x->endpoint, fp, d.send, ev_time())) {
 		char why[160];
 
 		d.send = false;
@@ -1076,6 +1086,8 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 	size_t max = samples_max_message(p->samples), saved = p->msg.b.max, nfields = 0;
 	char keys[SAMPLES_MAX_FIELDS][256];
 	struct sample_field fields[SAMPLES_MAX_FIELDS];
+	const char *id = x->id;
+	char *own = NULL;
 	bool cut;
 
 	if (!built || p->msg.b.len > max) {
@@ -1093,14 +1105,20 @@ static void sample(struct publish *p, struct build *b, const struct exchange *x,
 		};
 		nfields++;
 	}
-	if (!built) {
+	/* With several candidates an exchange may leave one sample each: the
+	 * sample's id (what /samples/ID finds) says which, "ID@NAME". */
+	if (p->cfg->ncandidates > 1 && x->id &&
+	    asprintf(&own, "%s@%s", x->id, config_candidate_name(p->cfg, x->candidate)) >= 0)
+		id = own;
+	else
+		own = NULL;
+	if (!built)
 		/* Counted as too large by the store. */
-		samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
-		return;
-	}
-	if (samples_add(p->samples, x->id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len,
-			ev_time()) == 0 && p->fingerprints)
-		fingerprints_sampled(p->fingerprints, x->endpoint, b->fingerprint, x->id);
+		samples_add(p->samples, id, x->endpoint, o, fields, nfields, "", SIZE_MAX, ev_time());
+	else if (samples_add(p->samples, id, x->endpoint, o, fields, nfields, p->msg.b.p, p->msg.b.len,
+			     ev_time()) == 0 && p->fingerprints)
+		fingerprints_sampled(p->fingerprints, fp_candidate(p, x), x->endpoint, b->fingerprint, id);
+	free(own);
 }
 
 void publish_set_samples(struct publish *p, struct samples *s)

@@ -40,6 +40,7 @@ struct replay_xfer {
 	const struct transport *tp;
 	void *t;                     /* the transport's transfer, NULL once it called back */
 	enum replay_role role;
+	unsigned candidate;
 	replay_done_fn done;
 	void *arg;
 	ev_tstamp t_start;
@@ -49,8 +50,10 @@ struct replay_xfer {
 struct replay {
 	struct ev_loop *loop;
 	struct curl_engine *curl;
-	struct target targets[ROLE_COUNT];
-	bool have[ROLE_COUNT];
+	struct target candidates[MIFFY_MAX_CANDIDATES];
+	unsigned ncandidates;
+	struct target secondary;
+	bool have_secondary;
 
 	char *marker;                /* header name, NULL when disabled */
 	struct request_rules rules;
@@ -258,27 +261,33 @@ static void on_transport_done(void *arg, struct http_response *resp)
 	replay_done_fn done = xf->done;
 	void *done_arg = xf->arg;
 	enum replay_role role = xf->role;
+	unsigned candidate = xf->candidate;
 
 	xf->t = NULL;
 	resp->latency_ms = (ev_time() - xf->t_start) * 1000.0;
 	xfer_release(r, xf);
-	done(done_arg, role, resp);
+	done(done_arg, role, candidate, resp);
 }
 
-int replay_start(struct replay *r, enum replay_role role, const struct replay_request *rq,
+int replay_start(struct replay *r, enum replay_role role, unsigned candidate, const struct replay_request *rq,
 		 replay_done_fn done, void *arg, struct replay_xfer **xfer)
 {
 	const struct target *t;
 	struct request_dest to;
 	struct replay_xfer *xf;
 
-	if ((unsigned)role >= ROLE_COUNT || !r->have[role] || !done)
+	if (role == ROLE_CANDIDATE && candidate < r->ncandidates)
+		t = &r->candidates[candidate];
+	else if (role == ROLE_SECONDARY && r->have_secondary)
+		t = &r->secondary;
+	else
+		return -2;
+	if (!done)
 		return -2;
 	if (r->inflight >= r->max_concurrent)
 		return -1;
 	if (!rq)
 		return -2;
-	t = &r->targets[role];
 	to = (struct request_dest){ .url = t->url, .prefix = t->prefix, .host = t->host,
 				    .marker = r->marker, .role = role_values[role] };
 	xf = calloc(1, sizeof(*xf));
@@ -286,6 +295,7 @@ int replay_start(struct replay *r, enum replay_role role, const struct replay_re
 		return -2;
 	xf->r = r;
 	xf->role = role;
+	xf->candidate = candidate;
 	xf->done = done;
 	xf->arg = arg;
 	xf->tp = t->h1 ? &native_transport : &curl_transport;
@@ -322,7 +332,12 @@ unsigned replay_inflight(const struct replay *r)
 
 bool replay_has_secondary(const struct replay *r)
 {
-	return r->have[ROLE_SECONDARY];
+	return r->have_secondary;
+}
+
+unsigned replay_candidates(const struct replay *r)
+{
+	return r->ncandidates;
 }
 
 const struct request_rules *replay_rules(const struct replay *r)
@@ -352,9 +367,11 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 	struct h1_limits lim;
 	struct curl_limits clim;
 	const struct h1_limits *native = strcmp(engine, "auto") == 0 ? &lim : NULL;
+	bool missing;
 
-	/* the same limits as the admission's, which keeps replays within them */
-	admit_limits_of(cfg, cfg->secondary && *cfg->secondary ? 2 : 1, &limits);
+	/* the same limits as the admission's, which keeps replays within them:
+	 * a target per candidate and the secondary */
+	admit_limits_of(cfg, cfg->ncandidates + (cfg->secondary && *cfg->secondary ? 1u : 0u), &limits);
 	host_conns = (long)limits.max_host_connections;
 	lim = (struct h1_limits){
 		.connect_timeout = seconds_to_ms(cfg->connect_timeout) / 1000.0,
@@ -367,13 +384,20 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		.timeout_ms = seconds_to_ms(cfg->timeout),
 		.max_body = cfg->max_body,
 		.max_host_conns = host_conns,
-		/* idle connections kept for reuse, for both targets */
-		.max_idle_conns = host_conns * ROLE_COUNT,
+		/* idle connections kept for reuse, for every target */
+		.max_idle_conns = host_conns * (long)(cfg->ncandidates + 1),
 		.ca_file = cfg->ca_file,
 		.insecure = cfg->insecure,
 	};
 
-	if (!cfg->candidate || !*cfg->candidate) {
+	if (cfg->ncandidates > MIFFY_MAX_CANDIDATES) {
+		snprintf(err, errlen, "more than %d candidates", MIFFY_MAX_CANDIDATES);
+		return NULL;
+	}
+	missing = cfg->ncandidates == 0;
+	for (unsigned k = 0; k < cfg->ncandidates; k++)
+		missing |= !cfg->cands[k].url || !*cfg->cands[k].url;
+	if (missing) {
 		snprintf(err, errlen, "no candidate URL");
 		return NULL;
 	}
@@ -395,13 +419,20 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 		goto fail_global;
 	}
 	r->loop = loop;
-	if (target_init(&r->targets[ROLE_CANDIDATE], "candidate", cfg->candidate, loop, native, err, errlen) < 0)
-		goto fail_r;
-	r->have[ROLE_CANDIDATE] = true;
-	if (cfg->secondary && *cfg->secondary) {
-		if (target_init(&r->targets[ROLE_SECONDARY], "secondary", cfg->secondary, loop, native, err, errlen) < 0)
+	for (unsigned k = 0; k < cfg->ncandidates; k++) {
+		char what[MIFFY_CANDIDATE_NAME_MAX + 32];
+
+		/* the single candidate's errors read as before */
+		snprintf(what, sizeof(what), cfg->ncandidates > 1 ? "candidate \"%s\"" : "candidate",
+			 cfg->cands[k].name);
+		if (target_init(&r->candidates[k], what, cfg->cands[k].url, loop, native, err, errlen) < 0)
 			goto fail_targets;
-		r->have[ROLE_SECONDARY] = true;
+		r->ncandidates++;
+	}
+	if (cfg->secondary && *cfg->secondary) {
+		if (target_init(&r->secondary, "secondary", cfg->secondary, loop, native, err, errlen) < 0)
+			goto fail_targets;
+		r->have_secondary = true;
 	}
 	if (*marker && !(r->marker = strdup(marker))) {
 		snprintf(err, errlen, "out of memory");
@@ -417,9 +448,9 @@ struct replay *replay_new(struct ev_loop *loop, const struct config *cfg, char *
 fail_marker:
 	free(r->marker);
 fail_targets:
-	target_clear(&r->targets[ROLE_SECONDARY]);
-	target_clear(&r->targets[ROLE_CANDIDATE]);
-fail_r:
+	target_clear(&r->secondary);
+	for (unsigned k = 0; k < r->ncandidates; k++)
+		target_clear(&r->candidates[k]);
 	free(r);
 fail_global:
 	curl_global_cleanup();
@@ -433,8 +464,9 @@ void replay_free(struct replay *r)
 	while (r->xfers)
 		xfer_release(r, r->xfers);
 	curl_engine_free(r->curl);
-	for (int i = 0; i < ROLE_COUNT; i++)
-		target_clear(&r->targets[i]);
+	for (unsigned k = 0; k < r->ncandidates; k++)
+		target_clear(&r->candidates[k]);
+	target_clear(&r->secondary);
 	free(r->marker);
 	free(r);
 	curl_global_cleanup();

@@ -16,6 +16,7 @@
 #include "admit-t.h"
 #include "buf.h"
 #include "compare.h"
+#include "config-t.h"
 #include "fingerprint.h"
 #include "hash.h"
 #include "jsonw.h"
@@ -88,10 +89,25 @@ struct endpoint_stats {
 	struct minutes minutes;       /* the last hour, per minute */
 };
 
-static struct {
+/* The per-endpoint tables of one view: of all candidates, or of one. */
+struct view {
 	struct endpoint_stats *endpoints;  /* STATS_MAX_ENDPOINTS + 1 slots, the last is "other" */
 	size_t nendpoints;
 	uint8_t endpoint_index[INDEX_SLOTS];
+};
+
+/* One candidate's view, kept when an agent compares several. */
+struct candidate_stats {
+	char *name;
+	uint64_t outcomes[OUTCOME_COUNT];
+	uint64_t errors[REPLAY_ERROR_COUNT];     /* its failed replays by reason */
+	struct view v;
+};
+
+static struct {
+	struct view all;                         /* every candidate's exchanges: the sum */
+	struct candidate_stats *cands;           /* NULL unless several candidates */
+	unsigned ncands;
 	uint64_t serial;
 	struct stats_hist latency[LAT_SOURCE_COUNT];
 	struct stats_hist ack;                   /* bounds stats_ack_bounds */
@@ -252,8 +268,9 @@ static uint8_t *index_slot(uint8_t *index, const char *name, const char *(*name_
 
 static const char *endpoint_name_at(size_t i, const void *ctx)
 {
-	(void)ctx;
-	return st.endpoints[i].name;
+	const struct view *v = ctx;
+
+	return v->endpoints[i].name;
 }
 
 static const char *field_name_at(size_t i, const void *ctx)
@@ -304,37 +321,37 @@ static double pct_quantile(const struct pct_hist *h, double q)
 	return h->max_ms;
 }
 
-static bool ensure_tables(void)
+static bool ensure_tables(struct view *v)
 {
-	if (st.endpoints)
+	if (v->endpoints)
 		return true;
-	st.endpoints = calloc(STATS_MAX_ENDPOINTS + 1, sizeof(*st.endpoints));
-	return st.endpoints != NULL;
+	v->endpoints = calloc(STATS_MAX_ENDPOINTS + 1, sizeof(*v->endpoints));
+	return v->endpoints != NULL;
 }
 
-/* The entry of endpoint name, created on first sight; "other" past the cap
- * or when memory runs out. NULL only when the table itself is missing. */
-static struct endpoint_stats *endpoint_get(const char *name)
+/* The entry of endpoint name in v, created on first sight; "other" past the
+ * cap or when memory runs out. NULL only when the table itself is missing. */
+static struct endpoint_stats *endpoint_get(struct view *v, const char *name)
 {
 	struct endpoint_stats *other;
 	uint8_t *slot;
 
-	if (!ensure_tables())
+	if (!ensure_tables(v))
 		return NULL;
-	other = &st.endpoints[STATS_MAX_ENDPOINTS];
+	other = &v->endpoints[STATS_MAX_ENDPOINTS];
 	if (!other->name)
 		other->name = strdup(STATS_OTHER);
 	if (!name)
 		return other;
-	slot = index_slot(st.endpoint_index, name, endpoint_name_at, NULL);
+	slot = index_slot(v->endpoint_index, name, endpoint_name_at, v);
 	if (*slot)
-		return &st.endpoints[*slot - 1];
-	if (st.nendpoints < STATS_MAX_ENDPOINTS && strcmp(name, STATS_OTHER) != 0) {
-		struct endpoint_stats *e = &st.endpoints[st.nendpoints];
+		return &v->endpoints[*slot - 1];
+	if (v->nendpoints < STATS_MAX_ENDPOINTS && strcmp(name, STATS_OTHER) != 0) {
+		struct endpoint_stats *e = &v->endpoints[v->nendpoints];
 
 		e->name = strdup(name);
 		if (e->name) {
-			*slot = (uint8_t)++st.nendpoints;
+			*slot = (uint8_t)++v->nendpoints;
 			return e;
 		}
 	}
@@ -414,21 +431,54 @@ static void remember_id(struct endpoint_stats *e, const char *id, enum outcome o
 	e->last_next = (e->last_next + 1) % STATS_LAST_IDS;
 }
 
+/* The part of stats_exchange_done that one candidate's view repeats. */
+static void candidate_done(struct candidate_stats *c, const struct exchange *x, enum outcome o,
+			   const struct diff_list *diffs)
+{
+	const struct http_response *resp = &x->replies[ROLE_CANDIDATE];
+	struct endpoint_stats *e = endpoint_get(&c->v, x->endpoint);
+
+	c->outcomes[o]++;
+	if (x->have[ROLE_CANDIDATE] && resp->error != REPLAY_OK && (unsigned)resp->error < REPLAY_ERROR_COUNT)
+		c->errors[resp->error]++;
+	if (!e)
+		return;
+	e->outcomes[o]++;
+	if (o == OUTCOME_SKIPPED)
+		e->skips[x->skip]++;
+	minutes_add(&e->minutes, ev_time(), o);
+	if (x->have_reference)
+		pct_observe(&e->latency[LAT_REFERENCE], x->reference.latency_ms);
+	if (x->have[ROLE_CANDIDATE] && resp->error == REPLAY_OK)
+		pct_observe(&e->latency[LAT_CANDIDATE], resp->latency_ms);
+	if (x->have[ROLE_SECONDARY] && x->replies[ROLE_SECONDARY].error == REPLAY_OK)
+		pct_observe(&e->latency[LAT_SECONDARY], x->replies[ROLE_SECONDARY].latency_ms);
+	if (diffs && diffs->count && (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE))
+		count_fields(e, diffs);
+	if (x->id && (o == OUTCOME_DIFFERENT || o == OUTCOME_NOISE || o == OUTCOME_CANDIDATE_ERROR))
+		remember_id(e, x->id, o);
+}
+
 void stats_exchange_done(const struct exchange *x, enum outcome o, const struct diff_list *diffs)
 {
+	/* The reference and the secondary answer once per exchange, however
+	 * many candidates: their times and failures count with the first's. */
+	bool once = x->candidate == 0;
 	struct endpoint_stats *e;
 
 	stats.outcomes[o]++;
 	if (o == OUTCOME_SKIPPED)
 		stats.skips[x->skip]++;
-	e = endpoint_get(x->endpoint);
+	if (st.cands && x->candidate < st.ncands)
+		candidate_done(&st.cands[x->candidate], x, o, diffs);
+	e = endpoint_get(&st.all, x->endpoint);
 	if (e) {
 		e->outcomes[o]++;
 		if (o == OUTCOME_SKIPPED)
 			e->skips[x->skip]++;
 		minutes_add(&e->minutes, ev_time(), o);
 	}
-	if (x->have_reference) {
+	if (x->have_reference && once) {
 		stats_hist_observe(&st.latency[LAT_REFERENCE], x->reference.latency_ms / 1000.0);
 		if (e)
 			pct_observe(&e->latency[LAT_REFERENCE], x->reference.latency_ms);
@@ -437,7 +487,7 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 		enum lat_source src = r == ROLE_CANDIDATE ? LAT_CANDIDATE : LAT_SECONDARY;
 		const struct http_response *resp = &x->replies[r];
 
-		if (!x->have[r])
+		if (!x->have[r] || (r == ROLE_SECONDARY && !once))
 			continue;
 		/* A failed replay is counted here, once, with its exchange's
 		 * outcome; its time says how fast it failed, not how fast the
@@ -461,7 +511,31 @@ void stats_exchange_done(const struct exchange *x, enum outcome o, const struct 
 
 void stats_request_dropped(void)
 {
-	stats.outcomes[OUTCOME_DROPPED]++;
+	/* lost to every candidate */
+	stats.outcomes[OUTCOME_DROPPED] += st.cands ? st.ncands : 1;
+	for (unsigned k = 0; st.cands && k < st.ncands; k++)
+		st.cands[k].outcomes[OUTCOME_DROPPED]++;
+}
+
+static void stats_clear_candidates(void);
+
+int stats_set_candidates(const char *const *names, unsigned n)
+{
+	stats_clear_candidates();
+	if (n < 2)
+		return 0;
+	st.cands = calloc(n, sizeof(*st.cands));
+	if (!st.cands)
+		return -1;
+	st.ncands = n;
+	for (unsigned k = 0; k < n; k++) {
+		st.cands[k].name = strdup(names[k]);
+		if (!st.cands[k].name) {
+			stats_clear_candidates();
+			return -1;
+		}
+	}
+	return 0;
 }
 
 void stats_ack_observe(double seconds)
@@ -523,11 +597,11 @@ void stats_set_extra(void (*json)(struct jsonw *w, void *ctx), void (*metrics)(s
 	st.extra_ctx = ctx;
 }
 
-void stats_free(void)
+static void view_free(struct view *v)
 {
-	if (st.endpoints) {
+	if (v->endpoints) {
 		for (size_t i = 0; i <= STATS_MAX_ENDPOINTS; i++) {
-			struct endpoint_stats *e = &st.endpoints[i];
+			struct endpoint_stats *e = &v->endpoints[i];
 
 			free(e->name);
 			if (e->fields)
@@ -538,18 +612,35 @@ void stats_free(void)
 			for (size_t k = 0; k < STATS_LAST_IDS; k++)
 				free(e->last[k].id);
 		}
-		free(st.endpoints);
+		free(v->endpoints);
 	}
-	{
-		void (*json)(struct jsonw *, void *) = st.extra_json;
-		void (*metrics)(struct buf *, void *) = st.extra_metrics;
-		void *ctx = st.extra_ctx;
+	memset(v, 0, sizeof(*v));
+}
 
-		memset(&st, 0, sizeof(st));
-		st.extra_json = json;
-		st.extra_metrics = metrics;
-		st.extra_ctx = ctx;
+static void stats_clear_candidates(void)
+{
+	for (unsigned k = 0; st.cands && k < st.ncands; k++) {
+		free(st.cands[k].name);
+		view_free(&st.cands[k].v);
 	}
+	free(st.cands);
+	st.cands = NULL;
+	st.ncands = 0;
+}
+
+/* Frees every table; the report's extra writers (stats_set_extra) stay. */
+void stats_free(void)
+{
+	void (*json)(struct jsonw *, void *) = st.extra_json;
+	void (*metrics)(struct buf *, void *) = st.extra_metrics;
+	void *ctx = st.extra_ctx;
+
+	view_free(&st.all);
+	stats_clear_candidates();
+	memset(&st, 0, sizeof(st));
+	st.extra_json = json;
+	st.extra_metrics = metrics;
+	st.extra_ctx = ctx;
 	st.ack.bounds = stats_ack_bounds;
 }
 
@@ -599,56 +690,84 @@ static const char *disconnect_label(size_t slot, char *buf, size_t len)
 	return buf;
 }
 
-static bool endpoint_shown(size_t i);
+static bool endpoint_shown(const struct view *v, size_t i);
 
-/* Of each endpoint's finished exchanges, the share compared (equal,
- * different or noise), and what was skipped by reason: what shedding
- * (admit.h) left of it. */
-static void metrics_endpoint_shares(struct buf *b)
+/* The name of family base + suffix, with "_by_candidate" between them
+ * for a candidate's view. */
+static const char *family(char *out, size_t len, const char *base, const char *suffix, const char *candidate)
 {
-	prom_family(b, "miffy_endpoint_compared_ratio", "gauge",
-		    "Share of an endpoint's finished exchanges that were compared (equal, different, noise).");
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
-		uint64_t total = 0, compared;
-
-		if (!endpoint_shown(i))
-			continue;
-		for (int o = 0; o < OUTCOME_COUNT; o++)
-			total += e->outcomes[o];
-		compared = e->outcomes[OUTCOME_EQUAL] + e->outcomes[OUTCOME_DIFFERENT] + e->outcomes[OUTCOME_NOISE];
-		buf_adds(b, "miffy_endpoint_compared_ratio{endpoint=\"");
-		prom_escape_to(b, e->name);
-		buf_printf(b, "\"} %.4f\n", total ? (double)compared / (double)total : 0.0);
-	}
-	prom_family(b, "miffy_endpoint_skipped_total", "counter",
-		    "Skipped exchanges by endpoint and reason (reasons with none left out).");
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
-
-		if (!endpoint_shown(i))
-			continue;
-		for (int r = SKIP_NONE + 1; r < SKIP_REASON_COUNT; r++) {
-			if (!e->skips[r])
-				continue;
-			buf_adds(b, "miffy_endpoint_skipped_total{endpoint=\"");
-			prom_escape_to(b, e->name);
-			buf_printf(b, "\",reason=\"%s\"} %" PRIu64 "\n", skip_reason_name((enum skip_reason)r),
-				   e->skips[r]);
-		}
-	}
+	snprintf(out, len, "%s%s%s", base, candidate ? "_by_candidate" : "", suffix);
+	return out;
 }
 
-static void metrics_endpoints(struct buf *b)
+/* Starts a sample of family name: `name{[candidate="C",]endpoint="E"`. */
+static void prom_endpoint_start(struct buf *b, const char *name, const char *candidate, const char *endpoint)
 {
-	prom_family(b, "miffy_endpoint_exchanges_total", "counter",
-		    "Finished exchanges by endpoint and outcome (endpoints past the first 100 count as \"other\").");
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
+	buf_printf(b, "%s{", name);
+	if (candidate)
+		buf_printf(b, "candidate=\"%s\",", candidate);  /* a token: nothing to escape */
+	buf_adds(b, "endpoint=\"");
+	prom_escape_to(b, endpoint);
+}
+
+/* Of each endpoint's finished exchanges in views (n of them), the share
+ * compared (equal, different or noise), and what was skipped by reason:
+ * what shedding (admit.h) left of it. names: each view's candidate, all
+ * NULL for the sum (one view), else the *_by_candidate families. */
+static void metrics_endpoint_shares(struct buf *b, const struct view *const *views, const char *const *names,
+				    unsigned n)
+{
+	char ratio[64], skipped[64];
+
+	family(ratio, sizeof(ratio), "miffy_endpoint_compared", "_ratio", names[0]);
+	family(skipped, sizeof(skipped), "miffy_endpoint_skipped", "_total", names[0]);
+	prom_family(b, ratio, "gauge",
+		    "Share of an endpoint's finished exchanges that were compared (equal, different, noise).");
+	for (unsigned c = 0; c < n; c++)
+		for (size_t i = 0; views[c]->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+			const struct endpoint_stats *e = &views[c]->endpoints[i];
+			uint64_t total = 0, compared;
+
+			if (!endpoint_shown(views[c], i))
+				continue;
+			for (int o = 0; o < OUTCOME_COUNT; o++)
+				total += e->outcomes[o];
+			compared = e->outcomes[OUTCOME_EQUAL] + e->outcomes[OUTCOME_DIFFERENT] + e->outcomes[OUTCOME_NOISE];
+			prom_endpoint_start(b, ratio, names[c], e->name);
+			buf_printf(b, "\"} %.4f\n", total ? (double)compared / (double)total : 0.0);
+		}
+	prom_family(b, skipped, "counter", "Skipped exchanges by endpoint and reason (reasons with none left out).");
+	for (unsigned c = 0; c < n; c++)
+		for (size_t i = 0; views[c]->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+			const struct endpoint_stats *e = &views[c]->endpoints[i];
+
+			if (!endpoint_shown(views[c], i))
+				continue;
+			for (int r = SKIP_NONE + 1; r < SKIP_REASON_COUNT; r++) {
+				if (!e->skips[r])
+					continue;
+				prom_endpoint_start(b, skipped, names[c], e->name);
+				buf_printf(b, "\",reason=\"%s\"} %" PRIu64 "\n", skip_reason_name((enum skip_reason)r),
+					   e->skips[r]);
+			}
+		}
+}
+
+/* The samples of view v's endpoints x outcomes; candidate NULL for the
+ * sum (miffy_endpoint_exchanges_total), else its name (the family
+ * miffy_endpoint_exchanges_by_candidate_total, already announced). */
+static void metrics_endpoints(struct buf *b, const struct view *v, const char *candidate)
+{
+	if (!candidate)
+		prom_family(b, "miffy_endpoint_exchanges_total", "counter",
+			    "Finished exchanges by endpoint and outcome (endpoints past the first 100 count as "
+			    "\"other\"); with several candidates, the sum of theirs.");
+	for (size_t i = 0; v->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &v->endpoints[i];
 
 		if (i == STATS_MAX_ENDPOINTS && !e->name)
 			continue;
-		if (i >= st.nendpoints && i != STATS_MAX_ENDPOINTS)
+		if (i >= v->nendpoints && i != STATS_MAX_ENDPOINTS)
 			continue;
 		if (i == STATS_MAX_ENDPOINTS) {
 			uint64_t any = 0;
@@ -659,83 +778,96 @@ static void metrics_endpoints(struct buf *b)
 				continue;
 		}
 		for (int o = 0; o < OUTCOME_COUNT; o++) {
-			buf_adds(b, "miffy_endpoint_exchanges_total{endpoint=\"");
+			if (candidate) {
+				buf_adds(b, "miffy_endpoint_exchanges_by_candidate_total{candidate=\"");
+				buf_adds(b, candidate);  /* a token: nothing to escape */
+				buf_adds(b, "\",endpoint=\"");
+			} else {
+				buf_adds(b, "miffy_endpoint_exchanges_total{endpoint=\"");
+			}
 			prom_escape_to(b, e->name ? e->name : STATS_OTHER);
 			buf_printf(b, "\",outcome=\"%s\"} %" PRIu64 "\n", outcome_name((enum outcome)o),
 				    e->outcomes[o]);
 		}
 	}
-	metrics_endpoint_shares(b);
 }
 
-static bool endpoint_shown(size_t i);
-
-/* One sample labeled endpoint and key=value. */
-static void prom_endpoint_line(struct buf *b, const char *name, const char *endpoint, const char *key,
-			       const char *value)
+/* One sample labeled [candidate,] endpoint and key=value. */
+static void prom_endpoint_line(struct buf *b, const char *name, const char *candidate, const char *endpoint,
+			       const char *key, const char *value)
 {
-	buf_printf(b, "%s{endpoint=\"", name);
-	prom_escape_to(b, endpoint);
+	prom_endpoint_start(b, name, candidate, endpoint);
 	buf_printf(b, "\",%s=\"%s\"} ", key, value);
 }
 
 /* The latency verdicts (a state set: 1 for the verdict that holds), the
  * candidate/reference ratios, and with a secondary the fields of each
- * confidence verdict. */
-static void metrics_verdicts(struct buf *b)
+ * confidence verdict, of views (as metrics_endpoint_shares). */
+static void metrics_verdicts(struct buf *b, const struct view *const *views, const char *const *names, unsigned n)
 {
 	static const char *const quantiles[] = { "0.5", "0.99" };
+	char verdict[64], ratio[64], fields[64];
 
-	prom_family(b, "miffy_endpoint_latency_verdict", "gauge",
+	family(verdict, sizeof(verdict), "miffy_endpoint_latency_verdict", "", names[0]);
+	family(ratio, sizeof(ratio), "miffy_endpoint_latency_ratio", "", names[0]);
+	family(fields, sizeof(fields), "miffy_endpoint_noise_fields", "", names[0]);
+	prom_family(b, verdict, "gauge",
 		    "1 for the candidate's latency verdict against the reference's (latency_tolerance, "
 		    "latency_floor_ms, latency_min_count), 0 for the others.");
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		struct latency_judgement j;
+	for (unsigned c = 0; c < n; c++)
+		for (size_t i = 0; views[c]->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+			struct latency_judgement j;
 
-		if (!endpoint_shown(i))
-			continue;
-		endpoint_latency(&st.endpoints[i], &j);
-		for (int v = 0; v < LATENCY_VERDICT_COUNT; v++) {
-			prom_endpoint_line(b, "miffy_endpoint_latency_verdict", st.endpoints[i].name, "verdict",
-					   latency_verdict_name((enum latency_verdict)v));
-			buf_printf(b, "%d\n", j.verdict == (enum latency_verdict)v);
-		}
-	}
-	prom_family(b, "miffy_endpoint_latency_ratio", "gauge",
-		    "Candidate latency over the reference's at a quantile (while both have latencies).");
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
-		struct latency_judgement j;
-
-		if (!endpoint_shown(i) || !e->latency[LAT_REFERENCE].count || !e->latency[LAT_CANDIDATE].count)
-			continue;
-		endpoint_latency(e, &j);
-		for (size_t q = 0; q < 2; q++) {
-			double r = q ? j.ratio_p99 : j.ratio_p50;
-
-			if (!(r > 0))
+			if (!endpoint_shown(views[c], i))
 				continue;
-			prom_endpoint_line(b, "miffy_endpoint_latency_ratio", e->name, "quantile", quantiles[q]);
-			buf_printf(b, "%.6g\n", r);
+			endpoint_latency(&views[c]->endpoints[i], &j);
+			for (int k = 0; k < LATENCY_VERDICT_COUNT; k++) {
+				prom_endpoint_line(b, verdict, names[c], views[c]->endpoints[i].name, "verdict",
+						   latency_verdict_name((enum latency_verdict)k));
+				buf_printf(b, "%d\n", j.verdict == (enum latency_verdict)k);
+			}
 		}
-	}
+	prom_family(b, ratio, "gauge", "Candidate latency over the reference's at a quantile (while both have latencies).");
+	for (unsigned c = 0; c < n; c++)
+		for (size_t i = 0; views[c]->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+			const struct endpoint_stats *e = &views[c]->endpoints[i];
+			struct latency_judgement j;
+
+			if (!endpoint_shown(views[c], i) || !e->latency[LAT_REFERENCE].count || !e->latency[LAT_CANDIDATE].count)
+				continue;
+			endpoint_latency(e, &j);
+			for (size_t q = 0; q < 2; q++) {
+				double r = q ? j.ratio_p99 : j.ratio_p50;
+
+				if (!(r > 0))
+					continue;
+				prom_endpoint_line(b, ratio, names[c], e->name, "quantile", quantiles[q]);
+				buf_printf(b, "%.6g\n", r);
+			}
+		}
 	if (!st.noise)
 		return;
-	prom_family(b, "miffy_endpoint_noise_fields", "gauge",
+	prom_family(b, fields, "gauge",
 		    "Fields of an endpoint by confidence verdict: the candidate differs there more often "
 		    "than the secondary (regression, 95 % interval above 0), not shown to (noise), "
 		    "too few exchanges (insufficient_data).");
-	for (size_t i = 0; st.endpoints && i < st.nendpoints; i++) {
-		uint64_t counts[NOISE_VERDICT_COUNT];
+	for (unsigned c = 0; c < n; c++)
+		for (size_t i = 0; views[c]->endpoints && i < views[c]->nendpoints; i++) {
+			uint64_t counts[NOISE_VERDICT_COUNT];
+			/* each candidate's noise tables are its own (noise.h) */
+			char *key = names[c] ? noise_candidate_key(names[c], views[c]->endpoints[i].name) : NULL;
+			bool have = (!names[c] || key) &&
+				    noise_verdict_counts(st.noise, key ? key : views[c]->endpoints[i].name, counts);
 
-		if (!noise_verdict_counts(st.noise, st.endpoints[i].name, counts))
-			continue;
-		for (int v = 0; v < NOISE_VERDICT_COUNT; v++) {
-			prom_endpoint_line(b, "miffy_endpoint_noise_fields", st.endpoints[i].name, "verdict",
-					   noise_verdict_name((enum noise_verdict)v));
-			buf_printf(b, "%" PRIu64 "\n", counts[v]);
+			free(key);
+			if (!have)
+				continue;
+			for (int k = 0; k < NOISE_VERDICT_COUNT; k++) {
+				prom_endpoint_line(b, fields, names[c], views[c]->endpoints[i].name, "verdict",
+						   noise_verdict_name((enum noise_verdict)k));
+				buf_printf(b, "%" PRIu64 "\n", counts[k]);
+			}
 		}
-	}
 }
 
 static void metrics_errors(struct buf *b)
@@ -761,9 +893,8 @@ static void fp_prom_line(const struct fingerprint_view *v, void *arg)
 {
 	struct fp_prom *f = arg;
 
-	buf_printf(f->b, "%s{endpoint=\"", f->last_seen ? "miffy_fingerprint_last_seen_seconds" :
-		   "miffy_fingerprint_exchanges_total");
-	prom_escape_to(f->b, v->endpoint);
+	prom_endpoint_start(f->b, f->last_seen ? "miffy_fingerprint_last_seen_seconds" :
+			    "miffy_fingerprint_exchanges_total", v->candidate, v->endpoint);
 	buf_printf(f->b, "\",fingerprint=\"%s\"} ", v->fingerprint);
 	if (f->last_seen)
 		buf_printf(f->b, "%.3f\n", v->last_seen);
@@ -795,8 +926,46 @@ static void metrics_fingerprints(struct buf *b)
 		 c.suppressed);
 }
 
+/* The families with a candidate label, when there are several. */
+static void metrics_candidates(struct buf *b)
+{
+	const struct view *views[MIFFY_MAX_CANDIDATES];
+	const char *names[MIFFY_MAX_CANDIDATES];
+
+	if (!st.cands)
+		return;
+	for (unsigned k = 0; k < st.ncands && k < MIFFY_MAX_CANDIDATES; k++) {
+		views[k] = &st.cands[k].v;
+		names[k] = st.cands[k].name;
+	}
+	prom_family(b, "miffy_exchanges_by_candidate_total", "counter",
+		    "Finished exchanges by candidate and outcome (each exchange ends once per candidate).");
+	for (unsigned k = 0; k < st.ncands; k++)
+		for (int o = 0; o < OUTCOME_COUNT; o++)
+			buf_printf(b, "miffy_exchanges_by_candidate_total{candidate=\"%s\",outcome=\"%s\"} %" PRIu64 "\n",
+				   st.cands[k].name, outcome_name((enum outcome)o), st.cands[k].outcomes[o]);
+	prom_family(b, "miffy_replay_errors_by_candidate_total", "counter",
+		    "Failed candidate replays by candidate and reason.");
+	for (unsigned k = 0; k < st.ncands; k++)
+		for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+			if (st.cands[k].errors[e])
+				buf_printf(b, "miffy_replay_errors_by_candidate_total{candidate=\"%s\",reason=\"%s\"} %"
+					   PRIu64 "\n", st.cands[k].name, replay_error_name((enum replay_error)e),
+					   st.cands[k].errors[e]);
+	prom_family(b, "miffy_endpoint_exchanges_by_candidate_total", "counter",
+		    "Finished exchanges by candidate, endpoint and outcome.");
+	for (unsigned k = 0; k < st.ncands; k++)
+		metrics_endpoints(b, &st.cands[k].v, st.cands[k].name);
+	/* each candidate's compared share and verdicts: as the sum's, in
+	 * families of their own with a candidate label */
+	metrics_endpoint_shares(b, views, names, st.ncands < MIFFY_MAX_CANDIDATES ? st.ncands : MIFFY_MAX_CANDIDATES);
+	metrics_verdicts(b, views, names, st.ncands < MIFFY_MAX_CANDIDATES ? st.ncands : MIFFY_MAX_CANDIDATES);
+}
+
 char *stats_metrics_text(size_t *len)
 {
+	const struct view *all = &st.all;
+	const char *none = NULL;
 	const struct prom_metric spop[] = {
 		{ "miffy_spop_connections_accepted_total", "counter",
 		  "HAProxy connections accepted.", stats.conn_accepted },
@@ -846,7 +1015,7 @@ char *stats_metrics_text(size_t *len)
 	char slot[16];
 
 	buf_init(&b, STATS_TEXT_MAX);
-	ensure_tables();
+	ensure_tables(&st.all);
 	prom_family(&b, "miffy_build_info", "gauge", "Always 1; the version is a label.");
 	buf_printf(&b, "miffy_build_info{version=\"%s\"} 1\n", MIFFY_VERSION);
 	prom_family(&b, "miffy_uptime_seconds", "gauge", "Seconds since the agent started.");
@@ -882,8 +1051,10 @@ char *stats_metrics_text(size_t *len)
 	for (int a = 0; a < ANOMALY_COUNT; a++)
 		prom_labeled(&b, "miffy_anomalies_total", "kind", anomaly_name((enum anomaly)a),
 			     stats.anomalies[a]);
-	metrics_endpoints(&b);
-	metrics_verdicts(&b);
+	metrics_endpoints(&b, &st.all, NULL);
+	metrics_endpoint_shares(&b, &all, &none, 1);
+	metrics_verdicts(&b, &all, &none, 1);
+	metrics_candidates(&b);
 	prom_u64(&b, "miffy_exchanges_inflight", "gauge", "Exchanges in the table now.", stats.exchanges_inflight);
 
 	/* replay */
@@ -1062,12 +1233,12 @@ static void minutes_text(struct jsonw *w, const struct minutes *m)
 	jsonw_close(w, '}');
 }
 
-static bool endpoint_shown(size_t i)
+static bool endpoint_shown(const struct view *v, size_t i)
 {
-	const struct endpoint_stats *e = &st.endpoints[i];
+	const struct endpoint_stats *e = &v->endpoints[i];
 	uint64_t any = 0;
 
-	if (!e->name || (i >= st.nendpoints && i != STATS_MAX_ENDPOINTS))
+	if (!e->name || (i >= v->nendpoints && i != STATS_MAX_ENDPOINTS))
 		return false;
 	if (i < STATS_MAX_ENDPOINTS)
 		return true;
@@ -1076,7 +1247,9 @@ static bool endpoint_shown(size_t i)
 	return any != 0;
 }
 
-static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
+/* Endpoint e of view v; candidate: the view's candidate, NULL for the sum. */
+static void endpoint_text(struct jsonw *w, const struct view *v, const struct endpoint_stats *e,
+			  const char *candidate)
 {
 	uint64_t total = 0, compared;
 
@@ -1126,9 +1299,15 @@ static void endpoint_text(struct jsonw *w, const struct endpoint_stats *e)
 		jsonw_close(w, '}');
 	}
 	jsonw_close(w, '}');
-	/* Nothing unless a secondary is configured. */
-	if (st.noise && e != &st.endpoints[STATS_MAX_ENDPOINTS])
-		noise_stats_write(st.noise, e->name, "noise_fields", w);
+	if (st.noise && e != &v->endpoints[STATS_MAX_ENDPOINTS]) {
+		/* With several candidates, each has noise tables of its own;
+		 * nothing unless a secondary is configured. */
+		char *key = candidate ? noise_candidate_key(candidate, e->name) : NULL;
+
+		if (!candidate || key)
+			noise_stats_write(st.noise, key ? key : e->name, "noise_fields", w);
+		free(key);
+	}
 	minutes_text(w, &e->minutes);
 	jsonw_keyc(w, "last_differences");
 	jsonw_open(w, '[');
@@ -1175,6 +1354,11 @@ static void fp_json_entry(const struct fingerprint_view *v, void *arg)
 	jsonw_open(w, '{');
 	jsonw_keyc(w, "fingerprint");
 	jsonw_cstring(w, v->fingerprint);
+	if (v->candidate) {
+		/* several candidates: whose differences these are */
+		jsonw_keyc(w, "candidate");
+		jsonw_cstring(w, v->candidate);
+	}
 	key_u64(w, "count", v->count);
 	key_u64(w, "suppressed", v->suppressed);
 	log_stamp(v->first_seen, t, sizeof(t));
@@ -1212,6 +1396,20 @@ static void fingerprints_text(struct jsonw *w)
 	if (f.endpoint)
 		jsonw_close(w, ']');
 	jsonw_close(w, '}');
+	jsonw_close(w, '}');
+}
+
+/* `"endpoints":{...}` of view v (candidate: see endpoint_text). */
+static void endpoints_text(struct jsonw *w, const struct view *v, const char *candidate)
+{
+	jsonw_keyc(w, "endpoints");
+	jsonw_open(w, '{');
+	for (size_t i = 0; v->endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		if (!endpoint_shown(v, i))
+			continue;
+		jsonw_keyc(w, v->endpoints[i].name);
+		endpoint_text(w, v, &v->endpoints[i], candidate);
+	}
 	jsonw_close(w, '}');
 }
 
@@ -1343,15 +1541,31 @@ char *stats_json_text(size_t *len)
 		jsonw_close(&w, '}');
 	}
 	fingerprints_text(&w);
-	jsonw_keyc(&w, "endpoints");
-	jsonw_open(&w, '{');
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		if (!endpoint_shown(i))
-			continue;
-		jsonw_keyc(&w, st.endpoints[i].name);
-		endpoint_text(&w, &st.endpoints[i]);
+	endpoints_text(&w, &st.all, NULL);
+	if (st.cands) {
+		jsonw_keyc(&w, "candidates");
+		jsonw_open(&w, '{');
+		for (unsigned k = 0; k < st.ncands; k++) {
+			const struct candidate_stats *c = &st.cands[k];
+
+			jsonw_keyc(&w, c->name);
+			jsonw_open(&w, '{');
+			jsonw_keyc(&w, "outcomes");
+			jsonw_open(&w, '{');
+			for (int i = 0; i < OUTCOME_COUNT; i++)
+				key_u64(&w, outcome_name((enum outcome)i), c->outcomes[i]);
+			jsonw_close(&w, '}');
+			jsonw_keyc(&w, "errors");
+			jsonw_open(&w, '{');
+			for (int e = REPLAY_OK + 1; e < REPLAY_ERROR_COUNT; e++)
+				if (c->errors[e])
+					key_u64(&w, replay_error_name((enum replay_error)e), c->errors[e]);
+			jsonw_close(&w, '}');
+			endpoints_text(&w, &c->v, c->name);
+			jsonw_close(&w, '}');
+		}
+		jsonw_close(&w, '}');
 	}
-	jsonw_close(&w, '}');
 	jsonw_close(&w, '}');
 	buf_add(&w.b, "\n", 1);
 	return buf_take(&w.b, len);
@@ -1451,11 +1665,11 @@ int stats_export(struct snapshot *s)
 	for (int h = 0; h < LAT_SOURCE_COUNT; h++)
 		hist_export(&s->hists[h], &st.latency[h], 0);
 	hist_export(&s->hists[SNAPSHOT_HIST_ACK], &st.ack, st.ack_max);
-	for (size_t i = 0; st.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
-		const struct endpoint_stats *e = &st.endpoints[i];
+	for (size_t i = 0; st.all.endpoints && i <= STATS_MAX_ENDPOINTS; i++) {
+		const struct endpoint_stats *e = &st.all.endpoints[i];
 		struct snapshot_endpoint *out;
 
-		if (!endpoint_shown(i))
+		if (!endpoint_shown(&st.all, i))
 			continue;
 		out = snapshot_add_endpoint(s, e->name);
 		if (!out)
@@ -1497,7 +1711,7 @@ void stats_import(const struct snapshot *s)
 		st.ack_max = s->hists[SNAPSHOT_HIST_ACK].max;
 	for (size_t i = 0; i < s->nendpoints; i++) {
 		const struct snapshot_endpoint *in = &s->endpoints[i];
-		struct endpoint_stats *e = endpoint_get(in->name);
+		struct endpoint_stats *e = endpoint_get(&st.all, in->name);
 
 		if (!e)
 			return;

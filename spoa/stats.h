@@ -127,6 +127,14 @@ void stats_set_noise(const struct noise *n);
 struct latency_rule;
 void stats_set_latency_rule(const struct latency_rule *rule);
 
+/* Names the candidates, in order (exchange.candidate indexes them). With
+ * two or more, /stats and /metrics add a view per candidate (the
+ * "candidates" object; the *_by_candidate_total families) and the
+ * top-level counts are their sum: each exchange ends once per candidate.
+ * With one, the top level is that candidate's and no view is added.
+ * Returns 0, -1 on ENOMEM (no views then). */
+int stats_set_candidates(const char *const *names, unsigned n);
+
 /* Lets /stats and /metrics show the dashboard samples' counters. s is
  * borrowed: call stats_set_samples(NULL) before freeing it. */
 struct samples;

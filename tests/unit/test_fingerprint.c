@@ -141,8 +141,8 @@ static void seen_add(const struct fingerprint_view *v, void *arg)
 {
 	struct seen *s = arg;
 
-	s->len += (size_t)snprintf(s->text + s->len, sizeof(s->text) - s->len, "%s|%s|%llu|%llu|%s;",
-				   v->endpoint, v->fingerprint, (unsigned long long)v->count,
+	s->len += (size_t)snprintf(s->text + s->len, sizeof(s->text) - s->len, "%s%s%s|%s|%llu|%llu|%s;",
+				   v->candidate ? v->candidate : "", v->candidate ? "@" : "", v->endpoint, v->fingerprint, (unsigned long long)v->count,
 				   (unsigned long long)v->suppressed, v->sample_id ? v->sample_id : "-");
 }
 
@@ -163,18 +163,42 @@ static void test_table_counts_per_endpoint_and_fingerprint_with_a_sample(void **
 	struct seen s = { .len = 0 };
 
 	(void)state;
-	assert_true(fingerprints_note(t, "GET /a", "00000000000000aa", true, 10));
-	assert_true(fingerprints_note(t, "GET /a", "00000000000000aa", true, 11));
-	assert_true(fingerprints_note(t, "GET /a", "00000000000000bb", true, 12));
-	assert_true(fingerprints_note(t, "GET /b", "00000000000000aa", true, 13));
-	fingerprints_sampled(t, "GET /a", "00000000000000aa", "id-2");
-	fingerprints_sampled(t, "GET /c", "00000000000000aa", "nobody");
+	assert_true(fingerprints_note(t, NULL, "GET /a", "00000000000000aa", true, 10));
+	assert_true(fingerprints_note(t, NULL, "GET /a", "00000000000000aa", true, 11));
+	assert_true(fingerprints_note(t, NULL, "GET /a", "00000000000000bb", true, 12));
+	assert_true(fingerprints_note(t, NULL, "GET /b", "00000000000000aa", true, 13));
+	fingerprints_sampled(t, NULL, "GET /a", "00000000000000aa", "id-2");
+	fingerprints_sampled(t, NULL, "GET /c", "00000000000000aa", "nobody");
 	assert_int_equal(fingerprints_each(t, seen_add, &s), 0);
 	assert_string_equal(s.text, "GET /a|00000000000000aa|2|0|id-2;GET /a|00000000000000bb|1|0|-;"
 			    "GET /b|00000000000000aa|1|0|-;");
 	fingerprints_counts(t, &c);
 	assert_int_equal(c.entries, 3);
 	assert_int_equal(c.evicted, 0);
+	fingerprints_free(t);
+}
+
+/* Several candidates: each candidate's entries, samples and limit are its
+ * own, for the same endpoint and fingerprint. */
+static void test_each_candidate_has_entries_and_a_limit_of_its_own(void **state)
+{
+	struct fingerprints *t = table(100, 1, 60);
+	struct fingerprint_counts c;
+	struct seen s = { .len = 0 };
+
+	(void)state;
+	assert_true(fingerprints_note(t, "v2", "GET /a", "00000000000000aa", true, 10));
+	assert_false(fingerprints_note(t, "v2", "GET /a", "00000000000000aa", true, 11));
+	/* another candidate's first message of that fingerprint is sent */
+	assert_true(fingerprints_note(t, "v3", "GET /a", "00000000000000aa", true, 12));
+	assert_true(fingerprints_note(t, NULL, "GET /a", "00000000000000aa", true, 13));
+	fingerprints_sampled(t, "v3", "GET /a", "00000000000000aa", "id-3@v3");
+	assert_int_equal(fingerprints_each(t, seen_add, &s), 0);
+	assert_string_equal(s.text, "GET /a|00000000000000aa|1|0|-;v2@GET /a|00000000000000aa|2|1|-;"
+			    "v3@GET /a|00000000000000aa|1|0|id-3@v3;");
+	fingerprints_counts(t, &c);
+	assert_int_equal(c.entries, 3);
+	assert_int_equal(c.suppressed, 1);
 	fingerprints_free(t);
 }
 
@@ -185,18 +209,18 @@ static void test_limit_sends_the_first_n_per_interval_and_counts_the_rest(void *
 	struct seen s = { .len = 0 };
 
 	(void)state;
-	assert_true(fingerprints_note(t, "e", "f1", true, 100));
-	assert_true(fingerprints_note(t, "e", "f1", true, 101));
-	assert_false(fingerprints_note(t, "e", "f1", true, 102));
-	assert_false(fingerprints_note(t, "e", "f1", true, 159));
+	assert_true(fingerprints_note(t, NULL, "e", "f1", true, 100));
+	assert_true(fingerprints_note(t, NULL, "e", "f1", true, 101));
+	assert_false(fingerprints_note(t, NULL, "e", "f1", true, 102));
+	assert_false(fingerprints_note(t, NULL, "e", "f1", true, 159));
 	/* Another fingerprint has its own allowance. */
-	assert_true(fingerprints_note(t, "e", "f2", true, 103));
+	assert_true(fingerprints_note(t, NULL, "e", "f2", true, 103));
 	/* One not to be sent takes none of the allowance. */
-	assert_true(fingerprints_note(t, "e", "f3", false, 103));
-	assert_true(fingerprints_note(t, "e", "f3", true, 103));
-	assert_true(fingerprints_note(t, "e", "f3", true, 103));
+	assert_true(fingerprints_note(t, NULL, "e", "f3", false, 103));
+	assert_true(fingerprints_note(t, NULL, "e", "f3", true, 103));
+	assert_true(fingerprints_note(t, NULL, "e", "f3", true, 103));
 	/* The next interval sends again. */
-	assert_true(fingerprints_note(t, "e", "f1", true, 160));
+	assert_true(fingerprints_note(t, NULL, "e", "f1", true, 160));
 	fingerprints_counts(t, &c);
 	assert_int_equal(c.suppressed, 2);
 	assert_int_equal(fingerprints_each(t, seen_add, &s), 0);
@@ -211,10 +235,10 @@ static void test_full_table_evicts_the_least_recently_seen_and_counts_it(void **
 	struct seen s = { .len = 0 };
 
 	(void)state;
-	fingerprints_note(t, "e", "f1", true, 1);
-	fingerprints_note(t, "e", "f2", true, 2);
-	fingerprints_note(t, "e", "f1", true, 3);
-	fingerprints_note(t, "e", "f3", true, 4);  /* f2 goes */
+	fingerprints_note(t, NULL, "e", "f1", true, 1);
+	fingerprints_note(t, NULL, "e", "f2", true, 2);
+	fingerprints_note(t, NULL, "e", "f1", true, 3);
+	fingerprints_note(t, NULL, "e", "f3", true, 4);  /* f2 goes */
 	fingerprints_counts(t, &c);
 	assert_int_equal(c.entries, 2);
 	assert_int_equal(c.evicted, 1);
@@ -246,6 +270,7 @@ int main(void)
 		cmocka_unit_test(test_different_kind_or_path_or_where_gives_another_fingerprint),
 		cmocka_unit_test(test_candidate_errors_fingerprint_their_error),
 		cmocka_unit_test(test_table_counts_per_endpoint_and_fingerprint_with_a_sample),
+		cmocka_unit_test(test_each_candidate_has_entries_and_a_limit_of_its_own),
 		cmocka_unit_test(test_limit_sends_the_first_n_per_interval_and_counts_the_rest),
 		cmocka_unit_test(test_full_table_evicts_the_least_recently_seen_and_counts_it),
 		cmocka_unit_test(test_bad_limits_are_refused),

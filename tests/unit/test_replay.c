@@ -323,11 +323,13 @@ static struct fixture *current;
 
 /* The engine of the group being run: NULL is the default ("auto"). */
 static char *engine;
+static char candidate_name[] = "candidate";
 static char engine_curl[] = "curl";
 
-static void on_done(void *arg, enum replay_role role, struct http_response *resp)
+static void on_done(void *arg, enum replay_role role, unsigned candidate, struct http_response *resp)
 {
 	struct result *res = arg;
+	(void)candidate;
 
 	res->calls++;
 	res->role = role;
@@ -371,7 +373,8 @@ static int setup(void **state)
 	if (!f->loop)
 		return -1;
 	ev_init(&f->guard, on_guard);
-	f->cfg.candidate = f->url;
+	f->cfg.cands[0] = (struct candidate_target){ .name = candidate_name, .url = f->url };
+	f->cfg.ncandidates = 1;
 	f->cfg.connect_timeout = 1.0;
 	f->cfg.timeout = 2.0;
 	f->cfg.max_concurrent = 16;
@@ -447,7 +450,7 @@ static int try_start(struct fixture *f, enum replay_role role, replay_done_fn do
 	struct replay_request rq;
 	int built = request_build(&rq, replay_rules(f->replay), f->x.method, f->x.path, f->x.query,
 				  &f->x.req_headers, f->x.req_body, f->x.req_body_len);
-	int rc = replay_start(f->replay, role, built == 0 ? &rq : NULL, done, res, xfer);
+	int rc = replay_start(f->replay, role, 0, built == 0 ? &rq : NULL, done, res, xfer);
 
 	if (built == 0)
 		request_clear(&rq);
@@ -1052,11 +1055,11 @@ static void test_cancel_gives_no_callback(void **state)
 static struct replay_xfer *pair[2];
 
 /* Like an exchange ending: the first answer cancels its sibling. */
-static void on_done_cancel_other(void *arg, enum replay_role role, struct http_response *resp)
+static void on_done_cancel_other(void *arg, enum replay_role role, unsigned candidate, struct http_response *resp)
 {
 	int me = arg == &current->res[0] ? 0 : 1;
 
-	on_done(arg, role, resp);
+	on_done(arg, role, candidate, resp);
 	pair[me] = NULL;
 	if (pair[!me]) {
 		replay_cancel(current->replay, pair[!me]);
@@ -1376,7 +1379,7 @@ static void assert_refused(struct fixture *f, const char *candidate, const char 
 
 	snprintf(f->url, sizeof(f->url), "%s", candidate ? candidate : "");
 	snprintf(f->url2, sizeof(f->url2), "%s", secondary ? secondary : "");
-	f->cfg.candidate = candidate ? f->url : NULL;
+	f->cfg.ncandidates = candidate ? 1 : 0;
 	f->cfg.secondary = secondary ? f->url2 : NULL;
 	f->err[0] = '\0';
 	r = replay_new(f->loop, &f->cfg, f->err, sizeof(f->err));

@@ -547,6 +547,104 @@ static void test_the_compared_share_and_shedding_are_per_endpoint(void **state)
 	free(text);
 }
 
+/* Several candidates: a view each, the top level their sum; the reference
+ * and the secondary counted once per exchange. */
+static void test_several_candidates_have_a_view_each_and_the_top_level_sums(void **state)
+{
+	static const char *const names[] = { "same", "new" };
+	struct exchange x = make_exchange("c1", "GET /c", 5, 7);
+	struct diff_list d = { 0 };
+	cJSON *doc, *views;
+	size_t len;
+	char *text;
+
+	(void)state;
+	assert_int_equal(stats_set_candidates(names, 2), 0);
+	add_diff(&d, DIFF_BODY, "/price", false);
+	x.want[ROLE_SECONDARY] = x.have[ROLE_SECONDARY] = true;
+	x.replies[ROLE_SECONDARY].error = REPLAY_TIMEOUT;
+	stats_exchange_done(&x, OUTCOME_EQUAL, NULL);           /* candidate 0, "same" */
+	x.candidate = 1;
+	x.replies[ROLE_CANDIDATE].latency_ms = 9;
+	stats_exchange_done(&x, OUTCOME_DIFFERENT, &d);         /* candidate 1, "new" */
+	x.replies[ROLE_CANDIDATE].error = REPLAY_CONNECT;
+	stats_exchange_done(&x, OUTCOME_CANDIDATE_ERROR, NULL);
+	stats_request_dropped();
+
+	doc = stats_json();
+	assert_int_equal(num(doc, "outcomes.equal"), 1);
+	assert_int_equal(num(doc, "outcomes.different"), 1);
+	assert_int_equal(num(doc, "outcomes.dropped"), 2);     /* lost to both */
+	assert_int_equal(num(doc, "replays.secondary.errors.timeout"), 1);
+	assert_int_equal(num(doc, "replays.candidate.errors.connect"), 1);
+	assert_int_equal(num(endpoint_doc(doc, "GET /c"), "total"), 3);
+	assert_int_equal(num(endpoint_doc(doc, "GET /c"), "latency_ms.reference.count"), 1);
+	assert_int_equal(num(endpoint_doc(doc, "GET /c"), "latency_ms.candidate.count"), 2);
+	views = cJSON_GetObjectItemCaseSensitive(doc, "candidates");
+	assert_non_null(views);
+	assert_int_equal(cJSON_GetArraySize(views), 2);
+	assert_string_equal(cJSON_GetArrayItem(views, 0)->string, "same");   /* in the order given */
+	assert_int_equal(num(views, "same.outcomes.equal"), 1);
+	assert_int_equal(num(views, "same.outcomes.dropped"), 1);
+	assert_int_equal(num(views, "new.outcomes.different"), 1);
+	assert_int_equal(num(views, "new.outcomes.candidate_error"), 1);
+	assert_int_equal(num(views, "new.errors.connect"), 1);
+	assert_null(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(views, "same"), "errors"), "connect"));
+	assert_int_equal(num(views, "same.endpoints.GET /c.compared"), 1);
+	assert_int_equal(num(views, "new.endpoints.GET /c.fields.body:/price.raw"), 1);
+	assert_int_equal(num(views, "new.endpoints.GET /c.latency_ms.candidate.max"), 9);
+	assert_int_equal(num(views, "same.endpoints.GET /c.latency_ms.candidate.max"), 7);
+	cJSON_Delete(doc);
+
+	text = stats_metrics_text(&len);
+	assert_true(has_line(text, "miffy_exchanges_total{outcome=\"different\"} 1"));
+	assert_true(has_line(text, "miffy_exchanges_by_candidate_total{candidate=\"same\",outcome=\"equal\"} 1"));
+	assert_true(has_line(text, "miffy_exchanges_by_candidate_total{candidate=\"new\",outcome=\"different\"} 1"));
+	assert_true(has_line(text, "miffy_exchanges_by_candidate_total{candidate=\"new\",outcome=\"equal\"} 0"));
+	assert_true(has_line(text, "miffy_replay_errors_by_candidate_total{candidate=\"new\",reason=\"connect\"} 1"));
+	assert_true(has_line(text, "miffy_endpoint_exchanges_by_candidate_total{candidate=\"new\",endpoint=\"GET /c\","
+			     "outcome=\"different\"} 1"));
+	assert_true(has_line(text, "miffy_endpoint_exchanges_total{endpoint=\"GET /c\",outcome=\"equal\"} 1"));
+	/* each candidate's compared share and verdicts, beside the sum's */
+	assert_true(has_line(text, "miffy_endpoint_compared_ratio{endpoint=\"GET /c\"} 0.6667"));
+	assert_true(has_line(text, "miffy_endpoint_compared_by_candidate_ratio{candidate=\"same\",endpoint=\"GET /c\"} 1.0000"));
+	assert_true(has_line(text, "miffy_endpoint_compared_by_candidate_ratio{candidate=\"new\",endpoint=\"GET /c\"} 0.5000"));
+	assert_non_null(strstr(text, "\nmiffy_endpoint_latency_verdict_by_candidate{candidate=\"new\",endpoint=\"GET /c\",verdict=\""));
+	assert_non_null(strstr(text, "\nmiffy_endpoint_latency_ratio_by_candidate{candidate=\"same\",endpoint=\"GET /c\",quantile=\"0.5\"} "));
+	free(text);
+	doc = stats_json();
+	views = cJSON_GetObjectItemCaseSensitive(doc, "candidates");
+	assert_true(num(views, "same.endpoints.GET /c.compared_pct") == 100.0);
+	assert_true(num(views, "new.endpoints.GET /c.compared_pct") == 50.0);
+	assert_non_null(cJSON_GetObjectItemCaseSensitive(
+		cJSON_GetObjectItemCaseSensitive(endpoint_doc(doc, "GET /c"), "latency_verdict"), "verdict"));
+	cJSON_Delete(doc);
+	diff_list_clear(&d);
+}
+
+/* One candidate: the top level is its view, nothing is added. */
+static void test_one_candidate_adds_no_view(void **state)
+{
+	static const char *const names[] = { "candidate" };
+	struct exchange x = make_exchange("c1", "GET /c", 5, 7);
+	cJSON *doc;
+	size_t len;
+	char *text;
+
+	(void)state;
+	assert_int_equal(stats_set_candidates(names, 1), 0);
+	stats_exchange_done(&x, OUTCOME_EQUAL, NULL);
+	stats_request_dropped();
+	doc = stats_json();
+	assert_null(cJSON_GetObjectItemCaseSensitive(doc, "candidates"));
+	assert_int_equal(num(doc, "outcomes.dropped"), 1);
+	cJSON_Delete(doc);
+	text = stats_metrics_text(&len);
+	assert_null(strstr(text, "_by_candidate"));
+	free(text);
+}
+
 static void test_endpoints_past_the_cap_share_other(void **state)
 {
 	char name[32];
@@ -799,6 +897,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_latency_verdicts_in_stats_and_metrics, reset, reset),
 		cmocka_unit_test_setup_teardown(test_failed_replays_count_as_errors_not_latency, reset, reset),
 		cmocka_unit_test_setup_teardown(test_the_compared_share_and_shedding_are_per_endpoint, reset, reset),
+		cmocka_unit_test_setup_teardown(test_several_candidates_have_a_view_each_and_the_top_level_sums, reset, reset),
+		cmocka_unit_test_setup_teardown(test_one_candidate_adds_no_view, reset, reset),
 		cmocka_unit_test_setup_teardown(test_endpoints_past_the_cap_share_other, reset, reset),
 		cmocka_unit_test_setup_teardown(test_compare_troubles_are_counted_as_concluded, reset, reset),
 		cmocka_unit_test_setup_teardown(test_reset_puts_counters_and_endpoints_back_to_zero, reset, reset),
