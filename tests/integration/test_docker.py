@@ -80,7 +80,7 @@ def test_the_image_runs_as_a_non_root_user_and_prints_its_help():
     user = sh(DOCKER, "image", "inspect", IMAGE, "--format", "{{.Config.User}}").stdout.strip()
     assert user == "miffy:miffy"
     r = sh(DOCKER, "run", "--rm", "--network", "host", IMAGE)
-    assert "--candidate URL" in r.stdout
+    assert "--candidate [NAME=]URL" in r.stdout
     r = sh(DOCKER, "run", "--rm", "--network", "host", "--entrypoint", "id", IMAGE)
     assert r.stdout.startswith("uid=10001(miffy) gid=10001(miffy)"), r.stdout
 

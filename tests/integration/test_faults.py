@@ -7,6 +7,7 @@ listens on loopback. Figures are printed (run pytest with -s to see them)
 and written to $MIFFY_BUILD/figures/faults_*.json."""
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -530,3 +531,115 @@ def good_peer(port):
         return ok
     except (OSError, ConnectionError, AssertionError):
         return False
+
+
+# The shipped breaker, seen from HAProxy's own log: each request's accept
+# time, its SPOE error, and whether the shipped send condition held (a rule
+# with the same condition as the send-spoe-group line, added before it).
+BREAKER_LOG = re.compile(r"\[(\d+/\w+/\d+):(\d+):(\d+):(\d+)\.(\d+)\] .* miffy_error=(\S+) sent=(\S+) ")
+
+
+def breaker_cfg(cfg):
+    send = "    http-response send-spoe-group miffy miffy-tx if "
+    line = next(x for x in cfg.splitlines() if x.startswith(send))
+    cfg = cfg.replace(line, line.replace(send, "    http-response set-var(txn.sent) bool(true) if ") + "\n" + line)
+    return cfg.replace(" %{+Q}r", " sent=%[var(txn.sent)] %{+Q}r", 1)
+
+
+def breaker_log(hap):
+    """(accept time in s since midnight, timed out, sent) per request."""
+    rows = []
+    for m in BREAKER_LOG.finditer(hap.proc.log()):
+        t = int(m[2]) * 3600 + int(m[3]) * 60 + int(m[4]) + int(m[5]) / 1000
+        rows.append((t, m[6] == "1", m[7] == "1"))
+    return sorted(rows)
+
+
+def log_clock(t):
+    """A time.time() as seconds since local midnight, the clock of breaker_log."""
+    return t - time.mktime(time.localtime(t)[:3] + (0, 0, 0, 0, 0, -1))
+
+
+def bursts(times, gap=0.05):
+    """Groups sorted times into bursts separated by more than gap."""
+    out = []
+    for t in times:
+        if out and t - out[-1][-1] <= gap:
+            out[-1].append(t)
+        else:
+            out.append([t])
+    return out
+
+
+def test_a_burst_of_late_acks_stops_shadowing_for_100ms_not_a_second(stack):
+    """A healthy agent frozen for 60 ms (a busy host's scheduler, a page
+    fault storm): the events in flight time out, the breaker opens, and
+    HAProxy sends events again about 100 ms later; the clients see nothing
+    but the 10 ms timeout."""
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    agent = stack.miffy(candidate=cand.url, admin=True)
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped", cfg_edit=breaker_cfg)
+    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    time.sleep(1.5)           # past any breaker opened by the start
+    frozen = log_clock(time.time())
+    agent.proc.signal(signal.SIGSTOP)
+    time.sleep(0.06)
+    agent.proc.signal(signal.SIGCONT)
+    time.sleep(2.0)
+    fig = load.stop()
+    assert not load.errors, load.errors[:5]
+    assert not load.held, load.held[:5]
+    rows = breaker_log(hap)
+    # The events in flight during the freeze (accepted from 50 ms before
+    # it, for the log's millisecond clock): the breaker opened at the second
+    # timeout.
+    timeouts = [t for t, out, _ in rows if out and frozen - 0.05 <= t <= frozen + 0.2]
+    assert len(timeouts) >= 2, f"the freeze timed out {len(timeouts)} events"
+    opened = timeouts[1]
+    after = [(t, sent) for t, out, sent in rows if t > opened]
+    skipped = [t for t, sent in after if not sent]
+    resumed = next((t for t, sent in after if sent and t > opened + 0.01), None)
+    assert skipped, "no request went unshadowed after two timeouts: the breaker did not open"
+    assert resumed is not None, "HAProxy never sent an event again"
+    fig.update({"timeouts": len(timeouts), "open_s": round(resumed - opened, 3)})
+    record_figure("breaker_burst", fig)
+    # 100 ms open (0.4 s if the loaded machine tripped it within the last
+    # second); the breaker before this one stayed open 1 s.
+    assert resumed - opened < 0.8, fig
+
+
+def test_a_stalled_agent_costs_at_most_three_bursts_before_down(stack):
+    """SIGSTOP until HAProxy marks the agent DOWN: the breaker reopens for
+    4 times as long each time (100 ms, 400 ms, 1.6 s), so the requests in
+    flight pay the 10 ms timeout in at most three bursts before the check
+    marks the agent down, each farther from the one before."""
+    ref = stack.backend(name="ref", mode="static", body=BODY)
+    cand = stack.backend(name="cand", mode="static", body=BODY)
+    agent = stack.miffy(candidate=cand.url, admin=True)
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped", cfg_edit=breaker_cfg)
+    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
+    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
+    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    time.sleep(2.5)           # past any breaker opened by the start
+    t0 = time.time()
+    agent.proc.signal(signal.SIGSTOP)
+    wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the stalled agent DOWN")
+    down = time.time() - t0
+    time.sleep(0.3)
+    agent.proc.signal(signal.SIGCONT)
+    fig = load.stop()
+    assert not load.errors, load.errors[:5]
+    assert not load.held, load.held[:5]
+    rows = breaker_log(hap)
+    start = log_clock(t0) - 0.05
+    stall = [t for t, out, _ in rows if out and start <= t <= start + down + 0.1]
+    found = bursts(stall)
+    fig.update({"seconds_to_down": round(down, 2), "bursts": [(round(b[0] - start, 3), len(b)) for b in found]})
+    record_figure("breaker_stall", fig)
+    assert 1 <= len(found) <= 3, fig
+    if len(found) == 3:
+        gaps = [found[1][0] - found[0][0], found[2][0] - found[1][0]]
+        assert gaps[1] > 2 * gaps[0], fig
