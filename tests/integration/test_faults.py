@@ -162,16 +162,23 @@ def test_agent_killed_and_restarted_under_load(stack):
     assert agent.stop() == 0
 
 
-def test_agent_stalled_under_load(stack):
-    """SIGSTOP for 3 s under load (a frozen agent: connections open, nothing
-    answered), then SIGCONT: no client error, none held past HELD_S."""
+def shipped_under_load(stack, cfg_edit=None):
+    """An agent behind HAProxy with the shipped timeouts, 4 clients sending
+    until stopped; returns (agent, hap, load) once 20 exchanges compared."""
     ref = stack.backend(name="ref", mode="static", body=BODY)
     cand = stack.backend(name="cand", mode="static", body=BODY)
     agent = stack.miffy(candidate=cand.url, admin=True)
-    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped")
+    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped", cfg_edit=cfg_edit)
     wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
     load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
     wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    return agent, hap, load
+
+
+def test_agent_stalled_under_load(stack):
+    """SIGSTOP for 3 s under load (a frozen agent: connections open, nothing
+    answered), then SIGCONT: no client error, none held past HELD_S."""
+    agent, hap, load = shipped_under_load(stack)
     agent.proc.signal(signal.SIGSTOP)
     t_stop = time.time()
     wait_for(lambda: hap_agent_status(hap) == "DOWN", 10, what="HAProxy marks the stalled agent DOWN")
@@ -576,13 +583,7 @@ def test_a_burst_of_late_acks_stops_shadowing_for_100ms_not_a_second(stack):
     fault storm): the events in flight time out, the breaker opens, and
     HAProxy sends events again about 100 ms later; the clients see nothing
     but the 10 ms timeout."""
-    ref = stack.backend(name="ref", mode="static", body=BODY)
-    cand = stack.backend(name="cand", mode="static", body=BODY)
-    agent = stack.miffy(candidate=cand.url, admin=True)
-    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped", cfg_edit=breaker_cfg)
-    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
-    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
-    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    agent, hap, load = shipped_under_load(stack, cfg_edit=breaker_cfg)
     time.sleep(1.5)           # past any breaker opened by the start
     frozen = log_clock(time.time())
     agent.proc.signal(signal.SIGSTOP)
@@ -616,13 +617,7 @@ def test_a_stalled_agent_costs_at_most_three_bursts_before_down(stack):
     4 times as long each time (100 ms, 400 ms, 1.6 s), so the requests in
     flight pay the 10 ms timeout in at most three bursts before the check
     marks the agent down, each farther from the one before."""
-    ref = stack.backend(name="ref", mode="static", body=BODY)
-    cand = stack.backend(name="cand", mode="static", body=BODY)
-    agent = stack.miffy(candidate=cand.url, admin=True)
-    hap = stack.haproxy(reference=ref, agent=agent, timeouts="shipped", cfg_edit=breaker_cfg)
-    wait_for(lambda: hap_agent_status(hap) == "UP", 10, what="agent UP in HAProxy")
-    load = Load(hap.port, expect_body=json.loads(BODY), threads=4, max_requests=100000)
-    wait_for(lambda: stats(agent)["outcomes"]["equal"] >= 20, 20, what="20 equal exchanges")
+    agent, hap, load = shipped_under_load(stack, cfg_edit=breaker_cfg)
     time.sleep(2.5)           # past any breaker opened by the start
     t0 = time.time()
     agent.proc.signal(signal.SIGSTOP)

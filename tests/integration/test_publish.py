@@ -28,9 +28,13 @@ def validate(msg):
 class MockKafka:
     """build/miffy-mock-kafka: SIGUSR1 takes the broker down, SIGUSR2 back."""
 
-    def __init__(self, stack, topic="miffy", down=False):
+    def __init__(self, stack, topic="miffy", down=False, more_topics=(), partitions=None):
         self.topic = topic
         argv = [BUILD / "miffy-mock-kafka", "--topic", topic]
+        for t in more_topics:
+            argv += ["--topic", t]
+        if partitions:
+            argv += ["--partitions", str(partitions)]
         if down:
             argv.append("--down")
         self.proc = stack.start("mock-kafka", argv, stdout_pipe=True)

@@ -15,6 +15,7 @@ import confluent_kafka  # python3-confluent-kafka, installed by make deps
 from conftest import BUILD, WRAPPER, free_port, http_get, http_request, wait_for, wait_port
 from test_dashboard import browser  # noqa: F401 - the module's chromium fixture
 from test_fleet import drive, record_figure, wait_up
+from test_publish import MockKafka as PublishKafka
 
 TOPIC = "miffy"
 STATS_TOPIC = "miffy-stats"
@@ -23,24 +24,11 @@ REF_BODY = '{"name": "widget", "price": 10}'
 CAND_BODY = '{"name": "widget", "price": 12}'
 
 
-class MockKafka:
-    """build/miffy-mock-kafka with both topics; SIGUSR1 down, SIGUSR2 up."""
+class MockKafka(PublishKafka):
+    """The mock broker with both topics, several partitions."""
 
     def __init__(self, stack, partitions=3):
-        argv = [BUILD / "miffy-mock-kafka", "--topic", TOPIC, "--topic", STATS_TOPIC,
-                "--partitions", str(partitions)]
-        self.proc = stack.start("mock-kafka", argv, stdout_pipe=True)
-        self.bootstrap = self.proc.popen.stdout.readline().decode().strip()
-        assert self.bootstrap.startswith("127.0.0.1:"), self.proc.log()
-
-    def down(self):
-        self.proc.signal(signal.SIGUSR1)
-        wait_for(lambda: "brokers down" in self.proc.log(), 5, what="mock broker down")
-
-    def up(self):
-        before = self.proc.log().count("brokers up")
-        self.proc.signal(signal.SIGUSR2)
-        wait_for(lambda: self.proc.log().count("brokers up") > before, 5, what="mock broker up")
+        super().__init__(stack, TOPIC, more_topics=(STATS_TOPIC,), partitions=partitions)
 
     def produce(self, topic, value, key=None):
         p = confluent_kafka.Producer({"bootstrap.servers": self.bootstrap})
